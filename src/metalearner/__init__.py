@@ -1,0 +1,12 @@
+"""metalearner: learn from many related tasks so a model adapts to a new one from a few examples.
+
+Two ideas carry the package: a task generator (:mod:`metalearner.tasks`) turns data into a
+stream of small tasks, and a learning strategy (:mod:`metalearner.strategies`) learns from that
+stream and adapts to a new task.
+"""
+
+from metalearner.errors import ConfigError, DataError, MetalearnerError
+
+__version__ = "0.1.0"
+
+__all__ = ["ConfigError", "DataError", "MetalearnerError", "__version__"]

@@ -1,0 +1,26 @@
+"""Task generators: data in, a stream of small learning tasks out."""
+
+from metalearner.tasks.augment import with_rotations
+from metalearner.tasks.batch import TaskBatch, TaskSet, TaskSource, concat, iter_batches
+from metalearner.tasks.episodes import EpisodePlan, EpisodeSampler, EpisodeTaskSet
+from metalearner.tasks.labeled import LabeledSet, to_float
+from metalearner.tasks.regression import FixedTasks, SinusoidTasks
+from metalearner.tasks.splits import ClassSplit, random_split
+
+__all__ = [
+    "ClassSplit",
+    "EpisodePlan",
+    "EpisodeSampler",
+    "EpisodeTaskSet",
+    "FixedTasks",
+    "LabeledSet",
+    "SinusoidTasks",
+    "TaskBatch",
+    "TaskSet",
+    "TaskSource",
+    "concat",
+    "iter_batches",
+    "random_split",
+    "to_float",
+    "with_rotations",
+]

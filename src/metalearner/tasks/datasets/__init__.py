@@ -1,0 +1,1 @@
+"""Loaders that decode a dataset once into an in-memory :class:`LabeledSet`."""
