@@ -13,6 +13,12 @@ from metalearner.tasks import LabeledSet
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Decoded-data caches go to a folder of this test session, never the user's ~/.cache.
+    os.environ["METALEARNER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     # Tests must not depend on the global RNG; seeding it anyway keeps any slip reproducible.
@@ -46,6 +52,8 @@ def data_dir() -> Path:
     found = shared_data_dir()
     if found is None:
         if os.environ.get("METALEARNER_REQUIRE_DATA") == "1":
-            pytest.fail("METALEARNER_REQUIRE_DATA=1 but no data at METALEARNER_DATA or ../shared/data")
+            pytest.fail(
+                "METALEARNER_REQUIRE_DATA=1 but no data at METALEARNER_DATA or ../shared/data"
+            )
         pytest.skip("real data not found (set METALEARNER_DATA)")
     return found

@@ -43,8 +43,9 @@ class LabeledSet:
         if self.y.numel() and (int(self.y.min()) < 0 or int(self.y.max()) >= self.num_classes):
             raise DataError(f"{self.name} has labels outside 0..{self.num_classes - 1}.")
         if self.groups and len(self.groups) != self.num_classes:
-            raise DataError(f"{self.name} has {len(self.groups)} group names for "
-                            f"{self.num_classes} classes.")
+            raise DataError(
+                f"{self.name} has {len(self.groups)} group names for {self.num_classes} classes."
+            )
 
     @property
     def num_classes(self) -> int:
@@ -79,8 +80,9 @@ class LabeledSet:
         table = torch.where(valid, order[pos], torch.full_like(pos, -1))
         return table, counts
 
-    def with_classes(self, x: Tensor, y: Tensor, class_names: tuple[str, ...],
-                     groups: tuple[str, ...] = ()) -> LabeledSet:
+    def with_classes(
+        self, x: Tensor, y: Tensor, class_names: tuple[str, ...], groups: tuple[str, ...] = ()
+    ) -> LabeledSet:
         """A set with the same provenance and preprocessing and new contents."""
         return LabeledSet(x, y, class_names, groups, self.name, dict(self.preprocessing))
 

@@ -1,0 +1,220 @@
+"""A user's own data: a folder of class sub-folders of images, or a table with a label column.
+
+Both become a :class:`~metalearner.tasks.LabeledSet`, so a new task is sampled, adapted on and
+scored exactly like Omniglot. Class ids follow the sorted class names, so the same data always
+gets the same ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metalearner.errors import DataError
+from metalearner.tasks.datasets import cache
+from metalearner.tasks.datasets.images import IMAGE_SUFFIXES, ImageSettings, decode_many, list_tree
+from metalearner.tasks.labeled import LabeledSet
+
+_NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError)
+
+
+def load_image_folder(
+    path: Path | str,
+    *,
+    size: int | tuple[int, int] = 28,
+    channels: int = 1,
+    invert: bool = False,
+    resample: str = "lanczos",
+    use_cache: bool = True,
+) -> LabeledSet:
+    """Loads ``path/<class>/<image>`` files of any size and mode into one ``uint8`` tensor.
+
+    Images directly in ``path`` and files without an image ending (``.png``, ``.jpg``, ...) are
+    ignored; hidden files too. Decoded images are cached like Omniglot's (keyed by the files'
+    bytes and the settings), so a large folder is decoded once.
+
+    Args:
+        path: the folder; its sub-folders are the classes, named after them (sorted).
+        size: stored image side or ``(height, width)``; images are resized with antialiasing.
+        channels: 1 (grey) or 3 (RGB); images are converted to it.
+        invert: store ``255 - value``; use it for dark drawings on a light background (like
+            Omniglot) so the ink is high and the background 0.
+        resample: ``"lanczos"`` or ``"box"``.
+        use_cache: read and write the decoded ``.npz`` cache.
+
+    Raises:
+        DataError: the folder is missing or has no class sub-folders, a class folder has no
+            images, or an image is unreadable (naming it).
+
+    Example:
+        >>> data = load_image_folder("my_photos", size=84, channels=3)
+        >>> data.x.shape, data.class_names
+        (torch.Size([40, 3, 84, 84]), ('cat', 'dog'))
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder; give a folder with one sub-folder per class.")
+    settings = ImageSettings.of(size, channels=channels, invert=invert, resample=resample)
+    files = [n for n in list_tree(root) if n.count("/") >= 1 and n.lower().endswith(IMAGE_SUFFIXES)]
+    classes = sorted({n.split("/", 1)[0] for n in files})
+    empty = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    empty = [c for c in empty if c not in classes]
+    if empty:
+        raise DataError(
+            f"Class folder {root / empty[0]} has no images ({', '.join(IMAGE_SUFFIXES)}); "
+            "add images to it or remove it."
+        )
+    if not classes:
+        raise DataError(
+            f"{root} has no class sub-folders with images; make one sub-folder per class and "
+            "put that class's images in it."
+        )
+    ids = {c: i for i, c in enumerate(classes)}
+    key = cache.cache_key(
+        "folder", cache.source_digest((n, root / n) for n in files), settings.as_dict()
+    )
+
+    def build() -> cache.Arrays:
+        x = decode_many([root / n for n in files], settings, names=[str(root / n) for n in files])
+        return {"x": x, "y": np.array([ids[n.split("/", 1)[0]] for n in files], dtype=np.int64)}
+
+    arrays = cache.cached(
+        "folder",
+        key,
+        build,
+        required=("x", "y"),
+        enabled=use_cache,
+        check=lambda a: a["x"].shape == (len(files), channels, *settings.size),
+    )
+    return LabeledSet(
+        x=torch.from_numpy(np.ascontiguousarray(arrays["x"])),
+        y=torch.from_numpy(arrays["y"].astype(np.int64)),
+        class_names=tuple(classes),
+        name=str(root),
+        preprocessing=settings.as_dict(),
+    )
+
+
+def load_table(path: Path | str, *, label: str = "label") -> LabeledSet:
+    """Loads tabular data: a CSV with a header and a label column, or an ``.npz`` with x and y.
+
+    In a CSV, every column but ``label`` is a numeric feature; labels may be names or numbers.
+    An ``.npz`` holds ``x`` (``[M, ...]`` numbers) and ``y`` (``[M]`` labels); it is read with
+    ``allow_pickle=False``, so it never executes code. Features become ``float32``.
+
+    Args:
+        path: a ``.csv`` or ``.npz`` file.
+        label: the CSV's label column.
+
+    Raises:
+        DataError: the file is missing or unreadable, the label column is missing (listing the
+            columns there are), a row is ragged or a feature not a finite number (naming the
+            line and column), or the ``.npz`` lacks ``x``/``y`` or their lengths differ.
+
+    Example:
+        >>> data = load_table("flowers.csv", label="species")
+        >>> data.x.dtype, data.class_names
+        (torch.float32, ('setosa', 'versicolor', 'virginica'))
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError(f"{file} does not exist; give the path of a .csv or .npz file.")
+    if file.suffix.lower() == ".npz":
+        x, labels = _read_npz(file)
+    elif file.suffix.lower() == ".csv":
+        x, labels = _read_csv(file, label)
+    else:
+        raise DataError(f"{file} is neither .csv nor .npz; convert the table to one of them.")
+    # Numeric labels sort as numbers (2 before 10); names sort as text.
+    numeric = all(_is_number(v) for v in labels)
+    classes = sorted(set(labels), key=(lambda v: (float(v), v)) if numeric else None)
+    ids = {c: i for i, c in enumerate(classes)}
+    return LabeledSet(
+        x=torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+        y=torch.tensor([ids[v] for v in labels], dtype=torch.int64),
+        class_names=tuple(classes),
+        name=str(file),
+        preprocessing={"kind": "table", "features": int(np.prod(x.shape[1:])), "dtype": "float32"},
+    )
+
+
+def _read_csv(file: Path, label: str) -> tuple[np.ndarray, list[str]]:
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"Cannot read {file} ({err}); save it as a UTF-8 CSV.") from None
+    if not rows:
+        raise DataError(f"{file} is empty; give a CSV with a header row and one row per example.")
+    header = [h.strip() for h in rows[0]]
+    if label not in header:
+        raise DataError(
+            f"{file} has no label column {label!r} (its columns are {', '.join(header)}); "
+            "name the label column or pass its name as label."
+        )
+    col = header.index(label)
+    features = [h for i, h in enumerate(header) if i != col]
+    if not features:
+        raise DataError(f"{file} has only the label column; add feature columns.")
+    x = np.empty((len(rows) - 1, len(features)), dtype=np.float32)
+    labels: list[str] = []
+    n = 0
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(v.strip() for v in row):
+            continue  # blank lines, often at the end of a file
+        if len(row) != len(header):
+            raise DataError(
+                f"{file} line {line} has {len(row)} values but the header has {len(header)}; "
+                "give every row one value per column."
+            )
+        labels.append(row[col].strip())
+        values = [v for i, v in enumerate(row) if i != col]
+        for j, value in enumerate(values):
+            number = float(value) if _is_number(value) else math.nan
+            if not math.isfinite(number):
+                raise DataError(
+                    f"{file} line {line}, column {features[j]!r} is {value!r}, not a finite "
+                    "number; fix that value (features must be numbers)."
+                )
+            x[n, j] = number
+        n += 1
+    if n == 0:
+        raise DataError(f"{file} has a header but no rows; add one row per example.")
+    return x[:n], labels
+
+
+def _read_npz(file: Path) -> tuple[np.ndarray, list[str]]:
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except _NPZ_ERRORS as err:
+        raise DataError(
+            f"Cannot read {file} ({err}); save it with numpy.savez(file, x=..., y=...) and "
+            "without object arrays."
+        ) from None
+    if "x" not in arrays or "y" not in arrays:
+        raise DataError(
+            f"{file} holds {', '.join(arrays) or 'no arrays'}, not x and y; save it with "
+            "numpy.savez(file, x=features, y=labels)."
+        )
+    x, y = arrays["x"], arrays["y"]
+    if y.ndim != 1 or x.ndim < 1 or len(x) != len(y):
+        raise DataError(
+            f"{file} has x of shape {x.shape} and y of shape {y.shape}; give one label per row "
+            "of x (y of shape [M])."
+        )
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or not np.isfinite(x).all():
+        raise DataError(f"{file} has x that is not all finite numbers; clean x and save it again.")
+    return x.astype(np.float32), [str(v) for v in y.tolist()]
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,152 @@
+"""The episode sampler: shapes, labels, disjoint splits, determinism, uniformity, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from scipy.stats import chisquare
+
+from metalearner.errors import ConfigError, DataError
+from metalearner.tasks import (
+    ClassSplit,
+    EpisodeSampler,
+    LabeledSet,
+    iter_batches,
+    random_split,
+    to_float,
+    with_rotations,
+)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_shapes_and_dtypes(tiny_images: LabeledSet) -> None:
+    sampler = EpisodeSampler(tiny_images, torch.arange(12), ways=5, shots=2, queries=3)
+    b = sampler.sample(4, generator=gen(0))
+    assert b.support_x.shape == (4, 10, 1, 8, 8) and b.support_x.dtype == torch.float32
+    assert b.query_x.shape == (4, 15, 1, 8, 8) and b.query_x.dtype == torch.float32
+    assert b.support_y.shape == (4, 10) and b.support_y.dtype == torch.int64
+    assert b.query_y.shape == (4, 15) and b.query_y.dtype == torch.int64
+    assert b.classes is not None and b.classes.shape == (4, 5) and b.classes.dtype == torch.int64
+    assert b.num_tasks == 4 and b.ways == 5
+    assert float(b.support_x.min()) >= 0.0 and float(b.support_x.max()) <= 1.0
+
+
+def test_labels_match_classes_and_examples(tiny_images: LabeledSet) -> None:
+    sampler = EpisodeSampler(tiny_images, torch.arange(12), ways=4, shots=2, queries=3)
+    plan = sampler.plan(20, generator=gen(1))
+    b = sampler.gather(plan)
+    assert b.classes is not None
+    # Every gathered example belongs to the class its label stands for.
+    assert torch.equal(tiny_images.y[plan.rows], plan.classes[..., None].expand_as(plan.rows))
+    for t in range(b.num_tasks):
+        assert sorted(b.support_y[t].unique().tolist()) == [0, 1, 2, 3]
+        assert torch.bincount(b.query_y[t]).tolist() == [3, 3, 3, 3]
+        assert plan.classes[t].unique().numel() == 4  # N distinct classes
+        assert plan.rows[t].unique().numel() == 4 * 5  # no example used twice in a task
+        for x, y in zip(b.support_x[t], b.support_y[t], strict=True):
+            rows = (tiny_images.y == b.classes[t, y]).nonzero().flatten()
+            assert any(torch.equal(x, to_float(tiny_images.x[r])) for r in rows.tolist())
+
+
+def test_split_classes_disjoint_and_respected(tiny_images: LabeledSet) -> None:
+    split = random_split(12, train=6, val=3, seed=0)
+    sizes = split.sizes()
+    assert sizes == {"train": 6, "val": 3, "test": 3}
+    all_ids = torch.cat([split.train, split.val, split.test])
+    assert sorted(all_ids.tolist()) == list(range(12))
+    for name in ("train", "val", "test"):
+        sampler = EpisodeSampler(tiny_images, split[name], ways=3, shots=1, queries=1)
+        b = sampler.sample(50, generator=gen(2))
+        assert b.classes is not None
+        assert set(b.classes.flatten().tolist()) <= set(split[name].tolist())
+    with pytest.raises(ConfigError, match="two splits"):
+        ClassSplit(torch.tensor([0, 1]), torch.tensor([1]), torch.tensor([2]))
+    with pytest.raises(ConfigError, match="does not fit"):
+        random_split(12, train=10, val=3, seed=0)
+
+
+def test_same_seed_same_tasks_different_seed_different(tiny_images: LabeledSet) -> None:
+    sampler = EpisodeSampler(tiny_images, torch.arange(12), ways=5, shots=1, queries=2)
+    a = sampler.sample(8, generator=gen(7))
+    b = sampler.sample(8, generator=gen(7))
+    c = sampler.sample(8, generator=gen(8))
+    assert torch.equal(a.support_x, b.support_x) and torch.equal(a.query_x, b.query_x)
+    assert a.classes is not None and c.classes is not None
+    assert not torch.equal(a.classes, c.classes)
+    # The global RNG plays no part.
+    torch.manual_seed(0)
+    d = sampler.sample(8, generator=gen(7))
+    assert torch.equal(a.query_x, d.query_x)
+
+
+def test_fixed_task_set_is_identical_for_every_caller(tiny_images: LabeledSet) -> None:
+    sampler = EpisodeSampler(tiny_images, torch.arange(12), ways=3, shots=1, queries=2)
+    first, second = sampler.fixed(10, seed=5), sampler.fixed(10, seed=5)
+    assert len(first) == 10
+    joined = list(iter_batches(first, 4))
+    assert [b.num_tasks for b in joined] == [4, 4, 2]
+    whole = second.batch(0, 10)
+    assert torch.equal(torch.cat([b.query_x for b in joined]), whole.query_x)
+    assert not torch.equal(sampler.fixed(10, seed=6).batch(0, 10).query_x, whole.query_x)
+
+
+def test_classes_and_examples_drawn_uniformly(tiny_images: LabeledSet) -> None:
+    sampler = EpisodeSampler(tiny_images, torch.arange(12), ways=3, shots=1, queries=1)
+    plan = sampler.plan(4000, generator=gen(3))
+    class_counts = torch.bincount(plan.classes.flatten(), minlength=12)
+    assert chisquare(class_counts.numpy()).pvalue > 1e-3
+    row_counts = torch.bincount(plan.rows.flatten(), minlength=len(tiny_images))
+    assert chisquare(row_counts.numpy()).pvalue > 1e-3
+    # Every label position is filled by every class equally often (no order bias).
+    first = torch.bincount(plan.classes[:, 0], minlength=12)
+    assert chisquare(first.numpy()).pvalue > 1e-3
+
+
+def test_ragged_classes_never_sample_padding() -> None:
+    counts = [3, 9, 4, 5]
+    y = torch.cat([torch.full((c,), i) for i, c in enumerate(counts)])
+    x = torch.arange(len(y)).view(-1, 1).float()
+    data = LabeledSet(x, y, ("a", "b", "c", "d"), name="ragged")
+    sampler = EpisodeSampler(data, torch.arange(4), ways=2, shots=2, queries=1)
+    plan = sampler.plan(500, generator=gen(4))
+    assert int(plan.rows.min()) >= 0
+    assert torch.equal(data.y[plan.rows], plan.classes[..., None].expand_as(plan.rows))
+    # Class b's nine examples all get used, each about equally often.
+    used_b = plan.rows[plan.classes == 1].flatten()
+    assert chisquare(torch.bincount(used_b, minlength=len(y))[3:12].numpy()).pvalue > 1e-3
+
+
+def test_class_too_small_is_a_clear_error(tiny_images: LabeledSet) -> None:
+    with pytest.raises(DataError, match=r"'class00'.*6 examples.*shots \+ queries = 7"):
+        EpisodeSampler(tiny_images, torch.arange(12), ways=2, shots=2, queries=5)
+
+
+def test_more_ways_than_classes_is_a_clear_error(tiny_images: LabeledSet) -> None:
+    with pytest.raises(DataError, match="3 classes in this split but a task needs 5 ways"):
+        EpisodeSampler(tiny_images, torch.arange(3), ways=5, shots=1, queries=1)
+    with pytest.raises(DataError, match="not a task"):
+        EpisodeSampler(tiny_images, torch.arange(12), ways=0, shots=1, queries=1)
+
+
+def test_rotations_add_classes_for_the_given_split_only(tiny_images: LabeledSet) -> None:
+    split = random_split(12, train=6, val=3, seed=1)
+    data, train = with_rotations(tiny_images, split.train)
+    assert data.num_classes == 12 + 3 * 6 and len(train) == 24
+    assert train[:6].tolist() == split.train.tolist()
+    assert len(data) == len(tiny_images) + 3 * 6 * 6
+    # The original examples and ids are untouched; val/test classes get no rotated copies.
+    assert torch.equal(data.x[: len(tiny_images)], tiny_images.x)
+    c = int(split.train[2])
+    for i, angle in enumerate((90, 180, 270)):
+        new = 12 + i * 6 + 2
+        assert data.class_names[new] == f"class{c:02d}@rot{angle}"
+        expected = torch.rot90(tiny_images.x[tiny_images.y == c], k=angle // 90, dims=(-2, -1))
+        assert torch.equal(data.x[data.y == new], expected)
+    sampler = EpisodeSampler(data, train, ways=5, shots=1, queries=1)
+    b = sampler.sample(100, generator=gen(0))
+    assert b.classes is not None and int(b.classes.max()) >= 12
+    with pytest.raises(ConfigError, match="90, 180 or 270"):
+        with_rotations(tiny_images, split.train, angles=(45,))
