@@ -64,6 +64,9 @@ def tasks_demo(
     ways: Annotated[int, typer.Option(help="N, classes per task.")] = 5,
     shots: Annotated[int, typer.Option(help="K, support examples per class (or points).")] = 1,
     queries: Annotated[int, typer.Option(help="Q, query examples per class (or points).")] = 15,
+    download: Annotated[
+        bool, typer.Option(help="Fetch Omniglot from its canonical source if it is missing.")
+    ] = False,
     num_tasks: Annotated[int, typer.Option("--tasks", help="How many tasks to sample.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the task generator.")] = 0,
     out: Annotated[Path, typer.Option(help="Where to write the picture.")] = Path(
@@ -83,7 +86,13 @@ def tasks_demo(
         from metalearner.tasks.datasets.registry import load_for_demo
 
         data, sampler = load_for_demo(
-            dataset, data_dir=data_dir, path=path, ways=ways, shots=shots, queries=queries
+            dataset,
+            data_dir=data_dir,
+            path=path,
+            ways=ways,
+            shots=shots,
+            queries=queries,
+            download=download,
         )
         batch = sampler.sample(num_tasks, generator=torch.Generator().manual_seed(seed))
         written = episode_demo(data, batch, out=out, console=console)

@@ -24,7 +24,14 @@ def load_user_data(path: Path) -> LabeledSet:
 
 
 def load_for_demo(
-    dataset: str, *, data_dir: Path | None, path: Path | None, ways: int, shots: int, queries: int
+    dataset: str,
+    *,
+    data_dir: Path | None,
+    path: Path | None,
+    ways: int,
+    shots: int,
+    queries: int,
+    download: bool = False,
 ) -> tuple[LabeledSet, EpisodeSampler]:
     """The labeled set and an episode sampler for ``metalearner tasks demo``.
 
@@ -32,7 +39,7 @@ def load_for_demo(
     its classes.
     """
     if dataset == "omniglot":
-        omniglot = load_omniglot(data_dir)
+        omniglot = load_omniglot(data_dir, download=download)
         split = vinyals_split(omniglot)
         data, classes = omniglot.data, split.test
     elif dataset == "folder":
