@@ -1,0 +1,93 @@
+"""Checkpoints: a safetensors + JSON round trip, checksums, formats, and crash safety."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from metalearner.checkpoint import META, TENSORS, load_checkpoint, save_checkpoint
+from metalearner.errors import DataError
+
+
+def tensors() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "params/w": torch.randn(3, 4, generator=g),
+        "params/b": torch.zeros(4, dtype=torch.float64),
+        "rng/sampler": torch.Generator().manual_seed(5).get_state(),
+        "optim/step": torch.tensor(7),
+    }
+
+
+def test_round_trip_keeps_tensors_meta_and_versions(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "ck", tensors(), {"strategy": "maml", "classes": ["a"]})
+    ck = load_checkpoint(path)
+    for name, value in tensors().items():
+        assert torch.equal(ck.tensors[name], value) and ck.tensors[name].dtype == value.dtype
+    assert ck.group("params").keys() == {"w", "b"}
+    assert ck.meta["strategy"] == "maml" and ck.meta["classes"] == ["a"]
+    assert ck.meta["versions"]["torch"] == torch.__version__
+    restored = torch.Generator()
+    restored.set_state(ck.tensors["rng/sampler"])
+    assert torch.equal(
+        torch.rand(3, generator=restored), torch.rand(3, generator=torch.Generator().manual_seed(5))
+    )
+
+
+def test_saving_again_replaces_and_leaves_no_temporaries(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "ck", tensors(), {"step": 1})
+    save_checkpoint(tmp_path / "ck", {"params/w": torch.ones(2)}, {"step": 2})
+    ck = load_checkpoint(tmp_path / "ck")
+    assert ck.meta["step"] == 2 and list(ck.tensors) == ["params/w"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_crash_between_the_renames_still_loads_the_previous_checkpoint(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "ck", tensors(), {"step": 1})
+    os.replace(tmp_path / "ck", tmp_path / ".ck.old-123")  # the state after the first rename
+    assert load_checkpoint(tmp_path / "ck").meta["step"] == 1
+
+
+def test_damaged_tensors_are_detected(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "ck", tensors(), {})
+    data = bytearray((path / TENSORS).read_bytes())
+    data[-1] ^= 0xFF
+    (path / TENSORS).write_bytes(bytes(data))
+    with pytest.raises(DataError, match="does not match the checksum"):
+        load_checkpoint(path)
+
+
+def test_other_format_and_damaged_meta_are_refused(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "ck", tensors(), {})
+    meta = json.loads((path / META).read_text())
+    (path / META).write_text(json.dumps({**meta, "format": 99}))
+    with pytest.raises(DataError, match=r"format 99.*version that wrote it"):
+        load_checkpoint(path)
+    (path / META).write_text("{not json")
+    with pytest.raises(DataError, match="damaged"):
+        load_checkpoint(path)
+
+
+def test_not_a_checkpoint_and_pickles_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="is not a checkpoint"):
+        load_checkpoint(tmp_path)
+    path = save_checkpoint(tmp_path / "ck", tensors(), {})
+
+    class Boom:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, ("touch pwned",))
+
+    payload = pickle.dumps({"w": Boom()})
+    (path / TENSORS).write_bytes(payload)
+    meta = json.loads((path / META).read_text())
+    meta["sha256"] = hashlib.sha256(payload).hexdigest()
+    (path / META).write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="cannot be read"):
+        load_checkpoint(path)
+    assert not Path("pwned").exists() and not (tmp_path / "pwned").exists()
