@@ -5,8 +5,18 @@ stream of small tasks, and a learning strategy (:mod:`metalearner.strategies`) l
 stream and adapts to a new task.
 """
 
+from metalearner import functional, models, strategies, tasks
 from metalearner.errors import ConfigError, DataError, MetalearnerError
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "DataError", "MetalearnerError", "__version__"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "MetalearnerError",
+    "__version__",
+    "functional",
+    "models",
+    "strategies",
+    "tasks",
+]

@@ -1,0 +1,102 @@
+"""Shared helpers for strategy tests: tiny models, tiny task batches, and the toy problem.
+
+The contract tests in test_strategies.py run every registered strategy on ``toy_source()``.
+A strategy whose paper defaults do not suit that toy problem adds its settings to
+``TOY_SETTINGS``; otherwise registering it is all it takes to be tested.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from metalearner.models import Network, build_model
+from metalearner.tasks import EpisodeSampler, LabeledSet, TaskBatch
+
+# Small adaptation budgets keep the contract fast; Reptile's paper defaults (Adam with a tiny
+# step on minibatches) barely move in 30 meta-steps, so the toy run uses full-batch SGD.
+TOY_SETTINGS: dict[str, dict[str, Any]] = {
+    "maml": {"eval_steps": 3},
+    "fomaml": {"eval_steps": 3},
+    "metasgd": {"eval_steps": 3},
+    "anil": {"eval_steps": 3},
+    "reptile": {
+        "inner_optimizer": "sgd",
+        "inner_lr": 0.1,
+        "eval_steps": 5,
+        "inner_batch_size": None,
+        "eval_batch_size": None,
+    },
+}
+
+
+def tiny_conv(ways: int = 3, *, dtype: torch.dtype = torch.float64, seed: int = 0) -> Network:
+    """conv4 cut to 2 blocks of 3 channels on 6x6 images: 3 features, ~140 parameters."""
+    return build_model("conv4", (1, 6, 6), ways, generator=seed, dtype=dtype, depth=2, width=3)
+
+
+def image_batch(
+    tasks: int = 3,
+    ways: int = 3,
+    shots: int = 2,
+    queries: int = 2,
+    *,
+    size: int = 6,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+) -> TaskBatch:
+    """Random images with class labels: enough to check gradients, not to learn anything."""
+    g = torch.Generator().manual_seed(seed)
+
+    def labels(k: int) -> Tensor:
+        return torch.arange(ways).repeat_interleave(k).expand(tasks, -1).contiguous()
+
+    return TaskBatch(
+        support_x=torch.randn(tasks, ways * shots, 1, size, size, generator=g, dtype=dtype),
+        support_y=labels(shots),
+        query_x=torch.randn(tasks, ways * queries, 1, size, size, generator=g, dtype=dtype),
+        query_y=labels(queries),
+        classes=torch.arange(ways).expand(tasks, -1).contiguous(),
+    )
+
+
+def regression_batch(
+    tasks: int = 3, shots: int = 5, queries: int = 4, *, dim: int = 2, seed: int = 0
+) -> TaskBatch:
+    """Random linear-regression tasks in float64."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(tasks, dim, generator=g, dtype=torch.float64)
+    sx = torch.randn(tasks, shots, dim, generator=g, dtype=torch.float64)
+    qx = torch.randn(tasks, queries, dim, generator=g, dtype=torch.float64)
+    return TaskBatch(sx, torch.einsum("tsd,td->ts", sx, w), qx, torch.einsum("tqd,td->tq", qx, w))
+
+
+def toy_source(ways: int = 3) -> EpisodeSampler:
+    """24 classes of noisy 8x8 patterns: a family of easy 3-way 1-shot tasks."""
+    g = torch.Generator().manual_seed(0)
+    classes, per_class = 24, 8
+    y = torch.arange(classes).repeat_interleave(per_class)
+    base = torch.rand(classes, 1, 8, 8, generator=g)
+    x = (base[y] + 0.3 * torch.randn(classes * per_class, 1, 8, 8, generator=g)).clamp(0, 1)
+    data = LabeledSet((x * 255).to(torch.uint8), y, tuple(f"c{i}" for i in range(classes)))
+    return EpisodeSampler(data, torch.arange(classes), ways=ways, shots=1, queries=3)
+
+
+def toy_model(ways: int = 3) -> Network:
+    """conv4 with 2 blocks of 8 channels for the 8x8 toy images (float32)."""
+    return build_model("conv4", (1, 8, 8), ways, generator=0, depth=2, width=8)
+
+
+def rel_error(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
+    """‖a − b‖ / ‖b‖ over all entries of two dicts with the same keys."""
+    assert a.keys() == b.keys()
+    num = sum(float((a[k] - b[k]).detach().double().square().sum()) for k in b)
+    den = sum(float(b[k].detach().double().square().sum()) for k in b)
+    return (num / den) ** 0.5
+
+
+def conv_biases(params: dict[str, Tensor]) -> list[str]:
+    """Names of the conv biases that feed a BatchNorm (their true meta-gradient is 0)."""
+    return [k for k in params if k.endswith(".conv.bias")]
