@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from metalearner.models import Network, build_model
-from metalearner.tasks import EpisodeSampler, LabeledSet, TaskBatch
+from metalearner.tasks import EpisodeSampler, LabeledSet, SinusoidTasks, TaskBatch
 
 # Small adaptation budgets keep the contract fast; Reptile's paper defaults (Adam with a tiny
 # step on minibatches) barely move in 30 meta-steps, so the toy run uses full-batch SGD.
@@ -82,6 +82,16 @@ def toy_source(ways: int = 3) -> EpisodeSampler:
     x = (base[y] + 0.3 * torch.randn(classes * per_class, 1, 8, 8, generator=g)).clamp(0, 1)
     data = LabeledSet((x * 255).to(torch.uint8), y, tuple(f"c{i}" for i in range(classes)))
     return EpisodeSampler(data, torch.arange(classes), ways=ways, shots=1, queries=3)
+
+
+def toy_regression_source() -> SinusoidTasks:
+    """Sinusoids with 5 support and 5 query points: the toy family of regression strategies."""
+    return SinusoidTasks(shots=5, queries=5)
+
+
+def toy_regression_model() -> Network:
+    """The 40-40 MLP of the MAML paper's sinusoid experiment (float32)."""
+    return build_model("mlp", (1,), 1, generator=0)
 
 
 def toy_model(ways: int = 3) -> Network:

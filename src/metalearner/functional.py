@@ -216,6 +216,26 @@ def meta_gradient(
     return grads, {"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items()}}
 
 
+def summed_meta_gradient(
+    objectives: Sequence[Callable[[Params], tuple[Tensor, dict[str, Tensor]]]], params: Params
+) -> tuple[Params, dict[str, float]]:
+    """:func:`meta_gradient` of the mean of several objectives, one graph at a time.
+
+    Each objective's graph is freed before the next is built, so peak memory is that of one
+    (e.g. one task of a meta-batch); the result equals the gradient of the mean objective.
+    """
+    total: Params = {}
+    summed: dict[str, float] = {}
+    for objective in objectives:
+        grads, metrics = meta_gradient(objective, params)
+        for k, g in grads.items():
+            total[k] = total[k].add_(g) if k in total else g
+        for k, v in metrics.items():
+            summed[k] = summed.get(k, 0.0) + v
+    n = len(objectives)
+    return {k: g.div_(n) for k, g in total.items()}, {k: v / n for k, v in summed.items()}
+
+
 def _match(output: Tensor, target: Tensor) -> Tensor:
     # A regression model emits [..., 1]; MSE against [...] would silently broadcast to [..., ...].
     if output.dim() == target.dim() + 1 and output.shape[-1] == 1:

@@ -63,7 +63,8 @@ class TaskBatchNorm2d(nn.Module):
     ``torch.func.vmap`` the stock kernel's double backward gives a wrong second-order
     meta-gradient (conv biases feeding the norm, whose true gradient is exactly zero, receive
     non-zero gradients; tests/test_maml_gradients.py checks this). Inside
-    :func:`fused_batch_norm` a single task's batch uses the fused kernel instead.
+    :func:`fused_batch_norm`, and in code being compiled by ``torch.compile`` (only the
+    per-task loop compiles), a single task's batch uses the fused kernel instead.
     """
 
     def __init__(self, channels: int, *, eps: float = 1e-5) -> None:
@@ -73,7 +74,9 @@ class TaskBatchNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 4 and _FUSED_NORM.get():
+        # Code compiled by metalearner is never vmapped (it runs one task at a time), and
+        # reading the context variable there would break the compiled graph.
+        if x.dim() == 4 and (torch.compiler.is_compiling() or _FUSED_NORM.get()):
             return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         dims = (-4, -2, -1)
         centred = x - x.mean(dims, keepdim=True)

@@ -1,7 +1,8 @@
 """Learning strategies: what is learned across tasks and how a new task is adapted to.
 
 Importing this package registers every built-in strategy: ``maml``, ``fomaml``, ``metasgd``,
-``anil`` (:mod:`.maml`), ``reptile`` (:mod:`.reptile`) and ``protonet`` (:mod:`.protonet`).
+``anil`` (:mod:`.maml`), ``reptile`` (:mod:`.reptile`), ``protonet`` (:mod:`.protonet`), and
+the baselines ``scratch`` and ``pretrain`` (:mod:`.baselines`).
 """
 
 from metalearner.strategies.base import (
@@ -15,6 +16,7 @@ from metalearner.strategies.base import (
     register,
     resolve_config,
 )
+from metalearner.strategies.baselines import BaselineConfig, Pretrain, Scratch
 from metalearner.strategies.maml import ANIL, FOMAML, LR_PREFIX, MAML, MAMLConfig, MetaSGD
 from metalearner.strategies.protonet import ProtoNet, ProtoNetConfig, prototype_logits
 from metalearner.strategies.reptile import Reptile, ReptileConfig
@@ -24,15 +26,18 @@ __all__ = [
     "FOMAML",
     "LR_PREFIX",
     "MAML",
+    "BaselineConfig",
     "ConfigBase",
     "MAMLConfig",
     "MetaSGD",
     "Params",
     "Predictor",
+    "Pretrain",
     "ProtoNet",
     "ProtoNetConfig",
     "Reptile",
     "ReptileConfig",
+    "Scratch",
     "Strategy",
     "available",
     "build",

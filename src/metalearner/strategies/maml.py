@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from metalearner import functional as fx
+from metalearner import speed
 from metalearner.errors import ConfigError
 from metalearner.models import fused_batch_norm, init_params
 from metalearner.strategies.base import (
@@ -61,10 +62,14 @@ class MAMLConfig(ConfigBase):
     head_only: bool = False  # ANIL: adapt the "head." parameters only
     meta_lr: float = 1e-3  # Adam's step size in the outer loop (read by the training loop)
     meta_batch_size: int = 32  # tasks per meta-step (read by the training loop)
-    # How a meta-batch runs: vmapped over tasks, a per-task loop, or "auto" (the path measured
-    # fastest on the batch's device; see MAML.MEASURED).
-    batching: Literal["auto", "vmap", "loop"] = "auto"
+    # How a meta-batch runs: vmapped over tasks, a per-task loop, the loop with its query pass
+    # compiled (fastest on a CPU once compiled, see metalearner.speed), or "auto" (the path
+    # measured fastest on the batch's device without a compile warm-up; see MAML.MEASURED).
+    batching: Literal["auto", "vmap", "loop", "compiled"] = "auto"
     chunk_size: int | None = None  # with vmap: tasks per vmapped chunk, to bound memory
+    # "bfloat16": autocast the meta-step (faster on CPUs with AVX512-BF16 and on GPUs, but the
+    # meta-gradient is only bfloat16-precise); "float32" computes in the parameters' dtype.
+    precision: Literal["float32", "bfloat16"] = "float32"
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "omniglot-5way": {},
@@ -113,7 +118,10 @@ class MAML:
     # Fastest meta-batch path per device type. CPU: measured on 2 cores for conv4 5-way 1-shot
     # 15-query meta-batch 8 (loop 0.41 s, vmap 0.97 s per meta-step; ANIL's batched backbone
     # too is slower there, 0.88 s vs 0.34 s: the big activations miss the cache). CUDA: not
-    # measured yet; vmap is the usual winner on a GPU.
+    # measured yet; vmap is the usual winner on a GPU. "compiled" (the loop with a compiled
+    # query pass) was 1.05-1.2x faster than "loop" at meta-batch 32/16 on the same CPU
+    # (benchmarks/RESULTS.md) but costs a 30-70 s compile warm-up per model and shape, so
+    # "auto" does not choose it.
     MEASURED: ClassVar[dict[str, str]] = {"cpu": "loop", "cuda": "vmap"}
 
     def __init__(self, model: nn.Module, config: MAMLConfig) -> None:
@@ -125,6 +133,7 @@ class MAML:
         self.model, self.config = model, config
         names = [k for k, _ in model.named_parameters()]
         self._adapted = names
+        self._compiled_query: Callable[..., tuple[Tensor, ...]] | None = None
         self._inner = fx.functional(model)  # the function the inner loop adapts
         if config.head_only:
             features, head = getattr(model, "features", None), getattr(model, "head", None)
@@ -152,19 +161,29 @@ class MAML:
         """Meta-gradient of the mean query loss after inner-loop adaptation, and metrics."""
         c = self.config
         device = batch.support_x.device
-        vectorize = resolve_batching(c.batching, device=device, measured=self.MEASURED)
+        compiled = c.batching == "compiled"
+        setting = "loop" if compiled else c.batching
+        vectorize = resolve_batching(setting, device=device, measured=self.MEASURED)
+        task = self._compiled_task if compiled else self._task
 
-        def objective(p: Params) -> tuple[Tensor, dict[str, Tensor]]:
-            inner = self._inner_params(p)
-            embed = self._embedder(p, tasks=True, vectorize=vectorize)
-            inputs = [embed(batch.support_x), batch.support_y, embed(batch.query_x), batch.query_y]
-            out = fx.map_tasks(
-                self._task, inner, inputs, vectorize=vectorize, chunk_size=c.chunk_size
-            )
-            metrics = {"accuracy": out[1].mean()} if batch.is_classification else {}
-            return out[0].mean(), metrics
+        def objective(b: TaskBatch) -> Callable[[Params], tuple[Tensor, dict[str, Tensor]]]:
+            def of(p: Params) -> tuple[Tensor, dict[str, Tensor]]:
+                inner = self._inner_params(p)
+                embed = self._embedder(p, tasks=True, vectorize=vectorize)
+                inputs = [embed(b.support_x), b.support_y, embed(b.query_x), b.query_y]
+                out = fx.map_tasks(
+                    task, inner, inputs, vectorize=vectorize, chunk_size=c.chunk_size
+                )
+                metrics = {"accuracy": out[1].mean()} if b.is_classification else {}
+                return out[0].mean(), metrics
 
-        return fx.meta_gradient(objective, params)
+            return of
+
+        with speed.precision_context(c.precision, device):
+            if vectorize:
+                return fx.meta_gradient(objective(batch), params)
+            # One task's graph at a time: peak memory stays that of a single task.
+            return fx.summed_meta_gradient([objective(b) for b in _tasks(batch)], params)
 
     def adapt(
         self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int | None = None
@@ -193,10 +212,24 @@ class MAML:
         self, p: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor
     ) -> tuple[Tensor, ...]:
         """One task's query loss (and accuracy) after inner-loop adaptation."""
+        return self._query(self._adapt_task(p, sx, sy), qx, qy)
+
+    def _compiled_task(
+        self, p: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor
+    ) -> tuple[Tensor, ...]:
+        """:meth:`_task` with the query pass compiled (it is differentiated only once)."""
+        if self._compiled_query is None:
+            self._compiled_query = speed.compile_once_differentiated(self._query)
+        out: tuple[Tensor, ...] = self._compiled_query(self._adapt_task(p, sx, sy), qx, qy)
+        return out
+
+    def _adapt_task(self, p: Params, sx: Tensor, sy: Tensor) -> Params:
         c = self.config
         net, lr = self._split(p)
         steps, first_order = c.inner_steps, c.first_order
-        fast = fx.adapt(self._inner, net, sx, sy, steps=steps, lr=lr, first_order=first_order)
+        return fx.adapt(self._inner, net, sx, sy, steps=steps, lr=lr, first_order=first_order)
+
+    def _query(self, fast: Params, qx: Tensor, qy: Tensor) -> tuple[Tensor, ...]:
         return _score(self._inner(fast, qx), qy)
 
     def _inner_params(self, p: Params) -> Params:
@@ -283,6 +316,14 @@ def _score(out: Tensor, target: Tensor) -> tuple[Tensor, ...]:
     if target.dtype.is_floating_point:
         return (loss,)
     return loss, fx.accuracy(out, target)
+
+
+def _tasks(batch: TaskBatch) -> list[TaskBatch]:
+    sx, sy, qx, qy = batch.support_x, batch.support_y, batch.query_x, batch.query_y
+    return [
+        TaskBatch(sx[t : t + 1], sy[t : t + 1], qx[t : t + 1], qy[t : t + 1])
+        for t in range(batch.num_tasks)
+    ]
 
 
 def _seeded(seed: int) -> torch.Generator:

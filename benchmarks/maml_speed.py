@@ -1,0 +1,342 @@
+"""Second-order MAML meta-steps per second: our paths against higher, TorchOpt, learn2learn.
+
+A benchmark, not a test. Every path computes the same meta-gradient (mean query cross-entropy
+after the inner steps, second-order terms included) on the same batch of Omniglot-shaped random
+images from the same initial conv4 weights, and each runs in its own worker process so that its
+peak memory (``ru_maxrss``) is its own. Workers are stepped in turn, round after round, so that
+load from other work on the machine spreads over all paths alike. Every meta-gradient is compared
+with our per-task loop in float32 (must be < 1e-4 relative) and with that loop in float64.
+
+The libraries come from the optional ``bench`` extra (``bash benchmarks/install_bench.sh``);
+one that cannot be imported is listed with the reason. Their model is conv4 in the order their
+examples use (conv, BatchNorm with batch statistics, ReLU, max-pool); ours pools before the ReLU,
+which is the same function.
+
+Usage:
+    .venv/bin/python benchmarks/maml_speed.py [--repeats 3] [--settings 5way 20way] [--record]
+
+Writes ``benchmarks/maml_speed.json``; ``--record`` appends the tables to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from metalearner.models import build_model
+from metalearner.strategies import build
+from metalearner.tasks import TaskBatch
+
+HERE = Path(__file__).resolve().parent
+SETTINGS = {  # ways, shots, queries, meta-batch, inner steps, inner lr
+    "5way": (5, 1, 15, 32, 1, 0.4),
+    "20way": (20, 1, 15, 16, 5, 0.1),
+}
+OURS = {  # path -> MAML config overrides
+    "ours: loop": {"batching": "loop"},
+    "ours: vmap": {"batching": "vmap"},
+    "ours: compiled": {"batching": "compiled"},
+    "ours: loop bf16": {"batching": "loop", "precision": "bfloat16"},
+    "ours: compiled bf16": {"batching": "compiled", "precision": "bfloat16"},
+}
+LIBRARIES = ("higher", "torchopt", "learn2learn")
+REFERENCE, REFERENCE64 = "ours: loop", "ours: loop float64"
+MAX_ERROR, SPEEDUP_F32, SPEEDUP_BF16 = 1e-4, 1.2, 1.5
+
+
+def make_batch(setting: str, dtype: torch.dtype = torch.float32) -> TaskBatch:
+    """The same random uint8-valued images and labels in every worker (seeded)."""
+    n, k, q, t, _, _ = SETTINGS[setting]
+    g = torch.Generator().manual_seed(1)
+    sx = torch.randint(0, 256, (t, n * k, 1, 28, 28), generator=g).to(dtype) / 255
+    qx = torch.randint(0, 256, (t, n * q, 1, 28, 28), generator=g).to(dtype) / 255
+    sy = torch.arange(n).repeat_interleave(k).expand(t, -1).contiguous()
+    qy = torch.arange(n).repeat_interleave(q).expand(t, -1).contiguous()
+    return TaskBatch(sx, sy, qx, qy)
+
+
+def library_step(lib: str, setting: str, params: dict[str, Tensor], batch: TaskBatch) -> Callable:
+    """One meta-gradient computation written as the library's docs and examples show."""
+    n, _, _, tasks, steps, lr = SETTINGS[setting]
+    layers: list[nn.Module] = []
+    for c_in in (1, 64, 64, 64):
+        layers += [nn.Conv2d(c_in, 64, 3, padding=1), nn.BatchNorm2d(64, track_running_stats=False)]
+        layers += [nn.ReLU(), nn.MaxPool2d(2)]
+    net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(64, n))
+    with torch.no_grad():  # our parameter order: conv w, b, norm w, b per block, then the head
+        for mine, theirs in zip(params.values(), net.parameters(), strict=True):
+            theirs.copy_(mine)
+    sx, sy, qx, qy = batch.support_x, batch.support_y, batch.query_x, batch.query_y
+
+    if lib == "higher":
+        import higher
+
+        inner_opt = torch.optim.SGD(net.parameters(), lr=lr)
+
+        def step() -> None:
+            net.zero_grad()
+            for t in range(tasks):
+                with higher.innerloop_ctx(net, inner_opt, copy_initial_weights=False) as (
+                    fnet,
+                    diffopt,
+                ):
+                    for _ in range(steps):
+                        diffopt.step(F.cross_entropy(fnet(sx[t]), sy[t]))
+                    (F.cross_entropy(fnet(qx[t]), qy[t]) / tasks).backward()
+
+    elif lib == "torchopt":
+        import torchopt
+
+        meta_sgd = torchopt.MetaSGD(net, lr=lr)
+        net_state = torchopt.extract_state_dict(net, by="reference", detach_buffers=True)
+        opt_state = torchopt.extract_state_dict(meta_sgd, by="reference")
+
+        def step() -> None:
+            net.zero_grad()
+            for t in range(tasks):
+                for _ in range(steps):
+                    meta_sgd.step(F.cross_entropy(net(sx[t]), sy[t]))
+                (F.cross_entropy(net(qx[t]), qy[t]) / tasks).backward()
+                torchopt.recover_state_dict(net, net_state)
+                torchopt.recover_state_dict(meta_sgd, opt_state)
+
+    else:
+        import learn2learn as l2l
+
+        maml = l2l.algorithms.MAML(net, lr=lr, first_order=False)
+
+        def step() -> None:
+            maml.zero_grad()
+            for t in range(tasks):
+                learner = maml.clone()
+                for _ in range(steps):
+                    learner.adapt(F.cross_entropy(learner(sx[t]), sy[t]))
+                (F.cross_entropy(learner(qx[t]), qy[t]) / tasks).backward()
+
+    def grads() -> Tensor:
+        step()
+        return torch.cat([p.grad.detach().flatten() for p in net.parameters()])  # type: ignore[union-attr]
+
+    step.grads = grads  # type: ignore[attr-defined]
+    return step
+
+
+def worker(path: str, setting: str, grad_file: str) -> None:
+    """Builds one path, warms it up, saves its meta-gradient, then steps on request (stdin)."""
+    n, *_, steps, lr = SETTINGS[setting]
+    dtype = torch.float64 if path == REFERENCE64 else torch.float32
+    net = build_model("conv4", (1, 28, 28), n, generator=0, dtype=dtype)
+    overrides = OURS.get(path.replace(" float64", ""), {})
+    maml = build("maml", net, {"inner_lr": lr, "inner_steps": steps, **overrides})
+    net32 = build_model("conv4", (1, 28, 28), n, generator=0)  # same weights in every worker
+    params = {k: v.to(dtype) for k, v in build("maml", net32).init_params(0).items()}
+    batch = make_batch(setting, dtype)
+    base_rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    start = time.perf_counter()
+    try:
+        if path.startswith("ours"):
+
+            def run() -> Tensor:
+                grads, _ = maml.meta_grads(params, batch)
+                return torch.cat([g.flatten() for g in grads.values()])
+
+            step, flat = run, run
+        else:
+            step = library_step(path, setting, params, batch)
+            flat = step.grads  # type: ignore[attr-defined]
+    except ImportError as e:
+        print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
+        return
+    except Exception as e:  # a library that imports but cannot run here
+        print(json.dumps({"error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}), flush=True)
+        return
+    torch.save(flat().detach().double(), grad_file)  # also the warm-up (compiles if compiled)
+    first = time.perf_counter() - start
+    if path != REFERENCE64:
+        step()  # a second warm-up step
+    ready = {"first_s": first, "threads": torch.get_num_threads(), "base_rss_mb": base_rss / 2**20}
+    print(json.dumps(ready), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        t = time.perf_counter()
+        step()
+        print(json.dumps({"s": time.perf_counter() - t}), flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"peak_mb": peak}), flush=True)
+
+
+class Worker:
+    def __init__(self, path: str, setting: str, grad_file: Path) -> None:
+        self.path, self.grad_file = path, grad_file
+        cmd = [sys.executable, __file__, "--worker", path, "--setting", setting]
+        cmd += ["--grad-file", str(grad_file)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.info = self.read()  # waits for the warm-up: workers start one at a time
+        self.times: list[float] = []
+
+    def read(self) -> dict:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        return json.loads(line) if line else {"error": f"worker exited ({self.proc.wait()})"}
+
+    def ask(self, command: str) -> dict:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def finish(self) -> None:
+        if "error" not in self.info:
+            self.info.update(self.ask("quit"))
+        self.proc.wait()
+
+
+def rel_error(a: Tensor, b: Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def run_setting(setting: str, paths: list[str], repeats: int, tmp: Path) -> dict:
+    workers = {p: Worker(p, setting, tmp / f"{setting}-{i}.pt") for i, p in enumerate(paths)}
+    live = [w for p, w in workers.items() if "error" not in w.info and p != REFERENCE64]
+    for _ in range(repeats):  # alternate the paths, round after round
+        for w in live:
+            w.times.append(w.ask("step")["s"])
+    for w in workers.values():
+        w.finish()
+    ref = torch.load(workers[REFERENCE].grad_file)
+    ref64 = torch.load(workers[REFERENCE64].grad_file)
+    rows = {}
+    for p, w in workers.items():
+        row: dict = {"error": w.info["error"]} if "error" in w.info else dict(w.info)
+        if w.times:
+            grad = torch.load(w.grad_file)
+            row.update(times=w.times, min_s=min(w.times), median_s=statistics.median(w.times))
+            row.update(err_vs_loop=rel_error(grad, ref), err_vs_float64=rel_error(grad, ref64))
+        elif p == REFERENCE64 and "error" not in row:
+            row.update(err_vs_loop=rel_error(ref64, ref), err_vs_float64=0.0)
+        rows[p] = row
+        w.grad_file.unlink(missing_ok=True)
+    libs = [rows[p]["min_s"] for p in LIBRARIES if "min_s" in rows.get(p, {})]
+    fastest = min(libs) if libs else float("nan")
+    for row in rows.values():
+        if "min_s" in row:
+            row["speedup_vs_fastest_library"] = fastest / row["min_s"]
+    return {"setting": SETTINGS[setting], "rows": rows, "fastest_library_s": fastest}
+
+
+def targets(result: dict) -> list[str]:
+    rows = result["rows"]
+    lib_peak = min((rows[p]["peak_mb"] for p in LIBRARIES if "min_s" in rows.get(p, {})), default=0)
+    out = []
+    for label, bf16, goal in (("float32", False, SPEEDUP_F32), ("bfloat16", True, SPEEDUP_BF16)):
+        ours = [
+            (row["speedup_vs_fastest_library"], p)
+            for p, row in rows.items()
+            if p in OURS
+            and ("bf16" in p) == bf16
+            and "min_s" in row
+            and (bf16 or row["err_vs_loop"] < MAX_ERROR)
+        ]
+        if not ours:
+            out.append(f"{label}: no path measured")
+            continue
+        best, p = max(ours)
+        verdict = "met" if best >= goal else "NOT met"
+        mem = rows[p]["peak_mb"]
+        out.append(
+            f"{label}: best {p!r} {best:.2f}x the fastest library (target >= {goal}x): {verdict}; "
+            f"its peak {mem:.0f} MB vs the leanest library's {lib_peak:.0f} MB"
+        )
+    return out
+
+
+def table(name: str, result: dict) -> str:
+    n, k, q, t, steps, lr = result["setting"]
+    head = f"{name}: {n}-way {k}-shot {q}-query, meta-batch {t}, {steps} inner step(s), lr {lr}"
+    lines = [head, "", f"{'path':22s} {'min s':>7s} {'median s':>9s} {'vs fastest lib':>15s}"
+             f" {'peak MB':>8s} {'first s':>8s} {'err vs loop':>12s} {'err vs f64':>11s}",
+             "-" * 99]  # fmt: skip
+    for p, row in result["rows"].items():
+        if "error" in row:
+            lines.append(f"{p:22s} unavailable: {row['error']}")
+        elif "min_s" not in row:
+            lines.append(f"{p:22s} {'-':>7s} {'-':>9s} {'-':>15s} {'-':>8s} {row['first_s']:8.1f}"
+                         f" {row['err_vs_loop']:12.1e} {0:11.1e}")  # fmt: skip
+        else:
+            lines.append(f"{p:22s} {row['min_s']:7.3f} {row['median_s']:9.3f}"
+                         f" {row['speedup_vs_fastest_library']:14.2f}x {row['peak_mb']:8.0f}"
+                         f" {row['first_s']:8.1f} {row['err_vs_loop']:12.1e}"
+                         f" {row['err_vs_float64']:11.1e}")  # fmt: skip
+    return "\n".join([*lines, "", *targets(result)])
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    flags = ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        cpu = next(ln.split(":", 1)[1].strip() for ln in info.splitlines() if "model name" in ln)
+        flags = " (AVX512-BF16)" if "avx512_bf16" in info else ""
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()}-core {cpu}{flags}, torch {torch.__version__}"
+
+
+def record(text: str, command: str) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    section = [
+        "", "## Second-order MAML speed (benchmarks/maml_speed.py)", "",
+        f"- Command: `{command}`", f"- Machine: {machine()}",
+        f"- Commit: {commit.stdout.strip()} (working tree), {datetime.date.today()}", "",
+        "```", text, "```", "",
+    ]  # fmt: skip
+    with (HERE / "RESULTS.md").open("a") as f:
+        f.write("\n".join(section))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--paths", nargs="+", default=[*OURS, *LIBRARIES])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--setting", help=argparse.SUPPRESS)
+    parser.add_argument("--grad-file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.setting, args.grad_file)
+        return
+    paths = [REFERENCE, *[p for p in args.paths if p != REFERENCE], REFERENCE64]
+    tmp = HERE / ".maml_speed_tmp"
+    tmp.mkdir(exist_ok=True)
+    results, texts = {}, []
+    for setting in args.settings:
+        results[setting] = run_setting(setting, paths, args.repeats, tmp)
+        texts.append(table(setting, results[setting]))
+        print(texts[-1] + "\n", flush=True)
+    tmp.rmdir()
+    meta = {"machine": machine(), "repeats": args.repeats, "date": str(datetime.date.today())}
+    (HERE / "maml_speed.json").write_text(json.dumps({**meta, **results}, indent=1) + "\n")
+    if args.record:
+        record("\n\n".join(texts), ".venv/bin/python " + shlex.join(sys.argv))
+
+
+if __name__ == "__main__":
+    main()

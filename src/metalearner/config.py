@@ -1,0 +1,339 @@
+"""Every setting of a meta-training run as frozen dataclasses; YAML in, resolved YAML out.
+
+A run is described by one :class:`RunConfig`. It is read from YAML (a file or a preset) with
+``--set key=value`` overrides, checked field by field, and *resolved*: settings left to the
+strategy (``optimizer.lr``, ``meta_batch``, ``optimizer.name``, ``optimizer.schedule``) are
+filled from the strategy's own config, so the ``config.yaml`` written into a run folder states
+every value the run used.
+
+Example:
+    >>> cfg = load_config(overrides=["strategy=maml", "data.dataset=sinusoid", "steps=100"])
+    >>> cfg.optimizer.lr  # MAML's meta_lr
+    0.001
+    >>> print(to_yaml(cfg))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from metalearner.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which tasks to generate.
+
+    ``ways``/``shots``/``queries`` describe the test tasks; a strategy may train on other ways
+    (ProtoNets' ``train_ways``). For sinusoids ``shots`` is K (points per task) and ``ways`` is
+    unused.
+    """
+
+    dataset: Literal["sinusoid", "omniglot", "folder"] = "sinusoid"
+    path: str | None = None  # the user's folder or CSV/.npz table, for dataset "folder"
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+    # Omniglot: "vinyals" (MAML's 1200 shuffled characters, the rest test) or "lake"
+    # (background vs evaluation alphabets); folders always use a random class split.
+    split: Literal["vinyals", "lake"] = "vinyals"
+    meta_train_classes: int = 1200  # vinyals/folder: classes for training + validation
+    val_classes: int = 100  # vinyals/folder: the validation part of meta_train_classes
+    split_seed: int = 0  # fixes the class split, so it is the same on every machine
+    rotations: bool = True  # Omniglot: rotated training characters as new classes
+    image_size: int = 28
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The backbone: ``auto`` is conv4 for images and the 40-40 MLP for vectors."""
+
+    name: Literal["auto", "conv4", "mlp"] = "auto"
+    width: int = 64  # conv4 channels per block
+    depth: int = 4  # conv4 blocks
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """The outer optimiser: the one place parameters change (DESIGN.md rule 2).
+
+    ``auto`` values come from the strategy: Reptile steps by plain SGD on its pseudo-gradient
+    with a linearly annealed step (Nichol et al. 2018), ProtoNets halves Adam's step every
+    ``lr_halve_every`` episodes (Snell et al. 2017), the others use constant Adam (Finn et al.
+    2017).
+    """
+
+    name: Literal["auto", "adam", "sgd"] = "auto"
+    lr: float | None = None  # None: the strategy's meta_lr
+    schedule: Literal["auto", "constant", "cosine", "linear", "step"] = "auto"
+    decay_every: int | None = None  # "step": steps between decays (None: the strategy's)
+    decay_rate: float = 0.5  # "step": factor per decay
+    clip: float | None = None  # max global gradient norm; None: no clipping
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam only
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One meta-training run: tasks, strategy, model, optimiser, schedule of checks."""
+
+    strategy: str = "maml"
+    strategy_config: dict[str, Any] = field(default_factory=dict)  # the strategy's own settings
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    steps: int = 1000  # outer steps
+    meta_batch: int | None = None  # tasks per outer step; None: the strategy's meta_batch_size
+    val_every: int = 100  # steps between validations (and checkpoints)
+    val_tasks: int = 100
+    test_tasks: int = 600  # evaluation's default (the papers' 600-task protocol)
+    # Fixed task sets: the same for every seed and strategy, so runs compare on identical tasks.
+    val_seed: int = 1001
+    test_seed: int = 2002
+    seed: int = 0  # initialisation and the training task stream
+    log_every: int = 10  # steps between lines of metrics.jsonl
+    precision: Literal["float32", "bfloat16"] = "float32"
+    device: Literal["cpu", "cuda"] = "cpu"
+    # CPU threads per op; null keeps PyTorch's default. Tiny models (the sinusoid MLP) run many
+    # times faster on one thread: their ops are too small to split, and idle threads spin.
+    threads: int | None = None
+
+
+def load_config(
+    path: Path | str | None = None,
+    *,
+    base: Mapping[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+) -> RunConfig:
+    """Reads a run config from YAML (or ``base``), applies ``key=value`` overrides, resolves it.
+
+    Args:
+        path: a YAML file; ignored when ``base`` is given.
+        base: an already parsed mapping (a preset).
+        overrides: ``dotted.key=value`` strings; values are parsed as YAML (``0.1``, ``true``,
+            ``null``, ``[1, 2]``).
+
+    Raises:
+        ConfigError: unreadable YAML, an unknown key, a value of the wrong type or out of range.
+    """
+    raw: dict[str, Any] = dict(base) if base is not None else {}
+    if base is None and path is not None:
+        raw = read_yaml(Path(path))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} is not key=value; write e.g. --set steps=100.")
+        _assign(raw, key.strip(), _parse_value(value))
+    return resolve(from_dict(RunConfig, raw, ""))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file as a mapping, or a ConfigError that names the file."""
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist; give a YAML file or --preset.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"{path} is not valid YAML{line}; fix its syntax.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, not {type(data).__name__}.")
+    return data
+
+
+def from_dict(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
+    """Builds dataclass ``cls`` from a mapping, checking every key and value type."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"Setting {prefix.rstrip('.')!r} must be a mapping of settings.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(
+                f"Unknown setting {prefix + str(key)!r}; use one of {', '.join(names)}."
+            )
+    values = {}
+    for name in names:
+        if name not in data:
+            continue
+        hint, value = hints[name], data[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = from_dict(typing.cast(type, hint), value or {}, f"{prefix}{name}.")
+        else:
+            values[name] = _coerce(value, hint, prefix + name)
+    return cls(**values)
+
+
+def resolve(cfg: RunConfig) -> RunConfig:
+    """Fills every ``auto``/``None`` left to the strategy and checks ranges and combinations."""
+    from metalearner.strategies import get_strategy, resolve_config
+
+    settings = _tuples(cfg.strategy_config)
+    own = {f.name for f in dataclasses.fields(get_strategy(cfg.strategy).default_config)}
+    if "precision" in own:
+        # A strategy with a precision option of its own applies it where it pays (train.py
+        # autocasts the others): one setting, the run's, drives both.
+        if settings.get("precision", cfg.precision) != cfg.precision:
+            raise ConfigError(
+                f"strategy_config.precision ({settings['precision']}) differs from precision "
+                f"({cfg.precision}); set only precision."
+            )
+        settings["precision"] = cfg.precision
+    strat = resolve_config(cfg.strategy, settings)
+    opt = cfg.optimizer
+    name = opt.name if opt.name != "auto" else ("sgd" if cfg.strategy == "reptile" else "adam")
+    schedule: Any = opt.schedule
+    if schedule == "auto":
+        schedule = {"reptile": "linear", "protonet": "step"}.get(cfg.strategy, "constant")
+    decay = opt.decay_every
+    if schedule == "step" and decay is None:
+        decay = getattr(strat, "lr_halve_every", None) or max(cfg.steps // 4, 1)
+    lr = opt.lr if opt.lr is not None else float(getattr(strat, "meta_lr", 1e-3))
+    batch = cfg.meta_batch or int(getattr(strat, "meta_batch_size", 1))
+    out = dataclasses.replace(
+        cfg,
+        strategy_config=dataclasses.asdict(strat),
+        optimizer=dataclasses.replace(opt, name=name, schedule=schedule, decay_every=decay, lr=lr),
+        meta_batch=batch,
+    )
+    _check_ranges(out)
+    return out
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The config as plain YAML/JSON types (tuples become lists)."""
+    return typing.cast(dict[str, Any], _plain(dataclasses.asdict(cfg)))
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    """The resolved config as YAML, in field order."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    positive = {
+        "steps": cfg.steps,
+        "meta_batch": cfg.meta_batch or 0,
+        "val_every": cfg.val_every,
+        "val_tasks": cfg.val_tasks,
+        "test_tasks": cfg.test_tasks,
+        "log_every": cfg.log_every,
+        "threads": cfg.threads or 1,
+        "data.ways": cfg.data.ways,
+        "data.shots": cfg.data.shots,
+        "data.image_size": cfg.data.image_size,
+        "model.width": cfg.model.width,
+        "model.depth": cfg.model.depth,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"Setting {key!r} must be at least 1, got {value}.")
+    if cfg.data.queries < 1:
+        raise ConfigError(f"Setting 'data.queries' must be at least 1, got {cfg.data.queries}.")
+    lr = cfg.optimizer.lr or 0.0
+    if not lr > 0:
+        raise ConfigError(f"Setting 'optimizer.lr' must be > 0, got {cfg.optimizer.lr}.")
+    if cfg.optimizer.clip is not None and not cfg.optimizer.clip > 0:
+        raise ConfigError(
+            f"Setting 'optimizer.clip' must be > 0 or null, got {cfg.optimizer.clip}."
+        )
+    if len({cfg.seed, cfg.val_seed, cfg.test_seed}) < 3:
+        raise ConfigError(
+            f"seed ({cfg.seed}), val_seed ({cfg.val_seed}) and test_seed ({cfg.test_seed}) must "
+            "differ, or validation and test tasks could repeat training tasks."
+        )
+    if cfg.data.dataset == "folder" and not cfg.data.path:
+        raise ConfigError("data.dataset 'folder' needs data.path: a class-folder tree or a table.")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text  # not YAML: keep the string, the type check says what was expected
+
+
+def _assign(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"Setting {where!r} is a value, not a group; remove '.{parts[-1]}'.")
+        node = child
+    node[parts[-1]] = value
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    ok, out = _match(value, hint)
+    if not ok:
+        raise ConfigError(f"Setting {key!r} must be {_describe(hint)}, got {value!r}.")
+    return out
+
+
+def _match(value: Any, hint: Any) -> tuple[bool, Any]:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            ok, out = _match(value, arg)
+            if ok:
+                return True, out
+        return False, value
+    if origin is Literal:
+        return value in typing.get_args(hint), value
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            return False, value
+        pairs = [_match(v, a) for v, a in zip(value, args, strict=True)]
+        return all(ok for ok, _ in pairs), tuple(v for _, v in pairs)
+    if origin is dict:
+        return isinstance(value, dict), dict(value) if isinstance(value, dict) else value
+    if hint is type(None):
+        return value is None, value
+    if hint is float:
+        good = isinstance(value, int | float) and not isinstance(value, bool)
+        return good, float(value) if good else value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    return isinstance(value, hint), value
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if origin is tuple:
+        return f"a list of {len(typing.get_args(hint))} numbers"
+    if origin is dict:
+        return "a mapping"
+    names = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
+    return names.get(hint, "null" if hint is type(None) else str(hint))
+
+
+def _tuples(d: Mapping[str, Any]) -> dict[str, Any]:
+    # YAML has no tuples; strategy configs type pairs (Meta-SGD's inner_lr_init) as tuples.
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,147 @@
+"""From a :class:`~metalearner.config.RunConfig` to the objects a run needs.
+
+Training and evaluation build their task generators, model and strategy here, so a run folder
+evaluated later sees exactly the tasks and backbone it was trained with.
+
+References:
+    Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016 (class-disjoint
+    train/validation/test episodes). Finn et al., "Model-Agnostic Meta-Learning", ICML 2017
+    (sinusoid tasks, Omniglot rotations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from metalearner.config import RunConfig
+from metalearner.errors import ConfigError
+from metalearner.models import build_model
+from metalearner.strategies import Strategy, build
+from metalearner.tasks import (
+    ClassSplit,
+    EpisodeSampler,
+    SinusoidTasks,
+    TaskSet,
+    TaskSource,
+    random_split,
+    with_rotations,
+)
+
+
+@dataclass
+class Experiment:
+    """The task generators, model and strategy of one run.
+
+    Attributes:
+        train: meta-training task source (training classes only).
+        val_source: validation task source (validation classes only).
+        test_source: test task source (test classes only; never used while training).
+        model: the backbone, used only as a pure function by the strategy.
+        strategy: the learning strategy bound to ``model``.
+        meta: what a checkpoint records to rebuild and use the model (backbone, input shape,
+            preprocessing, class names).
+    """
+
+    train: TaskSource
+    val_source: TaskSource
+    test_source: TaskSource
+    model: nn.Module
+    strategy: Strategy
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def val_tasks(self, cfg: RunConfig) -> TaskSet:
+        """The fixed, seeded validation tasks."""
+        return self.val_source.fixed(cfg.val_tasks, seed=cfg.val_seed)
+
+    def test_tasks(self, cfg: RunConfig, num_tasks: int | None = None) -> TaskSet:
+        """The fixed, seeded test tasks (seed distinct from validation's)."""
+        return self.test_source.fixed(num_tasks or cfg.test_tasks, seed=cfg.test_seed)
+
+
+def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experiment:
+    """Loads the data, splits its classes and builds the model and strategy of ``cfg``.
+
+    Raises:
+        DataError: the data is missing or too small for the tasks.
+        ConfigError: the strategy, model or tasks do not fit together.
+    """
+    d = cfg.data
+    meta: dict[str, Any] = {"dataset": d.dataset}
+    if d.dataset == "sinusoid":
+        # The three sources are the same family: disjointness comes from distinct seeds.
+        tasks = SinusoidTasks(shots=d.shots, queries=d.queries)
+        train: TaskSource = tasks
+        val: TaskSource = tasks
+        test: TaskSource = tasks
+        input_shape: tuple[int, ...] = (1,)
+        out_features, images = 1, False
+        meta |= {"preprocessing": {}, "class_names": []}
+    else:
+        data, split = _labeled(cfg, data_dir)
+        train_data, train_classes = data, split.train
+        if d.rotations and d.dataset == "omniglot":
+            train_data, train_classes = with_rotations(data, split.train)
+        queries = d.queries
+        # ProtoNets trains on more ways than it tests with (60 vs 5 or 20 on Omniglot).
+        ways = int(cfg.strategy_config.get("train_ways") or d.ways)
+        train = EpisodeSampler(train_data, train_classes, ways=ways, shots=d.shots, queries=queries)
+        val = EpisodeSampler(data, split.val, ways=d.ways, shots=d.shots, queries=queries)
+        test = EpisodeSampler(data, split.test, ways=d.ways, shots=d.shots, queries=queries)
+        input_shape = tuple(int(s) for s in data.x.shape[1:])
+        out_features, images = d.ways, len(input_shape) == 3
+        meta |= {
+            "preprocessing": dict(data.preprocessing),
+            "class_names": list(data.class_names),
+            "split": {k: v.tolist() for k, v in (("val", split.val), ("test", split.test))},
+        }
+    name = cfg.model.name if cfg.model.name != "auto" else ("conv4" if images else "mlp")
+    options: dict[str, Any] = {}
+    if name == "conv4":
+        options = {"width": cfg.model.width, "depth": cfg.model.depth}
+    model = build_model(name, input_shape, out_features, generator=cfg.seed, **options)
+    strategy = build(cfg.strategy, model, cfg.strategy_config)
+    meta |= {
+        "backbone": {"name": name, "out_features": out_features, **options},
+        "input_shape": list(input_shape),
+        "task": {"ways": d.ways, "shots": d.shots, "queries": d.queries},
+    }
+    return Experiment(train, val, test, model, strategy, meta)
+
+
+def _labeled(cfg: RunConfig, data_dir: Path | None) -> tuple[Any, ClassSplit]:
+    d = cfg.data
+    if d.dataset == "omniglot":
+        from metalearner.tasks.datasets.omniglot import lake_split, load_omniglot, vinyals_split
+
+        omniglot = load_omniglot(data_dir, size=d.image_size)
+        if d.split == "lake":
+            return omniglot.data, lake_split(omniglot, seed=d.split_seed)
+        split = vinyals_split(
+            omniglot, seed=d.split_seed, meta_train=d.meta_train_classes, val=d.val_classes
+        )
+        return omniglot.data, split
+    from metalearner.tasks.datasets.registry import load_user_data
+
+    if d.path is None:
+        raise ConfigError("data.dataset 'folder' needs data.path: a class-folder tree or a table.")
+    path = Path(d.path).expanduser()
+    if not path.is_absolute() and data_dir is not None and not path.exists():
+        path = data_dir / path
+    data = load_user_data(path)
+    train = d.meta_train_classes - d.val_classes
+    if d.meta_train_classes >= data.num_classes or train < 1:
+        raise ConfigError(
+            f"{data.name} has {data.num_classes} classes; set data.meta_train_classes below "
+            "that (and above data.val_classes) so some classes are left for testing."
+        )
+    return data, random_split(data.num_classes, train=train, val=d.val_classes, seed=d.split_seed)
+
+
+def seeded(seed: int) -> torch.Generator:
+    """A fresh CPU generator seeded with ``seed``."""
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,170 @@
+"""The run folder: ``config.yaml``, ``metrics.jsonl``, ``checkpoints/{latest,best}``, ``eval.json``.
+
+A training state is a checkpoint (:mod:`metalearner.checkpoint`): parameters, the optimiser's
+state flattened into named tensors and every RNG state go into safetensors; the step, the
+optimiser's hyperparameters and the best score so far into ``meta.json``. Restoring it puts a
+run exactly where it was, so a resumed run ends bit-identical to one never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from metalearner.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from metalearner.config import RunConfig, from_dict, resolve, to_dict, to_yaml
+from metalearner.errors import ConfigError, DataError
+
+CONFIG, METRICS, EVAL = "config.yaml", "metrics.jsonl", "eval.json"
+LATEST, BEST = "checkpoints/latest", "checkpoints/best"
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Where a run stands between two outer steps.
+
+    Attributes:
+        step: outer steps completed.
+        params: the meta-parameters.
+        optimizer: the optimiser's ``state_dict()``.
+        rng: RNG states by name (``tasks``: the task generator's; ``torch``: the global CPU one).
+        best: the best validation score so far and its step, or ``None``.
+        elapsed: seconds of training so far, over all sessions.
+    """
+
+    step: int
+    params: dict[str, Tensor]
+    optimizer: dict[str, Any]
+    rng: dict[str, Tensor]
+    best: dict[str, float] | None
+    elapsed: float
+
+
+def create_run(folder: Path, cfg: RunConfig) -> None:
+    """Makes a new run folder holding the resolved config.
+
+    Raises:
+        ConfigError: if ``folder`` already holds a run (resume it or choose another folder).
+    """
+    if (folder / CONFIG).exists():
+        raise ConfigError(
+            f"{folder} already holds a run; pass --resume to continue it or choose another --out."
+        )
+    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG).write_text(to_yaml(cfg))
+
+
+def read_run_config(folder: Path) -> RunConfig:
+    """The resolved config of an existing run folder.
+
+    Raises:
+        DataError: ``folder`` is not a run folder.
+    """
+    file = folder / CONFIG
+    if not file.is_file():
+        raise DataError(
+            f"{folder} is not a run folder (it has no {CONFIG}); give a folder written by "
+            "`metalearner train`."
+        )
+    import yaml
+
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except yaml.YAMLError:
+        raise DataError(f"{file} is damaged (not YAML); retrain or restore it.") from None
+    return resolve(from_dict(RunConfig, raw or {}, ""))
+
+
+def save_state(
+    path: Path, state: TrainState, cfg: RunConfig, info: Mapping[str, Any], metric: str
+) -> None:
+    """Writes ``state`` as a checkpoint with the run's config and model description."""
+    tensors: dict[str, Tensor] = {f"params/{k}": v for k, v in state.params.items()}
+    tensors |= {f"rng/{k}": v for k, v in state.rng.items()}
+    groups = []
+    for i, group in enumerate(state.optimizer["param_groups"]):
+        groups.append({k: v for k, v in group.items() if k != "params"} | {"index": i})
+    for idx, entries in state.optimizer["state"].items():
+        for name, value in entries.items():
+            tensors[f"optim/{idx}/{name}"] = torch.as_tensor(value)
+    meta = {
+        **info,
+        "strategy": cfg.strategy,
+        "config": to_dict(cfg),
+        "step": state.step,
+        "metric": metric,
+        "best": state.best,
+        "elapsed": state.elapsed,
+        "param_names": list(state.params),
+        "optimizer": {"param_groups": groups},
+    }
+    save_checkpoint(path, tensors, meta)
+
+
+def load_state(path: Path) -> tuple[TrainState, Checkpoint]:
+    """Reads a training state written by :func:`save_state`."""
+    ckpt = load_checkpoint(path)
+    names = ckpt.meta.get("param_names")
+    if not isinstance(names, list):
+        raise DataError(f"{ckpt.path} is not a training checkpoint (no param_names in its meta).")
+    params = ckpt.group("params")
+    per_param: dict[int, dict[str, Tensor]] = {}
+    for key, value in ckpt.group("optim").items():
+        idx, name = key.split("/", 1)
+        per_param.setdefault(int(idx), {})[name] = value
+    groups = [dict(g) for g in ckpt.meta["optimizer"]["param_groups"]]
+    for g in groups:
+        g.pop("index")
+        g["params"] = list(range(len(names)))
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    state = TrainState(
+        step=int(ckpt.meta["step"]),
+        params={k: params[k] for k in names},
+        optimizer={"state": per_param, "param_groups": groups},
+        rng=ckpt.group("rng"),
+        best=ckpt.meta.get("best"),
+        elapsed=float(ckpt.meta.get("elapsed", 0.0)),
+    )
+    return state, ckpt
+
+
+def append_metrics(folder: Path, record: Mapping[str, Any]) -> None:
+    """Adds one line to ``metrics.jsonl`` (flushed, so a killed run keeps what it logged)."""
+    with open(folder / METRICS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def truncate_metrics(folder: Path, step: int) -> None:
+    """Drops lines logged after ``step``: a killed run logged steps its checkpoint lacks."""
+    file = folder / METRICS
+    if not file.exists():
+        return
+    kept = [
+        line
+        for line in file.read_text().splitlines()
+        if line.strip() and _step_of(line) is not None and (_step_of(line) or 0) <= step
+    ]
+    file.write_text("".join(line + "\n" for line in kept))
+
+
+def read_metrics(folder: Path) -> list[dict[str, Any]]:
+    """Every record of ``metrics.jsonl``."""
+    file = folder / METRICS
+    if not file.exists():
+        return []
+    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a half-written last line of a killed run

@@ -1,0 +1,297 @@
+"""Meta-training: the one outer loop for every strategy, and the only place parameters change.
+
+Each outer step draws a meta-batch of tasks from the training split, asks the strategy for
+meta-gradients (DESIGN.md rule 2), clips them, checks them for NaN/inf and lets the optimiser
+step. Every ``val_every`` steps the run is scored on its fixed validation tasks and saved
+(``checkpoints/latest``, and ``checkpoints/best`` when the score improved).
+
+Randomness comes only from explicit generators whose states are checkpointed, and CPU kernels
+run in deterministic mode, so a run killed at any moment and resumed ends with parameters
+bit-identical to a run never interrupted.
+
+References:
+    Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017.
+    Nichol et al., "On First-Order Meta-Learning Algorithms", 2018 (Reptile's outer SGD step on
+    the pseudo-gradient θ − φ, annealed linearly). Snell et al., "Prototypical Networks for
+    Few-shot Learning", NeurIPS 2017 (Adam, step halved every 2000 episodes).
+    Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017
+    (cosine schedule).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from metalearner.config import OptimizerConfig, RunConfig
+from metalearner.errors import ConfigError, MetalearnerError
+from metalearner.evaluate import summarize, task_scores
+from metalearner.experiment import build_experiment, seeded
+from metalearner.progress import TrainingProgress
+from metalearner.runs import (
+    BEST,
+    LATEST,
+    TrainState,
+    append_metrics,
+    create_run,
+    load_state,
+    save_state,
+    truncate_metrics,
+)
+
+
+class TrainingDivergedError(MetalearnerError):
+    """The loss or the meta-gradient became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The outcome of :func:`meta_train`.
+
+    Attributes:
+        run_dir: the run folder.
+        step: outer steps completed.
+        params: the final meta-parameters (on CPU).
+        best: the best validation score and its step, or ``None`` if never validated.
+        metric: ``"accuracy"`` or ``"mse"``.
+    """
+
+    run_dir: Path
+    step: int
+    params: dict[str, Tensor]
+    best: dict[str, float] | None
+    metric: str
+
+
+def meta_train(
+    cfg: RunConfig,
+    run_dir: Path | str,
+    *,
+    resume: bool = False,
+    data_dir: Path | None = None,
+    quiet: bool = False,
+    stop_at: int | None = None,
+) -> TrainResult:
+    """Meta-trains ``cfg``'s strategy, writing the run folder as it goes.
+
+    Args:
+        cfg: the resolved run config (:func:`metalearner.config.load_config`); on ``resume``
+            the caller passes the run folder's own config.
+        run_dir: the run folder (created unless ``resume``).
+        resume: continue from ``checkpoints/latest``: step, parameters, optimiser state and
+            every RNG state are restored.
+        data_dir: where the dataset is (default ``$METALEARNER_DATA``).
+        quiet: no progress bar (it is also off when stderr is not a terminal).
+        stop_at: stop (with a checkpoint) once this many steps are done, as if interrupted.
+
+    Returns:
+        The final state (see :class:`TrainResult`).
+
+    Raises:
+        TrainingDivergedError: the loss or a meta-gradient became NaN or infinite.
+        ConfigError, DataError: bad settings or missing data.
+
+    Example:
+        >>> cfg = load_config(overrides=["data.dataset=sinusoid", "steps=200"])
+        >>> result = meta_train(cfg, "runs/sine")
+    """
+    with threads(cfg.threads):
+        return _train(cfg, Path(run_dir), resume, data_dir, quiet, stop_at)
+
+
+@contextlib.contextmanager
+def threads(count: int | None) -> Iterator[None]:
+    """Runs the block with ``count`` CPU threads per op (``None``: unchanged), then restores."""
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(
+    cfg: RunConfig,
+    folder: Path,
+    resume: bool,
+    data_dir: Path | None,
+    quiet: bool,
+    stop_at: int | None,
+) -> TrainResult:
+    device = _device(cfg.device)
+    _deterministic()
+    exp = build_experiment(cfg, data_dir=data_dir)
+    metric = "accuracy" if cfg.data.dataset != "sinusoid" else "mse"
+    params = {k: v.to(device) for k, v in exp.strategy.init_params(seeded(cfg.seed)).items()}
+    optimizer = _optimizer(cfg.optimizer, list(params.values()))
+    tasks_rng = seeded(cfg.seed)
+    state = TrainState(0, params, optimizer.state_dict(), {}, None, 0.0)
+    if resume:
+        state = _restore(folder, params, optimizer, tasks_rng)
+    else:
+        create_run(folder, cfg)
+    val_tasks = exp.val_tasks(cfg)
+    info = {**exp.meta, "data_dir": str(data_dir.resolve()) if data_dir else None}
+    info |= {"precision": cfg.precision, "device": cfg.device}
+    step, best, elapsed = state.step, state.best, state.elapsed
+    base_lr = cfg.optimizer.lr or 0.0  # resolved from the strategy, never None here
+    end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
+    window: dict[str, list[float]] = {}
+    started, last_val = time.perf_counter() - elapsed, "-"
+    with TrainingProgress(cfg.steps, step, quiet=quiet) as bar:
+        while step < end:
+            tick = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = base_lr * lr_factor(cfg, step)
+            batch = exp.train.sample(cfg.meta_batch or 1, generator=tasks_rng).to(device)
+            with _precision(cfg.precision, device, exp.strategy.config):
+                grads, metrics = exp.strategy.meta_grads(params, batch)
+            norm = _global_norm(grads)
+            if not (math.isfinite(metrics["loss"]) and math.isfinite(norm)):
+                raise TrainingDivergedError(_diverged(folder, step + 1, metrics["loss"], norm))
+            if cfg.optimizer.clip is not None and norm > cfg.optimizer.clip:
+                scale = cfg.optimizer.clip / (norm + 1e-6)
+                grads = {k: g * scale for k, g in grads.items()}
+            for k, p in params.items():
+                p.grad = grads[k].to(p.dtype)
+            optimizer.step()
+            step += 1
+            for k, v in {**metrics, "grad_norm": norm}.items():
+                window.setdefault(k, []).append(float(v))
+            rate = batch.num_tasks / max(time.perf_counter() - tick, 1e-9)
+            record: dict[str, Any] = {}
+            if step % cfg.val_every == 0 or step == end:
+                val = summarize(task_scores(exp.strategy, params, val_tasks, device=device))
+                record[f"val_{metric}"], record["val_ci95"] = val.mean, val.ci95
+                better = best is None or (
+                    val.mean > best["score"] if metric == "accuracy" else val.mean < best["score"]
+                )
+                if better:
+                    best = {"score": val.mean, "step": step}
+                last_val = f"{val.mean:.4g}"
+                elapsed = time.perf_counter() - started
+                state = TrainState(
+                    step, params, optimizer.state_dict(), _rng_states(tasks_rng), best, elapsed
+                )
+                save_state(folder / LATEST, state, cfg, info, metric)
+                if better:
+                    save_state(folder / BEST, state, cfg, info, metric)
+            if record or step % cfg.log_every == 0:
+                append_metrics(folder, _record(step, started, window, metric, record, optimizer))
+                window = {}
+            bar.update(step, loss=float(metrics["loss"]), val=last_val, tasks_per_s=rate)
+    final = {k: v.detach().cpu() for k, v in params.items()}
+    return TrainResult(folder, step, final, best, metric)
+
+
+def lr_factor(cfg: RunConfig, step: int) -> float:
+    """Multiplier of the base step size before outer step ``step`` (0-based).
+
+    A pure function of the step, so a resumed run follows the same schedule exactly.
+    """
+    opt, frac = cfg.optimizer, step / max(cfg.steps, 1)
+    if opt.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+    if opt.schedule == "linear":
+        return 1.0 - frac
+    if opt.schedule == "step":
+        return float(opt.decay_rate ** (step // (opt.decay_every or 1)))
+    return 1.0
+
+
+def _optimizer(opt: OptimizerConfig, params: list[Tensor]) -> torch.optim.Optimizer:
+    if opt.name == "sgd":
+        return torch.optim.SGD(params, lr=opt.lr or 0.0)
+    return torch.optim.Adam(params, lr=opt.lr or 0.0, betas=opt.betas)
+
+
+def _restore(
+    folder: Path, params: dict[str, Tensor], optimizer: torch.optim.Optimizer, rng: torch.Generator
+) -> TrainState:
+    state, ckpt = load_state(folder / LATEST)
+    if list(state.params) != list(params):
+        raise ConfigError(
+            f"{ckpt.path} holds parameters of another model; resume it with its own config.yaml."
+        )
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(state.params[k])
+    optimizer.load_state_dict(state.optimizer)
+    rng.set_state(state.rng["tasks"])
+    torch.set_rng_state(state.rng["torch"])
+    truncate_metrics(folder, state.step)
+    return state
+
+
+def _rng_states(tasks: torch.Generator) -> dict[str, Tensor]:
+    # The global RNG is saved too: no code here should draw from it, but a strategy might.
+    states = {"tasks": tasks.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def _global_norm(grads: dict[str, Tensor]) -> float:
+    total = sum((g.detach().double().square().sum() for g in grads.values()), torch.zeros(()))
+    return float(total.sqrt())
+
+
+def _record(
+    step: int,
+    started: float,
+    window: dict[str, list[float]],
+    metric: str,
+    extra: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+) -> dict[str, Any]:
+    # Training numbers are means over the steps since the last line: one step is too noisy.
+    out: dict[str, Any] = {"step": step, "time": round(time.perf_counter() - started, 3)}
+    out["lr"] = optimizer.param_groups[0]["lr"]
+    for k, values in window.items():
+        out[k] = sum(values) / len(values)
+    if metric == "mse":
+        out["mse"] = out["loss"]  # a regression strategy's loss is the query MSE
+    return out | extra
+
+
+def _diverged(folder: Path, step: int, loss: float, norm: float) -> str:
+    latest = folder / LATEST
+    if latest.exists():
+        where = f"the last good checkpoint is {latest}"
+    else:
+        where = "no checkpoint was written yet"
+    return (
+        f"Training diverged at step {step} (loss {loss}, gradient norm {norm}); {where}; "
+        "lower optimizer.lr, set optimizer.clip, or use precision float32."
+    )
+
+
+def _precision(
+    precision: str, device: torch.device, strategy_config: Any
+) -> contextlib.AbstractContextManager[Any]:
+    # A strategy with its own precision option (set from the run's by config.resolve) knows
+    # which parts gain from bfloat16; autocast is the fallback for the others.
+    if precision == "float32" or hasattr(strategy_config, "precision"):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' is not available on this machine; use --set device=cpu.")
+    return torch.device(name)
+
+
+def _deterministic() -> None:
+    # Bit-identical resumes need kernels that do not depend on thread timing; warn_only keeps
+    # ops without a deterministic variant usable (none of the CPU paths here need one).
+    torch.use_deterministic_algorithms(True, warn_only=True)

@@ -1,0 +1,130 @@
+"""`metalearner train/evaluate/presets` as a user runs them: subprocesses, exit codes, stderr."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from metalearner.checkpoint import load_checkpoint
+
+sys.path.insert(0, str(Path(__file__).parent))
+from omniglot_fixture import write_fake_omniglot
+
+SINE = ["--preset", "sinusoid-k5-maml", "--set", "val_tasks=4", "--set", "meta_batch=5"]
+TINY_OMNIGLOT = [
+    f"--set={s}"
+    for s in (
+        "data.ways=3",
+        "data.queries=2",
+        "data.meta_train_classes=10",
+        "data.val_classes=3",
+        "model.width=8",
+        "model.depth=2",
+        "val_tasks=4",
+        "meta_batch=2",
+        "threads=1",
+    )
+]
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "metalearner", *args]
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command(*args), cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def final_params(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "checkpoints/latest").group("params")
+
+
+def test_presets_are_listed(tmp_path: Path) -> None:
+    result = run("presets", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "omniglot-20w1s-protonet" in result.stdout and "sinusoid-k10-maml" in result.stdout
+
+
+def test_train_then_evaluate_sinusoid(tmp_path: Path) -> None:
+    result = run("train", *SINE, "--set", "steps=6", "--set", "val_every=3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "runs" / "sinusoid-k5-maml"
+    assert "best validation mse" in result.stdout and (run_dir / "config.yaml").is_file()
+    result = run("evaluate", str(run_dir), "--tasks", "8", "--steps", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "mse " in result.stdout and "(8 tasks)" in result.stdout
+    assert (run_dir / "eval.json").is_file()
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_omniglot_layout(tmp_path: Path) -> None:
+    write_fake_omniglot(tmp_path / "data")
+    args = ["--preset", "omniglot-5w1s-maml", "--data-dir", "data", *TINY_OMNIGLOT]
+    result = run("train", *args, "--set=steps=4", "--set=val_every=2", "--out=r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = run("evaluate", "r", "--tasks", "6", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "accuracy " in result.stdout and "% ± " in result.stdout and "(6 tasks)" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_finished_run_resumes_to_the_same_place(tmp_path: Path) -> None:
+    base = ["train", *SINE, "--set=steps=4", "--set=val_every=2", "--out=r", "--seed=3"]
+    assert run(*base, cwd=tmp_path).returncode == 0
+    before = final_params(tmp_path / "r")
+    result = run("train", "--resume", "--out=r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "trained 4 steps" in result.stdout
+    after = final_params(tmp_path / "r")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_bit_identical(tmp_path: Path) -> None:
+    args = [*SINE, "--set=steps=400", "--set=val_every=10", "--quiet"]
+    whole = run("train", *args, "--out=whole", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    proc = subprocess.Popen(command("train", *args, "--out=killed"), cwd=tmp_path)
+    meta = tmp_path / "killed/checkpoints/latest/meta.json"
+    deadline = time.monotonic() + 120
+    while not meta.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    step = load_checkpoint(tmp_path / "killed/checkpoints/latest").meta["step"]
+    assert step < 400, "the run finished before it could be killed; raise steps"
+    resumed = run("train", "--resume", "--out=killed", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = final_params(tmp_path / "whole"), final_params(tmp_path / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "--preset", "nope"], "sinusoid-k5-maml"),
+        (["train", *SINE, "--set", "data.wayz=3"], "data.wayz"),
+        (["train", *SINE, "--set", "steps=lots"], "integer"),
+        (["train", "missing.yaml"], "missing.yaml"),
+        (["train"], "--preset"),
+        (["train", "--preset", "omniglot-5w1s-maml", "--data-dir", "."], "omniglot"),
+        (["train", "--resume", "--out", "."], "not a run folder"),
+        (["evaluate", "."], "not a run folder"),
+        (["evaluate", "nowhere"], "not a run folder"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert needle in result.stderr

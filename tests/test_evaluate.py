@@ -1,0 +1,90 @@
+"""Evaluation: the 95% interval, the curve over steps, and test tasks unseen in training."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from metalearner.config import load_config
+from metalearner.evaluate import Score, curve_steps, evaluate, format_score, summarize
+from metalearner.experiment import build_experiment
+from metalearner.train import meta_train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from omniglot_fixture import write_fake_omniglot
+
+TINY_OMNIGLOT = [
+    "data.dataset=omniglot",
+    "data.ways=3",
+    "data.shots=1",
+    "data.queries=2",
+    "data.meta_train_classes=10",
+    "data.val_classes=3",
+    "model.width=8",
+    "model.depth=2",
+]
+
+
+def test_the_interval_is_1_96_sd_over_root_n() -> None:
+    scores = torch.tensor([0.5, 1.0, 0.75, 1.0], dtype=torch.float64)
+    got = summarize(scores, 3)
+    assert got.mean == pytest.approx(0.8125)
+    assert got.ci95 == pytest.approx(1.96 * float(scores.std()) / 2)
+    assert summarize(torch.tensor([0.3], dtype=torch.float64)).ci95 == 0.0
+
+
+def test_lines_read_as_in_the_papers() -> None:
+    assert format_score("accuracy", Score(1, 0.98123, 0.0031), 600) == (
+        "accuracy 98.12% ± 0.31 (600 tasks)"
+    )
+    assert format_score("mse", Score(1, 0.5123, 0.031), 600).startswith("mse 0.5123 ± 0.031")
+    assert curve_steps(3) == [0, 1, 2, 3]
+    assert curve_steps(50)[-1] == 50 and len(curve_steps(50)) < 12
+
+
+def test_evaluate_writes_a_score_and_a_curve(tmp_path: Path) -> None:
+    cfg = load_config(
+        overrides=[
+            *("data.dataset=sinusoid", "steps=4", "val_every=2", "val_tasks=3", "threads=1"),
+            *("meta_batch=4", "strategy_config.inner_lr=0.01", "strategy_config.eval_steps=3"),
+        ]
+    )
+    meta_train(cfg, tmp_path / "run", quiet=True)
+    result = evaluate(tmp_path / "run", num_tasks=12)
+    assert result.metric == "mse" and result.num_tasks == 12 and result.score.steps == 3
+    assert [p.steps for p in result.curve] == [0, 1, 2, 3]
+    assert result.curve[-1] == result.score
+    saved = json.loads((tmp_path / "run/eval.json").read_text())
+    assert saved["line"] == result.line() and len(saved["curve"]) == 4
+    assert re.fullmatch(r"mse \S+ ± \S+ \(12 tasks\)", result.line())
+    again = evaluate(tmp_path / "run", num_tasks=12, steps=1, curve=False)
+    assert again.curve == [] and math.isclose(again.score.mean, result.curve[1].mean)
+
+
+def test_test_tasks_are_never_training_or_validation_tasks(tmp_path: Path) -> None:
+    write_fake_omniglot(tmp_path)
+    cfg = load_config(
+        overrides=[*TINY_OMNIGLOT, "strategy=protonet", "strategy_config.train_ways=null"]
+    )
+    exp = build_experiment(cfg, data_dir=tmp_path)
+    train_classes = set(exp.train.classes.tolist())  # type: ignore[attr-defined]
+    val = exp.val_tasks(cfg).batch(0, cfg.val_tasks)
+    test = exp.test_tasks(cfg, 50).batch(0, 50)
+    assert val.classes is not None and test.classes is not None
+    test_classes, val_classes = (
+        set(test.classes.flatten().tolist()),
+        set(val.classes.flatten().tolist()),
+    )
+    assert not test_classes & train_classes and not test_classes & val_classes
+    assert not val_classes & train_classes
+    sine = load_config(overrides=["data.dataset=sinusoid"])
+    sexp = build_experiment(sine)
+    v = sexp.val_tasks(sine).batch(0, 10).info["amplitude"]
+    t = sexp.test_tasks(sine, 10).batch(0, 10).info["amplitude"]
+    assert not torch.equal(v, t)

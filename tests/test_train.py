@@ -1,0 +1,124 @@
+"""The outer loop: run folder contents, exact resume, schedules, clipping and the NaN guard."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import metalearner.train as train_module
+from metalearner.checkpoint import load_checkpoint
+from metalearner.config import RunConfig, load_config
+from metalearner.runs import read_metrics, read_run_config
+from metalearner.tasks import TaskBatch
+from metalearner.train import TrainingDivergedError, lr_factor, meta_train
+
+SINE = [
+    "data.dataset=sinusoid",
+    "data.shots=5",
+    "data.queries=5",
+    "val_tasks=4",
+    "meta_batch=4",
+    "threads=1",
+]
+
+
+def sine(*extra: str) -> RunConfig:
+    return load_config(overrides=[*SINE, "strategy_config.inner_lr=0.01", *extra])
+
+
+def test_a_run_folder_holds_config_metrics_and_checkpoints(tmp_path: Path) -> None:
+    cfg = sine("steps=12", "val_every=5", "log_every=2")
+    result = meta_train(cfg, tmp_path / "run", quiet=True)
+    run = tmp_path / "run"
+    assert result.step == 12 and result.metric == "mse"
+    assert read_run_config(run) == cfg
+    lines = read_metrics(run)
+    assert [r["step"] for r in lines] == [2, 4, 5, 6, 8, 10, 12]
+    assert {"time", "loss", "mse", "lr"} <= set(lines[0])
+    assert "val_mse" in lines[2] and "val_ci95" in lines[2]
+    latest = load_checkpoint(run / "checkpoints/latest")
+    assert latest.meta["step"] == 12 and latest.meta["strategy"] == "maml"
+    assert latest.meta["backbone"]["name"] == "mlp" and latest.meta["input_shape"] == [1]
+    assert latest.meta["config"]["steps"] == 12 and latest.meta["precision"] == "float32"
+    assert set(latest.group("rng")) >= {"tasks", "torch"}
+    assert latest.group("optim")  # Adam's moments travel with the parameters
+    params = latest.group("params")
+    assert all(torch.equal(params[k], result.params[k]) for k in result.params)
+    assert result.best is not None
+    best = load_checkpoint(run / "checkpoints/best")
+    assert best.meta["step"] == result.best["step"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("strategy=maml", "optimizer.schedule=cosine", "optimizer.clip=0.5"),
+        ("strategy=reptile", "optimizer.lr=0.5", "strategy_config={}"),
+    ],
+)
+def test_a_stopped_and_resumed_run_ends_bit_identical(tmp_path: Path, extra: tuple[str]) -> None:
+    overrides = [*SINE, "steps=17", "val_every=4", *extra]
+    if "strategy=maml" in extra:
+        overrides.append("strategy_config.inner_lr=0.01")
+    cfg = load_config(overrides=overrides)
+    whole = meta_train(cfg, tmp_path / "whole", quiet=True)
+    part = meta_train(cfg, tmp_path / "part", quiet=True, stop_at=9)
+    assert part.step == 9
+    resumed = meta_train(read_run_config(tmp_path / "part"), tmp_path / "part", resume=True)
+    assert resumed.step == 17
+    for k, v in whole.params.items():
+        assert torch.equal(v, resumed.params[k]), k
+    steps = [r["step"] for r in read_metrics(tmp_path / "part")]
+    assert steps == sorted(set(steps))  # no step logged twice after the resume
+
+
+def test_schedules_are_pure_functions_of_the_step() -> None:
+    cos = sine("steps=100", "optimizer.schedule=cosine")
+    assert lr_factor(cos, 0) == 1.0 and lr_factor(cos, 50) == pytest.approx(0.5)
+    lin = sine("steps=100", "optimizer.schedule=linear")
+    assert lr_factor(lin, 75) == pytest.approx(0.25)
+    step = sine("optimizer.schedule=step", "optimizer.decay_every=10", "optimizer.decay_rate=0.5")
+    assert [lr_factor(step, s) for s in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
+
+
+def test_nan_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = train_module.build_experiment
+
+    def poisoned(*args: Any, **kwargs: Any) -> Any:
+        exp = real(*args, **kwargs)
+        inner = exp.strategy.meta_grads
+        calls = {"n": 0}
+
+        def meta_grads(params: dict[str, torch.Tensor], batch: TaskBatch) -> Any:
+            calls["n"] += 1
+            grads, metrics = inner(params, batch)
+            if calls["n"] == 7:
+                metrics = {**metrics, "loss": math.nan}
+            return grads, metrics
+
+        exp.strategy.meta_grads = meta_grads  # type: ignore[method-assign]
+        return exp
+
+    monkeypatch.setattr(train_module, "build_experiment", poisoned)
+    with pytest.raises(TrainingDivergedError) as err:
+        meta_train(sine("steps=10", "val_every=3"), tmp_path / "run", quiet=True)
+    message = str(err.value)
+    assert "step 7" in message and "checkpoints/latest" in message and "optimizer.lr" in message
+    meta = json.loads((tmp_path / "run/checkpoints/latest/meta.json").read_text())
+    assert meta["step"] == 6
+
+
+def test_bfloat16_precision_trains(tmp_path: Path) -> None:
+    for strategy in ("maml", "reptile"):
+        cfg = load_config(
+            overrides=[*SINE, f"strategy={strategy}", "steps=3", "precision=bfloat16"]
+        )
+        result = meta_train(cfg, tmp_path / strategy, quiet=True)
+        assert all(torch.isfinite(v).all() for v in result.params.values())
