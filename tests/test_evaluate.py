@@ -12,8 +12,19 @@ import pytest
 import torch
 
 from metalearner.config import load_config
-from metalearner.evaluate import Score, curve_steps, evaluate, format_score, summarize
+from metalearner.evaluate import (
+    Score,
+    curve_steps,
+    evaluate,
+    format_score,
+    summarize,
+    task_curves,
+    task_scores,
+)
 from metalearner.experiment import build_experiment
+from metalearner.models import build_model
+from metalearner.strategies import build
+from metalearner.tasks import SinusoidTasks
 from metalearner.train import meta_train
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -88,3 +99,17 @@ def test_test_tasks_are_never_training_or_validation_tasks(tmp_path: Path) -> No
     v = sexp.val_tasks(sine).batch(0, 10).info["amplitude"]
     t = sexp.test_tasks(sine, 10).batch(0, 10).info["amplitude"]
     assert not torch.equal(v, t)
+
+
+@pytest.mark.parametrize("name", ["maml", "scratch", "reptile"])
+def test_one_pass_curves_equal_adapting_afresh_for_each_step(name: str) -> None:
+    model = build_model("mlp", (1,), 1, generator=0)
+    strategy = build(name, model, {"eval_steps": 4})
+    params = strategy.init_params(0)
+    tasks = SinusoidTasks(shots=5, queries=5).fixed(6, seed=0)
+    steps = [0, 1, 3, 4]
+    curves = task_curves(strategy, params, tasks, steps, batch_size=4)
+    assert curves.shape == (4, 6)
+    for row, s in zip(curves, steps, strict=True):
+        assert torch.allclose(row, task_scores(strategy, params, tasks, steps=s), rtol=1e-6)
+    assert not torch.equal(curves[0], curves[-1])  # adaptation changed the predictions

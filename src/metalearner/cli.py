@@ -209,7 +209,7 @@ def presets_cmd() -> None:
 def quickstart_cmd(
     out: Annotated[Path, typer.Option(help="The quickstart folder.")] = Path("runs/quickstart"),
     steps: Annotated[int, typer.Option(help="Outer steps for MAML and the pretrained model.")] = (
-        8000
+        20000
     ),
     tasks: Annotated[int, typer.Option("--tasks", help="Fixed test sinusoids per K.")] = 600,
     seed: Annotated[int, typer.Option(help="Seed of initialisation and training tasks.")] = 0,

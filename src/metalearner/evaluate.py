@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -85,14 +86,45 @@ def task_scores(
         batch = batch.to(device)
         for t in range(batch.num_tasks):
             predict = strategy.adapt(params, batch.support_x[t], batch.support_y[t], steps=steps)
-            with torch.no_grad():
-                pred = predict(batch.query_x[t]).float()
-            target = batch.query_y[t]
-            if target.dtype.is_floating_point:
-                out.append((pred.reshape(target.shape) - target).square().mean())
-            else:
-                out.append((pred.argmax(-1) == target).float().mean())
+            out.append(_score(predict, batch.query_x[t], batch.query_y[t]))
     return torch.stack(out).cpu().double()
+
+
+def task_curves(
+    strategy: Strategy,
+    params: Params,
+    tasks: TaskSet,
+    steps: list[int],
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 50,
+) -> Tensor:
+    """``[len(steps), n]``: each task's score after each number of adaptation steps.
+
+    A strategy with ``adapt_steps`` (one pass gives every intermediate predictor) is adapted
+    once per task; any other is adapted afresh for each number of steps.
+    """
+    one_pass = getattr(strategy, "adapt_steps", None)
+    if one_pass is None:
+        rows = [task_scores(strategy, params, tasks, steps=s, device=device) for s in steps]
+        return torch.stack(rows)
+    out = []
+    for batch in iter_batches(tasks, batch_size):
+        batch = batch.to(device)
+        for t in range(batch.num_tasks):
+            path = one_pass(params, batch.support_x[t], batch.support_y[t], steps=max(steps))
+            qx, qy = batch.query_x[t], batch.query_y[t]
+            out.append(torch.stack([_score(path[s], qx, qy) for s in steps]))
+    return torch.stack(out, dim=1).cpu().double()
+
+
+def _score(predict: Callable[[Tensor], Tensor], x: Tensor, target: Tensor) -> Tensor:
+    """Squared error for regression targets, accuracy for labels."""
+    with torch.no_grad():
+        pred = predict(x).float()
+    if target.dtype.is_floating_point:
+        return (pred.reshape(target.shape) - target).square().mean()
+    return (pred.argmax(-1) == target).float().mean()
 
 
 def summarize(scores: Tensor, steps: int | None = None) -> Score:
@@ -103,7 +135,8 @@ def summarize(scores: Tensor, steps: int | None = None) -> Score:
 
 
 def curve_steps(max_steps: int) -> list[int]:
-    """0, 1, …, S for S ≤ 10; beyond that a roughly geometric subset ending at S (cost ∝ S²)."""
+    """0, 1, …, S for S ≤ 10; beyond that a roughly geometric subset ending at S (a strategy
+    without ``adapt_steps`` pays S² steps for a full curve)."""
     if max_steps <= 10:
         return list(range(max_steps + 1))
     points = {0, 1, 2, 3, 5, 10, max_steps}
@@ -172,9 +205,9 @@ def _evaluate(
     max_steps = steps if steps is not None else default_steps
     points: list[Score] = []
     if curve and default_steps is not None and max_steps is not None:
-        for s in curve_steps(max_steps):
-            scores = task_scores(exp.strategy, params, tasks, steps=s, device=device)
-            points.append(summarize(scores, s))
+        wanted = curve_steps(max_steps)
+        scores = task_curves(exp.strategy, params, tasks, wanted, device=device)
+        points = [summarize(row, s) for row, s in zip(scores, wanted, strict=True)]
     score = next((p for p in points if p.steps == max_steps), None)
     if score is None:
         scores = task_scores(exp.strategy, params, tasks, steps=max_steps, device=device)

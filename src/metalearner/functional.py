@@ -155,6 +155,30 @@ def adapt(
     return fast
 
 
+def adapt_path(
+    fn: ModelFn,
+    params: Params,
+    support_x: Tensor,
+    support_y: Tensor,
+    *,
+    steps: int,
+    lr: LearningRate,
+    trainable: Collection[str] | None = None,
+) -> list[Params]:
+    """The parameters after 0, 1, ..., ``steps`` first-order steps of :func:`adapt`.
+
+    One pass gives a whole adaptation curve: scoring after every step costs ``steps`` updates
+    instead of the ``steps²/2`` of adapting from scratch for each point.
+    """
+    path = [dict(params)]
+    for _ in range(steps):
+        path.append(
+            adapt(fn, path[-1], support_x, support_y, steps=1, lr=lr, first_order=True,
+                  trainable=trainable)
+        )  # fmt: skip
+    return path
+
+
 def map_tasks(
     task_fn: TaskFn,
     params: Params,

@@ -1,8 +1,8 @@
 """Learning strategies: what is learned across tasks and how a new task is adapted to.
 
-Importing this package registers every built-in strategy: ``maml``, ``fomaml``, ``metasgd``,
-``anil`` (:mod:`.maml`), ``reptile`` (:mod:`.reptile`), ``protonet`` (:mod:`.protonet`), and
-the baselines ``scratch`` and ``pretrain`` (:mod:`.baselines`).
+Importing this package registers every built-in strategy: ``maml`` (:mod:`.maml`), ``fomaml``,
+``metasgd``, ``anil`` (:mod:`.variants`), ``reptile`` (:mod:`.reptile`), ``protonet``
+(:mod:`.protonet`), and the baselines ``scratch`` and ``pretrain`` (:mod:`.baselines`).
 """
 
 from metalearner.strategies.base import (
@@ -17,9 +17,10 @@ from metalearner.strategies.base import (
     resolve_config,
 )
 from metalearner.strategies.baselines import BaselineConfig, Pretrain, Scratch
-from metalearner.strategies.maml import ANIL, FOMAML, LR_PREFIX, MAML, MAMLConfig, MetaSGD
+from metalearner.strategies.maml import LR_PREFIX, MAML, MAMLConfig
 from metalearner.strategies.protonet import ProtoNet, ProtoNetConfig, prototype_logits
 from metalearner.strategies.reptile import Reptile, ReptileConfig
+from metalearner.strategies.variants import ANIL, FOMAML, MetaSGD
 
 __all__ = [
     "ANIL",

@@ -63,18 +63,26 @@ class _FineTuner:
     ) -> Predictor:
         """Fine-tunes every weight on the support set (``eval_steps`` SGD steps unless given)."""
         n = self.config.eval_steps if steps is None else steps
+        return self.adapt_steps(params, support_x, support_y, steps=n)[-1]
+
+    def adapt_steps(
+        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int
+    ) -> list[Predictor]:
+        """The predictors after 0, 1, ..., ``steps`` fine-tuning steps, from one pass."""
         theta = {k: v.detach() for k, v in params.items()}
         with fused_batch_norm():  # safe: nothing here is vmapped
-            fast = fx.adapt(
-                self._fn, theta, support_x, support_y, steps=n, lr=self.config.adapt_lr,
-                first_order=True,
-            )  # fmt: skip
+            path = fx.adapt_path(
+                self._fn, theta, support_x, support_y, steps=steps, lr=self.config.adapt_lr
+            )
 
-        def predict(x: Tensor) -> Tensor:
-            with torch.no_grad(), fused_batch_norm():
-                return fx.predictions(self._fn(fast, x), support_y)
+        def predictor(fast: Params) -> Predictor:
+            def predict(x: Tensor) -> Tensor:
+                with torch.no_grad(), fused_batch_norm():
+                    return fx.predictions(self._fn(fast, x), support_y)
 
-        return predict
+            return predict
+
+        return [predictor(fast) for fast in path]
 
 
 @register("scratch")

@@ -1,0 +1,58 @@
+"""The named MAML variants: each is :class:`MAML` with the flag that defines it.
+
+References:
+    Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017.
+    Li et al., "Meta-SGD: Learning to Learn Quickly for Few-Shot Learning", 2017.
+    Raghu et al., "Rapid Learning or Feature Reuse? Towards Understanding the Effectiveness of
+    MAML", ICLR 2020.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from metalearner.strategies.base import register
+from metalearner.strategies.maml import MAML, MAMLConfig
+
+
+@register("fomaml")
+class FOMAML(MAML):
+    """First-order MAML: the meta-gradient is the query-loss gradient at the adapted parameters.
+
+    References:
+        Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks",
+        ICML 2017, section 5.2 (first-order approximation).
+    """
+
+    default_config: ClassVar[MAMLConfig] = MAMLConfig(first_order=True)
+    requires: ClassVar[str | None] = "first_order"
+
+
+@register("metasgd")
+class MetaSGD(MAML):
+    """Meta-SGD: learns a step size for every parameter entry along with the initialisation.
+
+    The step sizes start from U(0.005, 0.1) as in the paper and are trained by the outer loop
+    like any other meta-parameter (keys ``"inner_lr.<name>"``).
+
+    References:
+        Li et al., "Meta-SGD: Learning to Learn Quickly for Few-Shot Learning", 2017.
+    """
+
+    default_config: ClassVar[MAMLConfig] = MAMLConfig(
+        learn_inner_lr=True, inner_lr_init=(0.005, 0.1)
+    )
+    requires: ClassVar[str | None] = "learn_inner_lr"
+
+
+@register("anil")
+class ANIL(MAML):
+    """Almost No Inner Loop: only the head adapts; the backbone is learned by the outer loss.
+
+    References:
+        Raghu et al., "Rapid Learning or Feature Reuse? Towards Understanding the Effectiveness
+        of MAML", ICLR 2020.
+    """
+
+    default_config: ClassVar[MAMLConfig] = MAMLConfig(head_only=True)
+    requires: ClassVar[str | None] = "head_only"
