@@ -13,6 +13,7 @@ import torch
 import metalearner.train as train_module
 from metalearner.checkpoint import load_checkpoint
 from metalearner.config import RunConfig, load_config
+from metalearner.errors import ConfigError
 from metalearner.runs import read_metrics, read_run_config
 from metalearner.tasks import TaskBatch
 from metalearner.train import TrainingDivergedError, lr_factor, meta_train
@@ -122,3 +123,14 @@ def test_bfloat16_precision_trains(tmp_path: Path) -> None:
         )
         result = meta_train(cfg, tmp_path / strategy, quiet=True)
         assert all(torch.isfinite(v).all() for v in result.params.values())
+
+
+def test_a_time_budget_stops_early_with_a_validated_checkpoint(tmp_path: Path) -> None:
+    cfg = sine("steps=1000000", "val_every=100000", "time_budget=0.5")
+    result = meta_train(cfg, tmp_path / "run", quiet=True)
+    assert 0 < result.step < 1_000_000
+    latest = load_checkpoint(tmp_path / "run/checkpoints/latest")
+    assert latest.meta["step"] == result.step  # saved at the step the budget ran out
+    assert result.best is not None and result.best["step"] == result.step
+    with pytest.raises(ConfigError, match="time_budget"):
+        sine("time_budget=0")

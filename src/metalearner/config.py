@@ -89,7 +89,10 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    steps: int = 1000  # outer steps
+    steps: int = 1000  # outer steps (the learning-rate schedule spans these)
+    # Wall-clock seconds of training after which the run stops early, validated and saved as at
+    # its last step (a budget for benchmarks); null: no limit.
+    time_budget: float | None = None
     meta_batch: int | None = None  # tasks per outer step; None: the strategy's meta_batch_size
     val_every: int = 100  # steps between validations (and checkpoints)
     val_tasks: int = 100
@@ -236,6 +239,10 @@ def _check_ranges(cfg: RunConfig) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"Setting {key!r} must be at least 1, got {value}.")
+    if cfg.time_budget is not None and not cfg.time_budget > 0:
+        raise ConfigError(
+            f"Setting 'time_budget' must be > 0 seconds or null, got {cfg.time_budget}."
+        )
     if cfg.data.queries < 1:
         raise ConfigError(f"Setting 'data.queries' must be at least 1, got {cfg.data.queries}.")
     lr = cfg.optimizer.lr or 0.0

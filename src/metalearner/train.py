@@ -169,6 +169,9 @@ def _train(
                 window.setdefault(k, []).append(float(v))
             rate = batch.num_tasks / max(time.perf_counter() - tick, 1e-9)
             record: dict[str, Any] = {}
+            spent = cfg.time_budget is not None and time.perf_counter() - started >= cfg.time_budget
+            if spent:
+                end = step  # the budget is used up: finish this step as the last one
             if step % cfg.val_every == 0 or step == end:
                 val = summarize(task_scores(exp.strategy, params, val_tasks, device=device))
                 record[f"val_{metric}"], record["val_ci95"] = val.mean, val.ci95
