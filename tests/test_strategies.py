@@ -51,7 +51,7 @@ def test_registry_lists_every_strategy() -> None:
         ("maml", {"inner_lr": "0.4"}, r"inner_lr must be a number"),
         ("maml", {"inner_steps": 1.5}, r"inner_steps must be an integer"),
         ("maml", {"first_order": 1}, r"first_order must be true or false"),
-        ("maml", {"batching": "gpu"}, r"batching must be one of 'auto', 'vmap', 'loop'"),
+        ("maml", {"batching": "gpu"}, r"batching must be one of auto, vmap, loop"),
         ("maml", {"inner_lr_init": (0.1, 0.2)}, r"needs learn_inner_lr=True"),
         ("maml", {"innerlr": 0.1}, r"has no setting 'innerlr'"),
         ("fomaml", {"first_order": False}, r"defined by first_order=True"),

@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from metalearner.errors import ConfigError
+from metalearner.typecheck import describe_type, match_type
 
 
 @dataclass(frozen=True)
@@ -283,54 +283,10 @@ def _assign(raw: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    ok, out = _match(value, hint)
+    ok, out = match_type(value, hint)
     if not ok:
-        raise ConfigError(f"Setting {key!r} must be {_describe(hint)}, got {value!r}.")
+        raise ConfigError(f"Setting {key!r} must be {describe_type(hint)}, got {value!r}.")
     return out
-
-
-def _match(value: Any, hint: Any) -> tuple[bool, Any]:
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return True, value
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(hint):
-            ok, out = _match(value, arg)
-            if ok:
-                return True, out
-        return False, value
-    if origin is Literal:
-        return value in typing.get_args(hint), value
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if not isinstance(value, list | tuple) or len(value) != len(args):
-            return False, value
-        pairs = [_match(v, a) for v, a in zip(value, args, strict=True)]
-        return all(ok for ok, _ in pairs), tuple(v for _, v in pairs)
-    if origin is dict:
-        return isinstance(value, dict), dict(value) if isinstance(value, dict) else value
-    if hint is type(None):
-        return value is None, value
-    if hint is float:
-        good = isinstance(value, int | float) and not isinstance(value, bool)
-        return good, float(value) if good else value
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    return isinstance(value, hint), value
-
-
-def _describe(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return "one of " + ", ".join(str(a) for a in typing.get_args(hint))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(hint))
-    if origin is tuple:
-        return f"a list of {len(typing.get_args(hint))} numbers"
-    if origin is dict:
-        return "a mapping"
-    names = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
-    return names.get(hint, "null" if hint is type(None) else str(hint))
 
 
 def _tuples(d: Mapping[str, Any]) -> dict[str, Any]:

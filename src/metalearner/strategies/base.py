@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 
 from metalearner.errors import ConfigError
 from metalearner.tasks.batch import TaskBatch
+from metalearner.typecheck import describe_type, match_type
 
 Params = dict[str, Tensor]
 Predictor = Callable[[Tensor], Tensor]
@@ -161,15 +161,22 @@ class ConfigBase:
         return dataclasses.replace(self, **self.PRESETS[name])  # type: ignore[type-var]
 
     def check_types(self) -> None:
-        """Raises ConfigError for a field whose value does not match its annotation."""
+        """Raises ConfigError for a field whose value does not match its annotation.
+
+        A value of the right kind in another form (a list for a pair, ``1`` for ``1.0``) is
+        stored in the annotated form, so equal settings compare equal however they were written.
+        """
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
-            if not _matches(value, hints[f.name]):
+            ok, normal = match_type(value, hints[f.name])
+            if not ok:
                 raise ConfigError(
-                    f"{type(self).__name__}.{f.name} must be {_describe(hints[f.name])}, "
+                    f"{type(self).__name__}.{f.name} must be {describe_type(hints[f.name])}, "
                     f"got {value!r}."
                 )
+            if normal is not value:
+                object.__setattr__(self, f.name, normal)  # frozen: only __post_init__ may
 
 
 def check_range(
@@ -195,39 +202,3 @@ def resolve_batching(setting: str, *, device: torch.device, measured: Mapping[st
     if setting == "auto":
         setting = measured.get(device.type, "vmap")
     return setting == "vmap"
-
-
-def _matches(value: object, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, h) for h in typing.get_args(hint))
-    if origin is typing.Literal:
-        return value in typing.get_args(hint)
-    if origin is tuple:
-        args = typing.get_args(hint)
-        return (
-            isinstance(value, tuple)
-            and len(value) == len(args)
-            and all(_matches(v, a) for v, a in zip(value, args, strict=True))
-        )
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _describe(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
-    if origin is tuple:
-        return "a pair of numbers"
-    if origin is not None:
-        return " or ".join(_describe(h) for h in typing.get_args(hint))
-    names = {float: "a number", int: "an integer", bool: "true or false", type(None): "None"}
-    return names.get(hint, getattr(hint, "__name__", str(hint)))
