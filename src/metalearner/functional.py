@@ -179,6 +179,29 @@ def adapt_path(
     return path
 
 
+def path_predictors(
+    fn: ModelFn,
+    path: Sequence[Params],
+    support_y: Tensor,
+    embed: Callable[[Tensor], Tensor] | None = None,
+) -> list[Callable[[Tensor], Tensor]]:
+    """One predictor ``x -> fn(fast, embed(x))`` per parameter set of an adaptation path.
+
+    Predictions come in the form of ``support_y`` (logits, or squeezed regression outputs), are
+    computed without a graph, and normalise with the statistics of the batch they are given
+    (transductive BatchNorm): pass a task's whole query set at once.
+    """
+
+    def predictor(fast: Params) -> Callable[[Tensor], Tensor]:
+        def predict(x: Tensor) -> Tensor:
+            with torch.no_grad(), fused_batch_norm():  # safe: prediction is never vmapped
+                return predictions(fn(fast, x if embed is None else embed(x)), support_y)
+
+        return predict
+
+    return [predictor(fast) for fast in path]
+
+
 def map_tasks(
     task_fn: TaskFn,
     params: Params,

@@ -75,14 +75,7 @@ class _FineTuner:
                 self._fn, theta, support_x, support_y, steps=steps, lr=self.config.adapt_lr
             )
 
-        def predictor(fast: Params) -> Predictor:
-            def predict(x: Tensor) -> Tensor:
-                with torch.no_grad(), fused_batch_norm():
-                    return fx.predictions(self._fn(fast, x), support_y)
-
-            return predict
-
-        return [predictor(fast) for fast in path]
+        return fx.path_predictors(self._fn, path, support_y)
 
 
 @register("scratch")

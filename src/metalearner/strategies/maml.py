@@ -211,15 +211,7 @@ class MAML:
             # No meta-gradient is needed: the first-order update gives the same φ, cheaper.
             sx = embed(support_x)
             path = fx.adapt_path(self._inner, net, sx, support_y, steps=steps, lr=lr)
-
-        def predictor(fast: Params) -> Predictor:
-            def predict(x: Tensor) -> Tensor:
-                with torch.no_grad(), fused_batch_norm():
-                    return fx.predictions(self._inner(fast, embed(x)), support_y)
-
-            return predict
-
-        return [predictor(fast) for fast in path]
+        return fx.path_predictors(self._inner, path, support_y, embed)
 
     def _task(
         self, p: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor
