@@ -12,8 +12,14 @@ one that cannot be imported is listed with the reason. Their model is conv4 in t
 examples use (conv, BatchNorm with batch statistics, ReLU, max-pool); ours pools before the ReLU,
 which is the same function.
 
+On a GPU (``--device cuda``) every float32 path runs with TF32 off (true float32, so the
+meta-gradients can be compared), steps are timed between ``torch.cuda.synchronize()`` calls,
+and peak memory is the device's (``torch.cuda.max_memory_allocated``).
+
 Usage:
     .venv/bin/python benchmarks/maml_speed.py [--repeats 3] [--settings 5way 20way] [--record]
+    python benchmarks/maml_speed.py --device cuda --repeats 10 \
+        --paths "ours: vmap" "ours: vmap bf16" higher torchopt
 
 Writes ``benchmarks/maml_speed.json``; ``--record`` appends the tables to benchmarks/RESULTS.md.
 """
@@ -53,10 +59,12 @@ OURS = {  # path -> MAML config overrides
     "ours: compiled": {"batching": "compiled"},
     "ours: loop bf16": {"batching": "loop", "precision": "bfloat16"},
     "ours: compiled bf16": {"batching": "compiled", "precision": "bfloat16"},
+    "ours: vmap bf16": {"batching": "vmap", "precision": "bfloat16"},
 }
 LIBRARIES = ("higher", "torchopt", "learn2learn")
 REFERENCE, REFERENCE64 = "ours: loop", "ours: loop float64"
-MAX_ERROR, SPEEDUP_F32, SPEEDUP_BF16 = 1e-4, 1.2, 1.5
+MAX_ERROR = 1e-4
+GOALS = {"cpu": (1.2, 1.5), "cuda": (3.0, 3.0)}  # speed-up targets: float32, bfloat16
 
 
 def make_batch(setting: str, dtype: torch.dtype = torch.float32) -> TaskBatch:
@@ -70,14 +78,16 @@ def make_batch(setting: str, dtype: torch.dtype = torch.float32) -> TaskBatch:
     return TaskBatch(sx, sy, qx, qy)
 
 
-def library_step(lib: str, setting: str, params: dict[str, Tensor], batch: TaskBatch) -> Callable:
+def library_step(
+    lib: str, setting: str, params: dict[str, Tensor], batch: TaskBatch, device: torch.device
+) -> Callable:
     """One meta-gradient computation written as the library's docs and examples show."""
     n, _, _, tasks, steps, lr = SETTINGS[setting]
     layers: list[nn.Module] = []
     for c_in in (1, 64, 64, 64):
         layers += [nn.Conv2d(c_in, 64, 3, padding=1), nn.BatchNorm2d(64, track_running_stats=False)]
         layers += [nn.ReLU(), nn.MaxPool2d(2)]
-    net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(64, n))
+    net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(64, n)).to(device)
     with torch.no_grad():  # our parameter order: conv w, b, norm w, b per block, then the head
         for mine, theirs in zip(params.values(), net.parameters(), strict=True):
             theirs.copy_(mine)
@@ -136,16 +146,20 @@ def library_step(lib: str, setting: str, params: dict[str, Tensor], batch: TaskB
     return step
 
 
-def worker(path: str, setting: str, grad_file: str) -> None:
+def worker(path: str, setting: str, grad_file: str, device_name: str) -> None:
     """Builds one path, warms it up, saves its meta-gradient, then steps on request (stdin)."""
     n, *_, steps, lr = SETTINGS[setting]
+    device = torch.device(device_name)
+    if device.type == "cuda":  # true float32 on every path, so meta-gradients compare
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     dtype = torch.float64 if path == REFERENCE64 else torch.float32
     net = build_model("conv4", (1, 28, 28), n, generator=0, dtype=dtype)
     overrides = OURS.get(path.replace(" float64", ""), {})
     maml = build("maml", net, {"inner_lr": lr, "inner_steps": steps, **overrides})
     net32 = build_model("conv4", (1, 28, 28), n, generator=0)  # same weights in every worker
-    params = {k: v.to(dtype) for k, v in build("maml", net32).init_params(0).items()}
-    batch = make_batch(setting, dtype)
+    params = {k: v.to(device, dtype) for k, v in build("maml", net32).init_params(0).items()}
+    batch = make_batch(setting, dtype).to(device)
     base_rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     start = time.perf_counter()
     try:
@@ -157,7 +171,7 @@ def worker(path: str, setting: str, grad_file: str) -> None:
 
             step, flat = run, run
         else:
-            step = library_step(path, setting, params, batch)
+            step = library_step(path, setting, params, batch, device)
             flat = step.grads  # type: ignore[attr-defined]
     except ImportError as e:
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
@@ -165,7 +179,8 @@ def worker(path: str, setting: str, grad_file: str) -> None:
     except Exception as e:  # a library that imports but cannot run here
         print(json.dumps({"error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}), flush=True)
         return
-    torch.save(flat().detach().double(), grad_file)  # also the warm-up (compiles if compiled)
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    torch.save(flat().detach().double().cpu(), grad_file)  # also the warm-up (and compiles)
     first = time.perf_counter() - start
     if path != REFERENCE64:
         step()  # a second warm-up step
@@ -174,18 +189,23 @@ def worker(path: str, setting: str, grad_file: str) -> None:
     for line in sys.stdin:
         if line.strip() != "step":
             break
+        sync()
         t = time.perf_counter()
         step()
+        sync()
         print(json.dumps({"s": time.perf_counter() - t}), flush=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps({"peak_mb": peak}), flush=True)
 
 
 class Worker:
-    def __init__(self, path: str, setting: str, grad_file: Path) -> None:
+    def __init__(self, path: str, setting: str, grad_file: Path, device: str) -> None:
         self.path, self.grad_file = path, grad_file
         cmd = [sys.executable, __file__, "--worker", path, "--setting", setting]
-        cmd += ["--grad-file", str(grad_file)]
+        cmd += ["--grad-file", str(grad_file), "--device", device]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.info = self.read()  # waits for the warm-up: workers start one at a time
         self.times: list[float] = []
@@ -211,8 +231,10 @@ def rel_error(a: Tensor, b: Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-def run_setting(setting: str, paths: list[str], repeats: int, tmp: Path) -> dict:
-    workers = {p: Worker(p, setting, tmp / f"{setting}-{i}.pt") for i, p in enumerate(paths)}
+def run_setting(setting: str, paths: list[str], repeats: int, tmp: Path, device: str) -> dict:
+    workers = {
+        p: Worker(p, setting, tmp / f"{setting}-{i}.pt", device) for i, p in enumerate(paths)
+    }
     live = [w for p, w in workers.items() if "error" not in w.info and p != REFERENCE64]
     for _ in range(repeats):  # alternate the paths, round after round
         for w in live:
@@ -237,14 +259,16 @@ def run_setting(setting: str, paths: list[str], repeats: int, tmp: Path) -> dict
     for row in rows.values():
         if "min_s" in row:
             row["speedup_vs_fastest_library"] = fastest / row["min_s"]
-    return {"setting": SETTINGS[setting], "rows": rows, "fastest_library_s": fastest}
+    out = {"setting": SETTINGS[setting], "rows": rows, "fastest_library_s": fastest}
+    return out | {"device": device}
 
 
 def targets(result: dict) -> list[str]:
     rows = result["rows"]
     lib_peak = min((rows[p]["peak_mb"] for p in LIBRARIES if "min_s" in rows.get(p, {})), default=0)
     out = []
-    for label, bf16, goal in (("float32", False, SPEEDUP_F32), ("bfloat16", True, SPEEDUP_BF16)):
+    goal32, goal16 = GOALS[torch.device(result["device"]).type]
+    for label, bf16, goal in (("float32", False, goal32), ("bfloat16", True, goal16)):
         ours = [
             (row["speedup_vs_fastest_library"], p)
             for p, row in rows.items()
@@ -286,7 +310,7 @@ def table(name: str, result: dict) -> str:
     return "\n".join([*lines, "", *targets(result)])
 
 
-def machine() -> str:
+def machine(device: str = "cpu") -> str:
     cpu = platform.processor() or platform.machine()
     flags = ""
     try:
@@ -295,15 +319,21 @@ def machine() -> str:
         flags = " (AVX512-BF16)" if "avx512_bf16" in info else ""
     except (OSError, StopIteration):
         pass
-    return f"{os.cpu_count()}-core {cpu}{flags}, torch {torch.__version__}"
+    gpu = f"{torch.cuda.get_device_name(0)} with " if device.startswith("cuda") else ""
+    return f"{gpu}{os.cpu_count()}-core {cpu}{flags}, torch {torch.__version__}"
 
 
-def record(text: str, command: str) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+def commit() -> str:
+    """The checked-out commit; METALEARNER_COMMIT where the tree is a copy without .git."""
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return git.stdout.strip() or os.environ.get("METALEARNER_COMMIT", "unknown")
+
+
+def record(text: str, command: str, device: str) -> None:
     section = [
         "", "## Second-order MAML speed (benchmarks/maml_speed.py)", "",
-        f"- Command: `{command}`", f"- Machine: {machine()}",
-        f"- Commit: {commit.stdout.strip()} (working tree), {datetime.date.today()}", "",
+        f"- Command: `{command}`", f"- Machine: {machine(device)}",
+        f"- Commit: {commit()} (working tree), {datetime.date.today()}", "",
         "```", text, "```", "",
     ]  # fmt: skip
     with (HERE / "RESULTS.md").open("a") as f:
@@ -315,27 +345,30 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--paths", nargs="+", default=[*OURS, *LIBRARIES])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--setting", help=argparse.SUPPRESS)
     parser.add_argument("--grad-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.setting, args.grad_file)
+        worker(args.worker, args.setting, args.grad_file, args.device)
         return
     paths = [REFERENCE, *[p for p in args.paths if p != REFERENCE], REFERENCE64]
     tmp = HERE / ".maml_speed_tmp"
     tmp.mkdir(exist_ok=True)
     results, texts = {}, []
     for setting in args.settings:
-        results[setting] = run_setting(setting, paths, args.repeats, tmp)
+        results[setting] = run_setting(setting, paths, args.repeats, tmp, args.device)
         texts.append(table(setting, results[setting]))
         print(texts[-1] + "\n", flush=True)
     tmp.rmdir()
-    meta = {"machine": machine(), "repeats": args.repeats, "date": str(datetime.date.today())}
+    meta = {"machine": machine(args.device), "repeats": args.repeats}
+    meta |= {"date": str(datetime.date.today()), "commit": commit()}
     (HERE / "maml_speed.json").write_text(json.dumps({**meta, **results}, indent=1) + "\n")
     if args.record:
-        record("\n\n".join(texts), ".venv/bin/python " + shlex.join(sys.argv))
+        python = ".venv/bin/python" if args.device == "cpu" else "python"
+        record("\n\n".join(texts), f"{python} {shlex.join(sys.argv)}", args.device)
 
 
 if __name__ == "__main__":

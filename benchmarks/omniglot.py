@@ -89,18 +89,26 @@ def _table(rows: list[dict[str, object]]) -> str:
 def _record(table: str, args: argparse.Namespace) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=HERE, check=False).stdout.strip()  # fmt: skip
+    commit = commit or os.environ.get("METALEARNER_COMMIT", "unknown")  # a copy without .git
     runs = " ".join(f"--run {r}" for r in args.run)
     sets = " ".join(f"--set {s}" for s in args.set)
     text = (
         f"\n## Omniglot under a training budget (benchmarks/omniglot.py)\n\n"
         f"- Command: `.venv/bin/python benchmarks/omniglot.py --data-dir {args.data_dir} "
         f"{runs} {sets}`\n"
-        f"- Machine: {_cpu()}, "
+        f"- Machine: {_gpu()}{_cpu()}, "
         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}\n"
         f"- Commit: {commit} ({date.today()})\n\n{table}\n"
     )
     with open(HERE / "RESULTS.md", "a") as f:
         f.write(text)
+
+
+def _gpu() -> str:
+    """The GPU's name if training used one."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return f"{torch.cuda.get_device_name(0)} with "
+    return ""
 
 
 def _cpu() -> str:

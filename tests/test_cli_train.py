@@ -108,6 +108,17 @@ def test_a_killed_run_resumes_bit_identical(tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_evaluate_refuses_a_device_it_cannot_use(tmp_path: Path) -> None:
+    trained = run("train", *SINE, "--set=steps=2", "--set=val_every=2", "--out=r", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    bad = run("evaluate", "r", "--device", "gpu", cwd=tmp_path)
+    assert bad.returncode == 2 and "Unknown device 'gpu'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    if not torch.cuda.is_available():
+        missing = run("evaluate", "r", "--device", "cuda", cwd=tmp_path)
+        assert missing.returncode == 2 and "'cuda' is not available" in missing.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

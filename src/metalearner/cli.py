@@ -168,6 +168,9 @@ def evaluate_cmd(
     ] = None,
     curve: Annotated[bool, typer.Option(help="Also score after 0, 1, ..., S steps.")] = True,
     checkpoint: Annotated[str, typer.Option(help="best or latest.")] = "best",
+    device: Annotated[
+        str | None, typer.Option(help="cpu or cuda (default: the device the run trained on).")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Score a run on its fixed test tasks (mean ± 95% CI, curve over steps); write eval.json."""
@@ -179,7 +182,13 @@ def evaluate_cmd(
     if (tasks is not None and tasks < 1) or (steps is not None and steps < 0):
         raise ConfigError("--tasks must be at least 1 and --steps at least 0.")
     result = evaluate(
-        run_dir, num_tasks=tasks, steps=steps, curve=curve, data_dir=data_dir, which=checkpoint
+        run_dir,
+        num_tasks=tasks,
+        steps=steps,
+        curve=curve,
+        data_dir=data_dir,
+        which=checkpoint,
+        device=device,
     )
     console = Console()
     console.print(result.line())

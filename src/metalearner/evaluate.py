@@ -12,6 +12,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor
 
 from metalearner.config import RunConfig
+from metalearner.devices import torch_device
 from metalearner.errors import DataError
 from metalearner.runs import BEST, EVAL, LATEST, load_state, read_run_config
 from metalearner.strategies import Params, Strategy
@@ -152,6 +154,7 @@ def evaluate(
     curve: bool = True,
     data_dir: Path | None = None,
     which: str = "best",
+    device: str | None = None,
 ) -> EvalResult:
     """Scores a run's checkpoint on its fixed test tasks and writes ``eval.json`` into the run.
 
@@ -162,6 +165,8 @@ def evaluate(
         curve: also score after 0, 1, …, ``steps`` steps.
         data_dir: where the dataset is (default: where training found it).
         which: ``"best"`` (falls back to ``"latest"``) or ``"latest"``.
+        device: ``"cpu"`` or ``"cuda"`` (default: the run's), e.g. to score a GPU-trained run on
+            a machine without one.
 
     Raises:
         DataError: ``run_dir`` is not a run folder, has no checkpoint, or its data is missing.
@@ -174,6 +179,8 @@ def evaluate(
     from metalearner.train import threads
 
     cfg = read_run_config(Path(run_dir))
+    if device is not None:
+        cfg = dataclasses.replace(cfg, device=torch_device(device).type)  # type: ignore[arg-type]
     with threads(cfg.threads):
         return _evaluate(cfg, Path(run_dir), num_tasks, steps, curve, data_dir, which)
 
@@ -197,7 +204,7 @@ def _evaluate(
     state, ckpt = load_state(path)
     recorded = ckpt.meta.get("data_dir")
     exp = build_experiment(cfg, data_dir=data_dir or (Path(recorded) if recorded else None))
-    device = torch.device(cfg.device)
+    device = torch_device(cfg.device)
     params = {k: v.to(device) for k, v in state.params.items()}
     tasks = exp.test_tasks(cfg, num_tasks)
     metric = "accuracy" if cfg.data.dataset != "sinusoid" else "mse"
@@ -220,5 +227,6 @@ def _evaluate(
         checkpoint={"path": str(path.relative_to(folder)), "step": state.step},
     )
     payload = asdict(result) | {"line": result.line(), "test_seed": cfg.test_seed}
+    payload |= {"device": cfg.device, "precision": cfg.precision}
     (folder / EVAL).write_text(json.dumps(payload, indent=2) + "\n")
     return result

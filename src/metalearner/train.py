@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from metalearner.config import OptimizerConfig, RunConfig
+from metalearner.devices import torch_device
 from metalearner.errors import ConfigError, MetalearnerError
 from metalearner.evaluate import summarize, task_scores
 from metalearner.experiment import build_experiment, seeded
@@ -127,7 +128,7 @@ def _train(
     quiet: bool,
     stop_at: int | None,
 ) -> TrainResult:
-    device = _device(cfg.device)
+    device = torch_device(cfg.device)
     _deterministic()
     exp = build_experiment(cfg, data_dir=data_dir)
     metric = "accuracy" if cfg.data.dataset != "sinusoid" else "mse"
@@ -136,7 +137,7 @@ def _train(
     tasks_rng = seeded(cfg.seed)
     state = TrainState(0, params, optimizer.state_dict(), {}, None, 0.0)
     if resume:
-        state = _restore(folder, params, optimizer, tasks_rng)
+        state = _restore(folder, params, optimizer, tasks_rng, device)
     else:
         create_run(folder, cfg)
     val_tasks = exp.val_tasks(cfg)
@@ -218,7 +219,11 @@ def _optimizer(opt: OptimizerConfig, params: list[Tensor]) -> torch.optim.Optimi
 
 
 def _restore(
-    folder: Path, params: dict[str, Tensor], optimizer: torch.optim.Optimizer, rng: torch.Generator
+    folder: Path,
+    params: dict[str, Tensor],
+    optimizer: torch.optim.Optimizer,
+    rng: torch.Generator,
+    device: torch.device,
 ) -> TrainState:
     state, ckpt = load_state(folder / LATEST)
     if list(state.params) != list(params):
@@ -231,6 +236,8 @@ def _restore(
     optimizer.load_state_dict(state.optimizer)
     rng.set_state(state.rng["tasks"])
     torch.set_rng_state(state.rng["torch"])
+    if "cuda" in state.rng and device.type == "cuda":
+        torch.cuda.set_rng_state(state.rng["cuda"])
     truncate_metrics(folder, state.step)
     return state
 
@@ -286,12 +293,6 @@ def _precision(
     if precision == "float32" or hasattr(strategy_config, "precision"):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' is not available on this machine; use --set device=cpu.")
-    return torch.device(name)
 
 
 def _deterministic() -> None:

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The checks that need a CUDA GPU, in one command for a borrowed GPU machine (CI has none):
+# the gpu-marked tests, the second-order MAML speed benchmark against higher and TorchOpt, and
+# short Omniglot 5-way 1-shot MAML runs in float32 and bfloat16. Logs, the benchmark's JSON and
+# the RESULTS.md sections it appended go to OUT_DIR.
+#
+# Usage: bash scripts/gpu_check.sh OUT_DIR DATA_DIR [MINUTES_PER_RUN]
+# Uses $PYTHON (default python3) with torch, and the packages of pyproject.toml importable;
+# the benchmark's libraries may come as wheels in .whl/ (installed to /tmp/site, no network).
+set -uo pipefail
+out=${1:?OUT_DIR}
+data=${2:?DATA_DIR}
+minutes=${3:-1.25}
+py=${PYTHON:-python3}
+cd "$(dirname "$0")/.."
+if compgen -G ".whl/*.whl" >/dev/null; then
+    $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+cp benchmarks/RESULTS.md /tmp/RESULTS.before.md
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+$py -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
+
+timeout 100 $py -m pytest -m gpu tests/test_cuda.py -q -p no:cacheprovider 2>&1 |
+    tee "$out/tests.log"
+
+timeout 200 $py benchmarks/maml_speed.py --device cuda --repeats 10 --record \
+    --paths "ours: vmap" "ours: vmap bf16" higher torchopt 2>&1 |
+    tee "$out/speed.log"
+cp benchmarks/maml_speed.json "$out/" 2>/dev/null
+
+for precision in float32 bfloat16; do
+    timeout 130 $py benchmarks/omniglot.py --data-dir "$data" --out "/tmp/runs-$precision" \
+        --run "omniglot-5w1s-maml:$minutes:95.0" --set device=cuda \
+        --set precision=$precision 2>&1 | tee "$out/omniglot-$precision.log"
+done
+diff /tmp/RESULTS.before.md benchmarks/RESULTS.md | sed -n 's/^> //p' >"$out/RESULTS.added.md"

@@ -1,0 +1,118 @@
+"""The GPU path: every meta-gradient on CUDA; a run trained, resumed and scored there.
+
+Marked ``gpu`` and skipped where no CUDA device is present (CI has none); run them on a GPU
+machine with ``pytest -m gpu``. Float32 on the GPU is compared with float64 on the CPU, with
+TF32 switched off so that float32 means float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from metalearner.checkpoint import load_checkpoint
+from metalearner.config import load_config
+from metalearner.evaluate import evaluate
+from metalearner.runs import read_run_config
+from metalearner.strategies import available, build
+from metalearner.train import meta_train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from strategy_contract import TOY_SETTINGS, image_batch, tiny_conv
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+]
+CUDA = torch.device("cuda")
+SINE = ["data.dataset=sinusoid", "data.shots=5", "data.queries=5", "val_tasks=4", "meta_batch=4"]
+SINE += ["strategy_config.inner_lr=0.01"]
+
+
+@pytest.fixture(autouse=True)
+def _true_float32() -> Iterator[None]:
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _classification_strategies() -> list[str]:
+    return [n for n in available() if n not in ("pretrain", "scratch")]
+
+
+@pytest.mark.parametrize("batching", ["vmap", "loop"])
+@pytest.mark.parametrize("name", _classification_strategies())
+def test_meta_gradients_on_cuda_equal_the_cpu_float64_reference(name: str, batching: str) -> None:
+    # Reptile's paper default (Adam on tiny gradients) is sign-like, so rounding flips updates:
+    # the toy settings (full-batch SGD) compare float32 with float64 meaningfully.
+    settings = {**TOY_SETTINGS.get(name, {}), "batching": batching}
+    reference = build(name, tiny_conv(), settings)
+    params64 = reference.init_params(0)
+    batch64 = image_batch(tasks=4)
+    expected, _ = reference.meta_grads(params64, batch64)
+
+    on_gpu = build(name, tiny_conv(dtype=torch.float32), settings)
+    params = {k: v.float().to(CUDA) for k, v in params64.items()}
+    batch = dataclasses.replace(
+        batch64, support_x=batch64.support_x.float(), query_x=batch64.query_x.float()
+    ).to(CUDA)
+    grads, metrics = on_gpu.meta_grads(params, batch)
+
+    assert all(g.device.type == "cuda" for g in grads.values())
+    assert torch.isfinite(torch.tensor(metrics["loss"]))
+    # One relative error over all parameters: the conv biases' true gradient is 0 under
+    # BatchNorm, so their own relative error is rounding over rounding.
+    want = torch.cat([g.flatten() for g in expected.values()])
+    got = torch.cat([grads[k].cpu().double().flatten() for k in expected])
+    assert float((got - want).norm() / want.norm()) < 1e-4
+
+
+def test_a_run_trains_stops_resumes_and_scores_on_cuda(tmp_path: Path) -> None:
+    cfg = load_config(overrides=[*SINE, "steps=9", "val_every=3", "device=cuda"])
+    whole = meta_train(cfg, tmp_path / "whole", quiet=True)
+    meta_train(cfg, tmp_path / "part", quiet=True, stop_at=5)
+    resumed = meta_train(read_run_config(tmp_path / "part"), tmp_path / "part", resume=True)
+    assert resumed.step == 9
+    for k, v in whole.params.items():
+        assert torch.equal(v, resumed.params[k]), k  # deterministic kernels, restored RNGs
+    assert load_checkpoint(tmp_path / "whole/checkpoints/latest").meta["device"] == "cuda"
+
+    on_gpu = evaluate(tmp_path / "whole", num_tasks=20, curve=False)
+    on_cpu = evaluate(tmp_path / "whole", num_tasks=20, curve=False, device="cpu")
+    assert on_gpu.score.mean == pytest.approx(on_cpu.score.mean, rel=1e-4)
+
+
+def test_bfloat16_on_cuda_trains_to_a_finite_loss(tmp_path: Path) -> None:
+    overrides = [*SINE, "steps=6", "val_every=3", "device=cuda", "precision=bfloat16"]
+    cfg = load_config(overrides=overrides)
+    result = meta_train(cfg, tmp_path / "run", quiet=True)
+    assert result.best is not None and result.best["score"] < float("inf")
+
+
+def test_the_cli_trains_on_cuda_and_scores_the_run_on_the_cpu(tmp_path: Path) -> None:
+    args = ["--preset", "sinusoid-k5-maml", "--set=steps=4", "--set=val_every=2"]
+    args += ["--set=val_tasks=4", "--set=device=cuda", "--out=r"]
+    train = subprocess.run(
+        [sys.executable, "-m", "metalearner", "train", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert train.returncode == 0, train.stderr
+    scored = subprocess.run(
+        [sys.executable, "-m", "metalearner", "evaluate", "r", "--tasks=8", "--device=cpu"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert scored.returncode == 0, scored.stderr
+    assert "(8 tasks)" in scored.stdout
