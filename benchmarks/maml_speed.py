@@ -367,9 +367,11 @@ def machine(device: str = "cpu") -> str:
 
 
 def commit() -> str:
-    """The checked-out commit; METALEARNER_COMMIT where the tree is a copy without .git."""
+    """The checked-out commit, or METALEARNER_COMMIT where the tree is a copy (a GPU machine)."""
+    if "METALEARNER_COMMIT" in os.environ:
+        return os.environ["METALEARNER_COMMIT"]
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return git.stdout.strip() or os.environ.get("METALEARNER_COMMIT", "unknown")
+    return git.stdout.strip() or "unknown"
 
 
 def record(text: str, command: str, device: str) -> None:

@@ -89,7 +89,7 @@ def _table(rows: list[dict[str, object]]) -> str:
 def _record(table: str, args: argparse.Namespace) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=HERE, check=False).stdout.strip()  # fmt: skip
-    commit = commit or os.environ.get("METALEARNER_COMMIT", "unknown")  # a copy without .git
+    commit = os.environ.get("METALEARNER_COMMIT") or commit  # set where the tree is a copy
     runs = " ".join(f"--run {r}" for r in args.run)
     sets = " ".join(f"--set {s}" for s in args.set)
     text = (
