@@ -7,15 +7,20 @@ stream and adapts to a new task.
 
 from metalearner import functional, models, strategies, tasks
 from metalearner.errors import ConfigError, DataError, MetalearnerError
+from metalearner.learner import Learner, Prediction, TaskModel, load
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
     "DataError",
+    "Learner",
     "MetalearnerError",
+    "Prediction",
+    "TaskModel",
     "__version__",
     "functional",
+    "load",
     "models",
     "strategies",
     "tasks",

@@ -117,8 +117,9 @@ class MAML:
     requires: ClassVar[str | None] = None  # the config flag that defines a variant
     # Fastest meta-batch path per device type. CPU: measured on 2 cores for conv4 5-way 1-shot
     # 15-query meta-batch 8 (loop 0.41 s, vmap 0.97 s per meta-step; ANIL's batched backbone
-    # too is slower there, 0.88 s vs 0.34 s: the big activations miss the cache). CUDA: not
-    # measured yet; vmap is the usual winner on a GPU. "compiled" (the loop with a compiled
+    # too is slower there, 0.88 s vs 0.34 s: the big activations miss the cache). CUDA (H100,
+    # benchmarks/RESULTS.md): vmap 0.07 s vs loop 0.35-0.40 s at 5-way meta-batch 32, 0.24-0.25
+    # vs 0.74-0.93 s at 20-way meta-batch 16 with five steps. "compiled" (the loop with a compiled
     # query pass) was 1.05-1.2x faster than "loop" at meta-batch 32/16 on the same CPU
     # (benchmarks/RESULTS.md) but costs a 30-70 s compile warm-up per model and shape, so
     # "auto" does not choose it.

@@ -1,7 +1,7 @@
 """Loaders that decode a dataset once into an in-memory :class:`LabeledSet`."""
 
 from metalearner.tasks.datasets.folder import load_image_folder, load_table
-from metalearner.tasks.datasets.lake import load_lake_runs
+from metalearner.tasks.datasets.lake import export_lake_runs, load_lake_runs
 from metalearner.tasks.datasets.omniglot import (
     Omniglot,
     download_omniglot,
@@ -14,6 +14,7 @@ from metalearner.tasks.datasets.omniglot import (
 __all__ = [
     "Omniglot",
     "download_omniglot",
+    "export_lake_runs",
     "lake_split",
     "load_image_folder",
     "load_lake_runs",

@@ -123,10 +123,11 @@ def load_table(path: Path | str, *, label: str = "label") -> LabeledSet:
     file = Path(path).expanduser()
     if not file.is_file():
         raise DataError(f"{file} does not exist; give the path of a .csv or .npz file.")
+    columns: list[str] | None = None
     if file.suffix.lower() == ".npz":
         x, labels = _read_npz(file)
     elif file.suffix.lower() == ".csv":
-        x, labels = _read_csv(file, label)
+        x, labels, columns = _read_csv(file, label)
     else:
         raise DataError(f"{file} is neither .csv nor .npz; convert the table to one of them.")
     # Numeric labels sort as numbers (2 before 10); names sort as text.
@@ -138,11 +139,18 @@ def load_table(path: Path | str, *, label: str = "label") -> LabeledSet:
         y=torch.tensor([ids[v] for v in labels], dtype=torch.int64),
         class_names=tuple(classes),
         name=str(file),
-        preprocessing={"kind": "table", "features": int(np.prod(x.shape[1:])), "dtype": "float32"},
+        preprocessing={
+            "kind": "table",
+            "features": int(np.prod(x.shape[1:])),
+            "dtype": "float32",
+            # A new task's CSV must have these feature columns (any order); None for .npz.
+            "columns": columns,
+            "label": label if columns is not None else None,
+        },
     )
 
 
-def _read_csv(file: Path, label: str) -> tuple[np.ndarray, list[str]]:
+def _read_csv(file: Path, label: str) -> tuple[np.ndarray, list[str], list[str]]:
     try:
         with file.open(newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
@@ -184,7 +192,7 @@ def _read_csv(file: Path, label: str) -> tuple[np.ndarray, list[str]]:
         n += 1
     if n == 0:
         raise DataError(f"{file} has a header but no rows; add one row per example.")
-    return x[:n], labels
+    return x[:n], labels, features
 
 
 def _read_npz(file: Path) -> tuple[np.ndarray, list[str]]:

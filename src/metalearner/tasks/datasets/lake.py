@@ -60,6 +60,63 @@ def load_lake_runs(
         >>> len(runs), runs.batch(0, 1).support_x.shape
         (20, torch.Size([1, 20, 1, 28, 28]))
     """
+    source, label_files, runs = _read_runs(data_dir, download)
+    n = len(runs[0][0])
+    files = [f for train, test in runs for f in (*train, *test)]
+    settings = ImageSettings.of(size, invert=True, resample=resample)
+    pixels = decode_many(read_tree(source, files), settings, names=[f"{source}/{f}" for f in files])
+    x = to_float(torch.from_numpy(pixels)).reshape(len(runs), 2 * n, *pixels.shape[1:])
+    query_item = torch.tensor([[sorted(test).index(t) for t in test] for _, test in runs])
+    labels = torch.arange(n).expand(len(runs), n)
+    return FixedTasks(
+        TaskBatch(
+            support_x=x[:, :n],
+            support_y=labels.clone(),
+            query_x=x[:, n:],
+            query_y=labels.clone(),
+            classes=torch.arange(len(runs) * n).reshape(len(runs), n),
+            info={
+                "run": torch.tensor([_run_number(f) for f in label_files]),
+                "query_item": query_item,
+            },
+        )
+    )
+
+
+def export_lake_runs(
+    dest: Path | str, data_dir: Path | str | None = None, *, download: bool = False
+) -> list[Path]:
+    """Lays each run out as a user's new task: ``runNN/support/<class>/`` and ``query/<class>/``.
+
+    The original PNG files are copied unchanged: ``support/classNN/classNN.png`` is the run's
+    training drawing of that class, and ``query/classNN/itemMM.png`` its test item whose answer
+    is that class, so ``metalearner adapt`` scores a run as a user's labeled task.
+
+    Returns:
+        The run folders, in run order.
+
+    Raises:
+        DataError: as :func:`load_lake_runs`.
+    """
+    source, label_files, runs = _read_runs(data_dir, download)
+    out = []
+    for label_file, (training, test) in zip(label_files, runs, strict=True):
+        run = Path(dest) / f"run{_run_number(label_file):02d}"
+        files = [*training, *test]
+        for name, data in zip(files, read_tree(source, files), strict=True):
+            cls = Path(training[(training + test).index(name) % len(training)]).stem
+            part = "support" if name in training else "query"
+            target = run / part / cls / Path(name).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data.read_bytes() if isinstance(data, Path) else data)
+        out.append(run)
+    return out
+
+
+def _read_runs(
+    data_dir: Path | str | None, download: bool
+) -> tuple[Path, list[str], list[tuple[list[str], list[str]]]]:
+    """The runs' source, label files and ``(training, test)`` files by label, checked."""
     folder = omniglot_dir(data_dir)
     source = next((p for p in (folder / "all_runs.zip", folder / "all_runs") if p.exists()), None)
     if source is None and download:
@@ -85,26 +142,7 @@ def load_lake_runs(
             f"The runs in {source} have different numbers of classes ({sorted(ways)}); "
             "use the original all_runs.zip."
         )
-    n = ways.pop()
-    files = [f for train, test in runs for f in (*train, *test)]
-    settings = ImageSettings.of(size, invert=True, resample=resample)
-    pixels = decode_many(read_tree(source, files), settings, names=[f"{source}/{f}" for f in files])
-    x = to_float(torch.from_numpy(pixels)).reshape(len(runs), 2 * n, *pixels.shape[1:])
-    query_item = torch.tensor([[sorted(test).index(t) for t in test] for _, test in runs])
-    labels = torch.arange(n).expand(len(runs), n)
-    return FixedTasks(
-        TaskBatch(
-            support_x=x[:, :n],
-            support_y=labels.clone(),
-            query_x=x[:, n:],
-            query_y=labels.clone(),
-            classes=torch.arange(len(runs) * n).reshape(len(runs), n),
-            info={
-                "run": torch.tensor([_run_number(f) for f in label_files]),
-                "query_item": query_item,
-            },
-        )
-    )
+    return source, label_files, runs
 
 
 def _parse_run(
