@@ -15,8 +15,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import tempfile
@@ -25,9 +23,9 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
+import machine  # benchmarks/machine.py
 import metalearner
 from metalearner.config import load_config
 from metalearner.train import meta_train
@@ -117,21 +115,10 @@ def _record(table: str, args: argparse.Namespace) -> None:
     text = (
         "\n## Adaptation latency, 5-way 1-shot, 75 queries (benchmarks/adapt.py)\n\n"
         f"- Command: `.venv/bin/python benchmarks/adapt.py --repeats {args.repeats} --record`\n"
-        f"- Machine: {_cpu()}, {torch.get_num_threads()} torch threads, torch "
-        f"{torch.__version__}\n- Commit: {commit} ({date.today()})\n\n{table}\n"
+        f"- Machine: {machine.describe()}\n- Commit: {commit} ({date.today()})\n\n{table}\n"
     )
     with open(HERE / "RESULTS.md", "a") as f:
         f.write(text)
-
-
-def _cpu() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        name = next(line.split(":", 1)[1].strip() for line in text.splitlines()
-                    if line.startswith("model name"))  # fmt: skip
-    except (OSError, StopIteration):
-        name = platform.machine()
-    return f"{os.cpu_count()}-core {name}"
 
 
 if __name__ == "__main__":

@@ -25,8 +25,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-import torch
-
+import machine  # benchmarks/machine.py
 from metalearner.config import load_config
 from metalearner.presets import get_preset
 from metalearner.tasks.datasets import export_lake_runs
@@ -84,7 +83,7 @@ def main() -> None:
                 "\n## Lake's 20-way runs as task folders through `metalearner adapt` "
                 "(benchmarks/lake_adapt.py)\n\n"
                 f"- Command: `.venv/bin/python {command}`\n"
-                f"- Machine: {torch.get_num_threads()} torch threads, torch {torch.__version__}\n"
+                f"- Machine: {machine.describe()}\n"
                 f"- Commit: {commit} ({date.today()})\n\n{table}\n"
             )
 

@@ -19,14 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import time
 from datetime import date
 from pathlib import Path
 
-import torch
-
+import machine  # benchmarks/machine.py
 from metalearner.config import load_config
 from metalearner.evaluate import evaluate
 from metalearner.presets import get_preset
@@ -96,30 +94,11 @@ def _record(table: str, args: argparse.Namespace) -> None:
         f"\n## Omniglot under a training budget (benchmarks/omniglot.py)\n\n"
         f"- Command: `.venv/bin/python benchmarks/omniglot.py --data-dir {args.data_dir} "
         f"{runs} {sets}`\n"
-        f"- Machine: {_gpu()}{_cpu()}, "
-        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}\n"
+        f"- Machine: {machine.describe()}\n"
         f"- Commit: {commit} ({date.today()})\n\n{table}\n"
     )
     with open(HERE / "RESULTS.md", "a") as f:
         f.write(text)
-
-
-def _gpu() -> str:
-    """The GPU's name if training used one."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return f"{torch.cuda.get_device_name(0)} with "
-    return ""
-
-
-def _cpu() -> str:
-    """The CPU's model name and core count (``platform.processor()`` is often empty)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        name = next(line.split(":", 1)[1].strip() for line in text.splitlines()
-                    if line.startswith("model name"))  # fmt: skip
-    except (OSError, StopIteration):
-        name = platform.machine()
-    return f"{os.cpu_count()}-core {name}"
 
 
 if __name__ == "__main__":

@@ -127,9 +127,8 @@ class Learner:
                 f"{config.strategy} {name} model; use a checkpoint written by `metalearner train`."
             )
         self.params: Params = {k: params[k].to(device) for k in expected}
+        # Sinusoids are the only regression tasks; images and tables are classified.
         self.kind = "regression" if self.meta.get("dataset") == "sinusoid" else "classification"
-        if self.meta.get("preprocessing", {}).get("kind") == "table":
-            self.kind = "classification"
         self.max_ways = int(out_features) if "head.weight" in self.params else None
         self.preprocessing: dict[str, Any] = dict(self.meta.get("preprocessing", {}))
 

@@ -1,0 +1,28 @@
+"""The machine line every benchmark writes into RESULTS.md (imported by the benchmark scripts)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+
+def cpu() -> str:
+    """The CPU's core count and model name (``platform.processor()`` is often empty)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        name = next(line.split(":", 1)[1].strip() for line in text.splitlines()
+                    if line.startswith("model name"))  # fmt: skip
+    except (OSError, StopIteration):
+        name = platform.machine()
+    return f"{os.cpu_count()}-core {name}"
+
+
+def describe() -> str:
+    """CPU, torch threads and version, and the GPU where one was used."""
+    gpu = ""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        gpu = f"{torch.cuda.get_device_name(0)} with "
+    return f"{gpu}{cpu()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
