@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import tempfile
 import time
 from datetime import date
@@ -110,8 +109,7 @@ def main() -> None:
 
 
 def _record(table: str, args: argparse.Namespace) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE, check=False).stdout.strip()  # fmt: skip
+    commit = machine.commit()
     text = (
         "\n## Adaptation latency, 5-way 1-shot, 75 queries (benchmarks/adapt.py)\n\n"
         f"- Command: `.venv/bin/python benchmarks/adapt.py --repeats {args.repeats} --record`\n"

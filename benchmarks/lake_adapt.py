@@ -75,8 +75,7 @@ def main() -> None:
     table = "| model | runs | accuracy (mean ± 95% CI) | range |\n|---|---|---|---|\n" + line
     print(table)
     if not args.no_record:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=HERE, check=False).stdout.strip()  # fmt: skip
+        commit = machine.commit()
         command = " ".join(["benchmarks/lake_adapt.py", *sys.argv[1:]])
         with open(HERE / "RESULTS.md", "a") as f:
             f.write(

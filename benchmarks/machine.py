@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 import torch
@@ -26,3 +27,17 @@ def describe() -> str:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         gpu = f"{torch.cuda.get_device_name(0)} with "
     return f"{gpu}{cpu()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def commit() -> str:
+    """The checked-out commit, or METALEARNER_COMMIT where the tree is a copy (a GPU machine)."""
+    if "METALEARNER_COMMIT" in os.environ:
+        return os.environ["METALEARNER_COMMIT"]
+    git = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent,
+        check=False,
+    )
+    return git.stdout.strip() or "unknown"

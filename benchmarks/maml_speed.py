@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from machine import commit  # benchmarks/machine.py
 from metalearner.models import build_model
 from metalearner.strategies import build
 from metalearner.tasks import TaskBatch
@@ -364,14 +365,6 @@ def machine(device: str = "cpu") -> str:
         pass
     gpu = f"{torch.cuda.get_device_name(0)} with " if device.startswith("cuda") else ""
     return f"{gpu}{os.cpu_count()}-core {cpu}{flags}, torch {torch.__version__}"
-
-
-def commit() -> str:
-    """The checked-out commit, or METALEARNER_COMMIT where the tree is a copy (a GPU machine)."""
-    if "METALEARNER_COMMIT" in os.environ:
-        return os.environ["METALEARNER_COMMIT"]
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return git.stdout.strip() or "unknown"
 
 
 def record(text: str, command: str, device: str) -> None:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import time
 from datetime import date
 from pathlib import Path
@@ -85,9 +83,7 @@ def _table(rows: list[dict[str, object]]) -> str:
 
 
 def _record(table: str, args: argparse.Namespace) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE, check=False).stdout.strip()  # fmt: skip
-    commit = os.environ.get("METALEARNER_COMMIT") or commit  # set where the tree is a copy
+    commit = machine.commit()
     runs = " ".join(f"--run {r}" for r in args.run)
     sets = " ".join(f"--set {s}" for s in args.set)
     text = (

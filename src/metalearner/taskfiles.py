@@ -10,7 +10,6 @@ for a regression model.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import torch
 
 from metalearner.errors import DataError
 from metalearner.learner import Learner
+from metalearner.tasks.datasets.folder import csv_number, read_csv_rows
 from metalearner.tasks.datasets.images import IMAGE_SUFFIXES, list_tree
 
 
@@ -111,7 +111,7 @@ def _read_folder(root: Path, learner: Learner, what: str) -> TaskFiles:
 
 
 def _read_csv(file: Path, learner: Learner, label: str, what: str) -> TaskFiles:
-    header, rows = _rows(file)
+    header, rows = read_csv_rows(file)
     labels = [r[header.index(label)].strip() for _, r in rows] if label in header else None
     inputs = [h for h in header if h != label]
     names = [f"{file.name}:{line}" for line, _ in rows]
@@ -136,44 +136,12 @@ def _read_csv(file: Path, learner: Learner, label: str, what: str) -> TaskFiles:
     x = torch.empty(len(rows), len(expected))
     for i, (line, row) in enumerate(rows):
         for j, column in enumerate(expected):
-            value = row[header.index(column)].strip()
-            number = _number(value)
-            if not math.isfinite(number):
-                raise DataError(
-                    f"{file} line {line}, column {column!r} is {value!r}, not a finite number; "
-                    "fix that value."
-                )
-            x[i, j] = number
+            x[i, j] = csv_number(file, line, column, row[header.index(column)].strip())
     if learner.kind == "regression" and labels is not None:
         bad = next((v for v in labels if not math.isfinite(_number(v))), None)
         if bad is not None:
             raise DataError(f"{file} has target {bad!r} in {label!r}; targets must be numbers.")
     return TaskFiles(x, labels, names)
-
-
-def _rows(file: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The header and the non-blank rows (with their line numbers) of a CSV."""
-    try:
-        with file.open(newline="", encoding="utf-8-sig") as f:
-            table = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"Cannot read {file} ({err}); save it as a UTF-8 CSV.") from None
-    if not table:
-        raise DataError(f"{file} is empty; give a header row and one row per item.")
-    header = [h.strip() for h in table[0]]
-    rows = []
-    for line, row in enumerate(table[1:], start=2):
-        if not any(v.strip() for v in row):
-            continue
-        if len(row) != len(header):
-            raise DataError(
-                f"{file} line {line} has {len(row)} values but the header has {len(header)}; "
-                "give every row one value per column."
-            )
-        rows.append((line, row))
-    if not rows:
-        raise DataError(f"{file} has a header but no rows; add one row per item.")
-    return header, rows
 
 
 def _require_images(learner: Learner, path: Path) -> None:

@@ -150,15 +150,49 @@ def load_table(path: Path | str, *, label: str = "label") -> LabeledSet:
     )
 
 
-def _read_csv(file: Path, label: str) -> tuple[np.ndarray, list[str], list[str]]:
+def read_csv_rows(file: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """A CSV's header and its non-blank rows with their line numbers, checked for shape.
+
+    Raises:
+        DataError: the file is unreadable or empty, a row is ragged (naming its line), or there
+            are no rows.
+    """
     try:
         with file.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
+            table = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"Cannot read {file} ({err}); save it as a UTF-8 CSV.") from None
-    if not rows:
+    if not table:
         raise DataError(f"{file} is empty; give a CSV with a header row and one row per example.")
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in table[0]]
+    rows = []
+    for line, row in enumerate(table[1:], start=2):
+        if not any(v.strip() for v in row):
+            continue  # blank lines, often at the end of a file
+        if len(row) != len(header):
+            raise DataError(
+                f"{file} line {line} has {len(row)} values but the header has {len(header)}; "
+                "give every row one value per column."
+            )
+        rows.append((line, row))
+    if not rows:
+        raise DataError(f"{file} has a header but no rows; add one row per example.")
+    return header, rows
+
+
+def csv_number(file: Path, line: int, column: str, value: str) -> float:
+    """``value`` as a finite number, or a DataError naming the file, line and column."""
+    number = float(value) if _is_number(value) else math.nan
+    if not math.isfinite(number):
+        raise DataError(
+            f"{file} line {line}, column {column!r} is {value!r}, not a finite number; fix "
+            "that value (features must be numbers)."
+        )
+    return number
+
+
+def _read_csv(file: Path, label: str) -> tuple[np.ndarray, list[str], list[str]]:
+    header, rows = read_csv_rows(file)
     if label not in header:
         raise DataError(
             f"{file} has no label column {label!r} (its columns are {', '.join(header)}); "
@@ -168,31 +202,13 @@ def _read_csv(file: Path, label: str) -> tuple[np.ndarray, list[str], list[str]]
     features = [h for i, h in enumerate(header) if i != col]
     if not features:
         raise DataError(f"{file} has only the label column; add feature columns.")
-    x = np.empty((len(rows) - 1, len(features)), dtype=np.float32)
-    labels: list[str] = []
-    n = 0
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(v.strip() for v in row):
-            continue  # blank lines, often at the end of a file
-        if len(row) != len(header):
-            raise DataError(
-                f"{file} line {line} has {len(row)} values but the header has {len(header)}; "
-                "give every row one value per column."
-            )
-        labels.append(row[col].strip())
+    x = np.empty((len(rows), len(features)), dtype=np.float32)
+    labels = [row[col].strip() for _, row in rows]
+    for n, (line, row) in enumerate(rows):
         values = [v for i, v in enumerate(row) if i != col]
         for j, value in enumerate(values):
-            number = float(value) if _is_number(value) else math.nan
-            if not math.isfinite(number):
-                raise DataError(
-                    f"{file} line {line}, column {features[j]!r} is {value!r}, not a finite "
-                    "number; fix that value (features must be numbers)."
-                )
-            x[n, j] = number
-        n += 1
-    if n == 0:
-        raise DataError(f"{file} has a header but no rows; add one row per example.")
-    return x[:n], labels, features
+            x[n, j] = csv_number(file, line, features[j], value)
+    return x, labels, features
 
 
 def _read_npz(file: Path) -> tuple[np.ndarray, list[str]]:
