@@ -11,6 +11,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from torch import nn
 from metalearner.config import RunConfig
 from metalearner.errors import ConfigError
 from metalearner.models import build_model
-from metalearner.strategies import Strategy, build
+from metalearner.strategies import Strategy, build, get_strategy
 from metalearner.tasks import (
     ClassSplit,
     EpisodeSampler,
@@ -80,6 +81,7 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
         test: TaskSource = tasks
         input_shape: tuple[int, ...] = (1,)
         out_features, images = 1, False
+        num_classes: int | None = None
         meta |= {"preprocessing": {}, "class_names": []}
     else:
         data, split = _labeled(cfg, data_dir)
@@ -93,6 +95,7 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
         val = EpisodeSampler(data, split.val, ways=d.ways, shots=d.shots, queries=queries)
         test = EpisodeSampler(data, split.test, ways=d.ways, shots=d.shots, queries=queries)
         input_shape = tuple(int(s) for s in data.x.shape[1:])
+        num_classes = train_data.num_classes
         out_features, images = d.ways, len(input_shape) == 3
         meta |= {
             "preprocessing": dict(data.preprocessing),
@@ -104,8 +107,15 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
     if name == "conv4":
         options = {"width": cfg.model.width, "depth": cfg.model.depth}
     model = build_model(name, input_shape, out_features, generator=cfg.seed, **options)
-    strategy = build(cfg.strategy, model, cfg.strategy_config)
+    settings = dict(cfg.strategy_config)
+    # Transfer baselines pretrain a head over every class id of the training data.
+    wants_classes = _has_field(cfg.strategy, "num_classes") and not settings.get("num_classes")
+    if num_classes is not None and wants_classes:
+        settings["num_classes"] = num_classes
+    strategy = build(cfg.strategy, model, settings)
     meta |= {
+        # The strategy's effective settings (with what the data filled in), to rebuild it later.
+        "strategy_config": dataclasses.asdict(strategy.config),
         "backbone": {"name": name, "out_features": out_features, **options},
         "input_shape": list(input_shape),
         "task": {"ways": d.ways, "shots": d.shots, "queries": d.queries},
@@ -140,6 +150,10 @@ def _labeled(cfg: RunConfig, data_dir: Path | None) -> tuple[Any, ClassSplit]:
             "that (and above data.val_classes) so some classes are left for testing."
         )
     return data, random_split(data.num_classes, train=train, val=d.val_classes, seed=d.split_seed)
+
+
+def _has_field(strategy: str, name: str) -> bool:
+    return name in {f.name for f in dataclasses.fields(get_strategy(strategy).default_config)}
 
 
 def seeded(seed: int) -> torch.Generator:

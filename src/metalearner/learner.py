@@ -118,7 +118,11 @@ class Learner:
         name, out_features = backbone.pop("name"), backbone.pop("out_features")
         self.input_shape = tuple(int(s) for s in self.meta["input_shape"])
         model = build_model(name, self.input_shape, out_features, generator=0, **backbone)
-        self.strategy: Strategy = build(config.strategy, model, config.strategy_config)
+        settings = dict(config.strategy_config)
+        recorded = self.meta.get("strategy_config", {}).get("num_classes")
+        if recorded is not None and settings.get("num_classes") is None:
+            settings["num_classes"] = recorded  # filled in from the data (transfer baselines)
+        self.strategy: Strategy = build(config.strategy, model, settings)
         params = checkpoint.group("params")
         expected = list(self.strategy.init_params(0))
         if sorted(params) != sorted(expected):

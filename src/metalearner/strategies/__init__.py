@@ -2,7 +2,8 @@
 
 Importing this package registers every built-in strategy: ``maml`` (:mod:`.maml`), ``fomaml``,
 ``metasgd``, ``anil`` (:mod:`.variants`), ``reptile`` (:mod:`.reptile`), ``protonet``
-(:mod:`.protonet`), and the baselines ``scratch`` and ``pretrain`` (:mod:`.baselines`).
+(:mod:`.protonet`), and the baselines ``scratch`` and ``pretrain`` (:mod:`.baselines`) and
+``finetune``, ``baselinepp`` and ``nearest-centroid`` (:mod:`.transfer`).
 """
 
 from metalearner.strategies.base import (
@@ -20,6 +21,12 @@ from metalearner.strategies.baselines import BaselineConfig, Pretrain, Scratch
 from metalearner.strategies.maml import LR_PREFIX, MAML, MAMLConfig
 from metalearner.strategies.protonet import ProtoNet, ProtoNetConfig, prototype_logits
 from metalearner.strategies.reptile import Reptile, ReptileConfig
+from metalearner.strategies.transfer import (
+    BaselinePlusPlus,
+    FineTune,
+    NearestCentroid,
+    TransferConfig,
+)
 from metalearner.strategies.variants import ANIL, FOMAML, MetaSGD
 
 __all__ = [
@@ -28,9 +35,12 @@ __all__ = [
     "LR_PREFIX",
     "MAML",
     "BaselineConfig",
+    "BaselinePlusPlus",
     "ConfigBase",
+    "FineTune",
     "MAMLConfig",
     "MetaSGD",
+    "NearestCentroid",
     "Params",
     "Predictor",
     "Pretrain",
@@ -40,6 +50,7 @@ __all__ = [
     "ReptileConfig",
     "Scratch",
     "Strategy",
+    "TransferConfig",
     "available",
     "build",
     "get_strategy",

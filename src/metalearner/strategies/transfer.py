@@ -1,0 +1,234 @@
+"""Transfer-learning baselines for classification: pretrain on all classes, then adapt a head.
+
+No meta-learning: the backbone is trained as an ordinary classifier over every meta-training
+class at once (the global labels of ``TaskBatch.classes``), and a new task gets a new head on the
+frozen features. Whatever a meta-learner gains over these is what learning to learn adds.
+
+- ``finetune`` (Chen et al.'s "Baseline"): a linear head over all training classes while
+  pretraining; a new linear head trained on the support features.
+- ``baselinepp`` ("Baseline++"): cosine-similarity heads in both phases, which Chen et al. found
+  to reduce intra-class variation.
+- ``nearest-centroid``: the ``finetune`` backbone, and each query goes to the class whose mean
+  support feature is most similar (cosine similarity times ``scale``: on features trained for a
+  linear head, direction carries the class better than distance); no adaptation steps.
+
+The new head is trained with full-batch SGD with momentum 0.9 and weight decay 1e-3 (Chen et al.
+used these with mini-batches of 4 for 100 steps; a 1- or 5-shot support set is one batch). It
+starts at zero (linear) or at the normalised class means (cosine), so adaptation draws no random
+numbers. BatchNorm in the backbone uses the statistics of the batch it sees, as everywhere here.
+
+References:
+    Chen, Liu, Kira, Wang and Huang, "A Closer Look at Few-shot Classification", ICLR 2019.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from metalearner import functional as fx
+from metalearner.errors import ConfigError, DataError
+from metalearner.models import fused_batch_norm, init_params
+from metalearner.strategies.base import ConfigBase, Params, Predictor, check_range, register
+from metalearner.tasks.batch import TaskBatch
+
+HEAD = "pretrain_head."
+
+
+@dataclass(frozen=True)
+class TransferConfig(ConfigBase):
+    """Hyperparameters of the transfer baselines; defaults follow Chen et al. (2019).
+
+    ``num_classes`` is the size of the pretraining head: the number of class ids of the
+    meta-training data, filled in from the data when a run is built.
+    """
+
+    num_classes: int | None = None
+    adapt_lr: float = 0.01  # SGD step size of the new head
+    eval_steps: int = 100  # SGD steps of the new head on a task's support set
+    scale: float = 10.0  # cosine heads: logits are scale × cosine similarity
+    meta_lr: float = 1e-3  # Adam's step size while pretraining (read by the training loop)
+    meta_batch_size: int = 4  # episodes per pretraining step (read by the training loop)
+
+    def __post_init__(self) -> None:
+        self.check_types()
+        check_range(self, "num_classes", low=2)
+        check_range(self, "adapt_lr", low=0.0, strict=True)
+        check_range(self, "eval_steps", low=0)
+        check_range(self, "scale", low=0.0, strict=True)
+        check_range(self, "meta_lr", low=0.0, strict=True)
+        check_range(self, "meta_batch_size", low=1)
+
+
+class _Transfer:
+    """Pretraining over global classes and a head adapted on frozen features."""
+
+    default_config: ClassVar[TransferConfig] = TransferConfig()
+    cosine: ClassVar[bool] = False  # cosine-similarity heads (Baseline++) instead of linear
+
+    def __init__(self, model: nn.Module, config: TransferConfig) -> None:
+        features = getattr(model, "features", None)
+        if not isinstance(features, nn.Module):
+            raise ConfigError(f"{type(self).__name__} needs a model with a .features backbone.")
+        self.model, self.config = model, config
+        self._embed = fx.functional(features)
+        head = getattr(model, "head", None)
+        if not isinstance(head, nn.Linear):
+            raise ConfigError(f"{type(self).__name__} needs a model with a linear .head.")
+        self._width = head.in_features  # the feature size, for the pretraining head
+
+    def init_params(self, generator: torch.Generator | int) -> Params:
+        """The backbone's parameters and a pretraining head over ``num_classes`` classes."""
+        classes = self.config.num_classes
+        if classes is None:
+            raise ConfigError(
+                f"{type(self).__name__} needs classification data: strategy_config.num_classes "
+                "(the number of training classes) is set from the data when a run is built."
+            )
+        g = (
+            generator
+            if isinstance(generator, torch.Generator)
+            else torch.Generator().manual_seed(generator)
+        )
+        params = {k: v for k, v in init_params(self.model, generator=g).items()
+                  if k.startswith("features.")}  # fmt: skip
+        bound = self._width**-0.5  # nn.Linear's default initialisation
+        weight = (torch.rand(classes, self._width, generator=g) * 2 - 1) * bound
+        params[HEAD + "weight"] = weight.to(next(iter(params.values())).dtype)
+        if not self.cosine:
+            params[HEAD + "bias"] = torch.zeros(classes, dtype=weight.dtype)
+        return params
+
+    def meta_grads(self, params: Params, batch: TaskBatch) -> tuple[Params, dict[str, float]]:
+        """Gradient of the cross-entropy over all training classes, every image of the batch."""
+        if batch.classes is None:
+            raise ConfigError(f"{type(self).__name__} needs classification tasks, not regression.")
+        x = torch.cat([batch.support_x, batch.query_x], dim=1).flatten(0, 1)
+        labels = torch.cat([batch.support_y, batch.query_y], dim=1)
+        y = batch.classes.gather(1, labels).flatten()  # the global class of every image
+        if int(y.max()) >= params[HEAD + "weight"].shape[0]:
+            raise ConfigError(
+                f"A class id {int(y.max())} exceeds num_classes="
+                f"{params[HEAD + 'weight'].shape[0]}; set num_classes to the data's class count."
+            )
+
+        def objective(p: Params) -> tuple[Tensor, dict[str, Tensor]]:
+            z = self._embed(fx.subset(p, "features."), x)
+            logits = self._head(z, p[HEAD + "weight"], p.get(HEAD + "bias"))
+            return F.cross_entropy(logits, y), {"accuracy": fx.accuracy(logits, y)}
+
+        return fx.meta_gradient(objective, params)
+
+    def adapt(
+        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int | None = None
+    ) -> Predictor:
+        """A new head for the support's classes on the frozen backbone (``eval_steps`` SGD)."""
+        n = self.config.eval_steps if steps is None else steps
+        return self.adapt_steps(params, support_x, support_y, steps=n)[-1]
+
+    def adapt_steps(
+        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int
+    ) -> list[Predictor]:
+        """The predictors after 0, 1, ..., ``steps`` steps of training the new head."""
+        feats = {k: v.detach() for k, v in fx.subset(params, "features.").items()}
+        ways = _ways(support_y)
+        with torch.no_grad(), fused_batch_norm():
+            z = self._embed(feats, support_x)
+        heads = self._train_head(z, support_y, ways, steps)
+
+        def predictor(head: tuple[Tensor, Tensor | None]) -> Predictor:
+            def predict(x: Tensor) -> Tensor:
+                with torch.no_grad(), fused_batch_norm():
+                    return self._head(self._embed(feats, x), *head)
+
+            return predict
+
+        return [predictor(h) for h in heads]
+
+    def _train_head(
+        self, z: Tensor, y: Tensor, ways: int, steps: int
+    ) -> list[tuple[Tensor, Tensor | None]]:
+        """The head after 0, 1, ..., ``steps`` steps of SGD with momentum on features ``z``."""
+        if self.cosine:  # imprinting: start from the normalised class means
+            tensors = [F.normalize(F.one_hot(y, ways).to(z.dtype).T @ z, dim=1)]
+        else:
+            tensors = [z.new_zeros(ways, z.shape[1]), z.new_zeros(ways)]
+        velocity = [torch.zeros_like(t) for t in tensors]
+        path = [_as_head(tensors)]
+        for _ in range(steps):
+            leaves = [t.detach().requires_grad_() for t in tensors]
+            with torch.enable_grad():
+                loss = F.cross_entropy(self._head(z, *_as_head(leaves)), y)
+                grads = torch.autograd.grad(loss, leaves)
+            with torch.no_grad():
+                velocity = [
+                    0.9 * v + g + 1e-3 * t for v, g, t in zip(velocity, grads, leaves, strict=True)
+                ]
+                tensors = [
+                    t - self.config.adapt_lr * v for t, v in zip(leaves, velocity, strict=True)
+                ]
+            path.append(_as_head([t.detach() for t in tensors]))
+        return path
+
+    def _head(self, z: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if self.cosine:
+            return self.config.scale * F.normalize(z, dim=-1) @ F.normalize(weight, dim=-1).T
+        return F.linear(z, weight, bias)
+
+
+@register("finetune")
+class FineTune(_Transfer):
+    """Chen et al.'s Baseline: supervised pretraining, then a new linear head per task."""
+
+
+@register("baselinepp")
+class BaselinePlusPlus(_Transfer):
+    """Chen et al.'s Baseline++: cosine-similarity heads for pretraining and for new tasks."""
+
+    cosine: ClassVar[bool] = True
+
+
+@register("nearest-centroid")
+class NearestCentroid(_Transfer):
+    """The Baseline's pretrained backbone; a query goes to the most similar class mean feature."""
+
+    def adapt_steps(
+        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int
+    ) -> list[Predictor]:
+        """One predictor for every step count: there are no adaptation steps."""
+        feats = {k: v.detach() for k, v in fx.subset(params, "features.").items()}
+        ways = _ways(support_y)
+        with torch.no_grad(), fused_batch_norm():
+            z_support = self._embed(feats, support_x)
+
+        onehot = F.one_hot(support_y, ways).to(z_support.dtype)
+        centroids = F.normalize((onehot.T @ z_support) / onehot.sum(0)[:, None], dim=1)
+
+        def predict(x: Tensor) -> Tensor:
+            with torch.no_grad(), fused_batch_norm():
+                z = F.normalize(self._embed(feats, x), dim=-1)
+            return self.config.scale * z @ centroids.T
+
+        return [predict] * (steps + 1)
+
+
+def _ways(support_y: Tensor) -> int:
+    """The support's number of classes, each with at least one example."""
+    ways = int(support_y.max()) + 1
+    counts = torch.bincount(support_y, minlength=ways)
+    if bool((counts == 0).any()):
+        missing = int((counts == 0).nonzero()[0])
+        raise DataError(
+            f"The support set has no example of class {missing}; give every class at least one "
+            "example."
+        )
+    return ways
+
+
+def _as_head(tensors: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+    """``(weight, bias)`` from ``[weight]`` (cosine head, no bias) or ``[weight, bias]``."""
+    return tensors[0], tensors[1] if len(tensors) > 1 else None
