@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from metalearner.errors import ConfigError
+from metalearner.errors import ConfigError, DataError
 from metalearner.tasks.batch import TaskBatch
 from metalearner.typecheck import describe_type, match_type
 
@@ -191,6 +191,23 @@ def check_range(
         bound = f"> {low}" if strict else f">= {low}"
         upper = f" and <= {high}" if math.isfinite(high) else ""
         raise ConfigError(f"{type(owner).__name__}.{name} must be {bound}{upper}, got {value!r}.")
+
+
+def support_ways(support_y: Tensor) -> int:
+    """The number of classes of a support set labelled ``0..N-1``, each with an example.
+
+    Raises:
+        DataError: a class below the largest label has no example.
+    """
+    ways = int(support_y.max()) + 1
+    counts = torch.bincount(support_y, minlength=ways)
+    if bool((counts == 0).any()):
+        missing = int((counts == 0).nonzero()[0])
+        raise DataError(
+            f"The support set has no example of class {missing}; give every class at least one "
+            "example."
+        )
+    return ways
 
 
 def resolve_batching(setting: str, *, device: torch.device, measured: Mapping[str, str]) -> bool:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearner import functional as fx
-from metalearner.errors import ConfigError, DataError
+from metalearner.errors import ConfigError
 from metalearner.models import init_params
 from metalearner.strategies.base import (
     ConfigBase,
@@ -23,6 +23,7 @@ from metalearner.strategies.base import (
     check_range,
     register,
     resolve_batching,
+    support_ways,
 )
 from metalearner.tasks.batch import TaskBatch
 
@@ -118,14 +119,7 @@ class ProtoNet:
 
         ``steps`` is ignored: building prototypes takes no gradient steps.
         """
-        ways = int(support_y.max()) + 1
-        counts = torch.bincount(support_y, minlength=ways)
-        if bool((counts == 0).any()):
-            missing = int((counts == 0).nonzero()[0])
-            raise DataError(
-                f"The support set has no example of class {missing}; give every "
-                "class at least one example."
-            )
+        ways = support_ways(support_y)
         feats = {k: v.detach() for k, v in fx.subset(params, "features.").items()}
 
         def predict(x: Tensor) -> Tensor:

@@ -31,9 +31,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearner import functional as fx
-from metalearner.errors import ConfigError, DataError
+from metalearner.errors import ConfigError
 from metalearner.models import fused_batch_norm, init_params
-from metalearner.strategies.base import ConfigBase, Params, Predictor, check_range, register
+from metalearner.strategies.base import (
+    ConfigBase,
+    Params,
+    Predictor,
+    check_range,
+    register,
+    support_ways,
+)
 from metalearner.tasks.batch import TaskBatch
 
 HEAD = "pretrain_head."
@@ -135,7 +142,7 @@ class _Transfer:
     ) -> list[Predictor]:
         """The predictors after 0, 1, ..., ``steps`` steps of training the new head."""
         feats = {k: v.detach() for k, v in fx.subset(params, "features.").items()}
-        ways = _ways(support_y)
+        ways = support_ways(support_y)
         with torch.no_grad(), fused_batch_norm():
             z = self._embed(feats, support_x)
         heads = self._train_head(z, support_y, ways, steps)
@@ -201,7 +208,7 @@ class NearestCentroid(_Transfer):
     ) -> list[Predictor]:
         """One predictor for every step count: there are no adaptation steps."""
         feats = {k: v.detach() for k, v in fx.subset(params, "features.").items()}
-        ways = _ways(support_y)
+        ways = support_ways(support_y)
         with torch.no_grad(), fused_batch_norm():
             z_support = self._embed(feats, support_x)
 
@@ -214,19 +221,6 @@ class NearestCentroid(_Transfer):
             return self.config.scale * z @ centroids.T
 
         return [predict] * (steps + 1)
-
-
-def _ways(support_y: Tensor) -> int:
-    """The support's number of classes, each with at least one example."""
-    ways = int(support_y.max()) + 1
-    counts = torch.bincount(support_y, minlength=ways)
-    if bool((counts == 0).any()):
-        missing = int((counts == 0).nonzero()[0])
-        raise DataError(
-            f"The support set has no example of class {missing}; give every class at least one "
-            "example."
-        )
-    return ways
 
 
 def _as_head(tensors: list[Tensor]) -> tuple[Tensor, Tensor | None]:
