@@ -18,7 +18,6 @@ import argparse
 import statistics
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -105,18 +104,11 @@ def main() -> None:
     table = "\n".join([head, "|---|---|---|---|---|---|---|", *rows])
     print("\n" + table)
     if args.record:
-        _record(table, args)
-
-
-def _record(table: str, args: argparse.Namespace) -> None:
-    commit = machine.commit()
-    text = (
-        "\n## Adaptation latency, 5-way 1-shot, 75 queries (benchmarks/adapt.py)\n\n"
-        f"- Command: `.venv/bin/python benchmarks/adapt.py --repeats {args.repeats} --record`\n"
-        f"- Machine: {machine.describe()}\n- Commit: {commit} ({date.today()})\n\n{table}\n"
-    )
-    with open(HERE / "RESULTS.md", "a") as f:
-        f.write(text)
+        machine.record(
+            "Adaptation latency, 5-way 1-shot, 75 queries (benchmarks/adapt.py)",
+            f".venv/bin/python benchmarks/adapt.py --repeats {args.repeats} --record",
+            table,
+        )
 
 
 if __name__ == "__main__":

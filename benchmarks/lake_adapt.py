@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import machine  # benchmarks/machine.py
@@ -75,16 +74,12 @@ def main() -> None:
     table = "| model | runs | accuracy (mean ± 95% CI) | range |\n|---|---|---|---|\n" + line
     print(table)
     if not args.no_record:
-        commit = machine.commit()
-        command = " ".join(["benchmarks/lake_adapt.py", *sys.argv[1:]])
-        with open(HERE / "RESULTS.md", "a") as f:
-            f.write(
-                "\n## Lake's 20-way runs as task folders through `metalearner adapt` "
-                "(benchmarks/lake_adapt.py)\n\n"
-                f"- Command: `.venv/bin/python {command}`\n"
-                f"- Machine: {machine.describe()}\n"
-                f"- Commit: {commit} ({date.today()})\n\n{table}\n"
-            )
+        machine.record(
+            "Lake's 20-way runs as task folders through `metalearner adapt` "
+            "(benchmarks/lake_adapt.py)",
+            " ".join([".venv/bin/python benchmarks/lake_adapt.py", *sys.argv[1:]]),
+            table,
+        )
 
 
 if __name__ == "__main__":

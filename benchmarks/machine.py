@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from datetime import date
 from pathlib import Path
 
 import torch
@@ -41,3 +42,13 @@ def commit() -> str:
         check=False,
     )
     return git.stdout.strip() or "unknown"
+
+
+def record(title: str, command: str, body: str) -> None:
+    """Appends a section to benchmarks/RESULTS.md: title, command, machine, commit, body."""
+    text = (
+        f"\n## {title}\n\n- Command: `{command}`\n- Machine: {describe()}\n"
+        f"- Commit: {commit()} ({date.today()})\n\n{body}\n"
+    )
+    with open(Path(__file__).parent / "RESULTS.md", "a") as f:
+        f.write(text)

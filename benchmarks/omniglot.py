@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import date
 from pathlib import Path
 
 import machine  # benchmarks/machine.py
@@ -83,18 +82,10 @@ def _table(rows: list[dict[str, object]]) -> str:
 
 
 def _record(table: str, args: argparse.Namespace) -> None:
-    commit = machine.commit()
     runs = " ".join(f"--run {r}" for r in args.run)
     sets = " ".join(f"--set {s}" for s in args.set)
-    text = (
-        f"\n## Omniglot under a training budget (benchmarks/omniglot.py)\n\n"
-        f"- Command: `.venv/bin/python benchmarks/omniglot.py --data-dir {args.data_dir} "
-        f"{runs} {sets}`\n"
-        f"- Machine: {machine.describe()}\n"
-        f"- Commit: {commit} ({date.today()})\n\n{table}\n"
-    )
-    with open(HERE / "RESULTS.md", "a") as f:
-        f.write(text)
+    command = f".venv/bin/python benchmarks/omniglot.py --data-dir {args.data_dir} {runs} {sets}"
+    machine.record("Omniglot under a training budget (benchmarks/omniglot.py)", command, table)
 
 
 if __name__ == "__main__":

@@ -141,10 +141,7 @@ class _Transfer:
         self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int
     ) -> list[Predictor]:
         """The predictors after 0, 1, ..., ``steps`` steps of training the new head."""
-        feats = {k: v.detach() for k, v in fx.subset(params, "features.").items()}
-        ways = support_ways(support_y)
-        with torch.no_grad(), fused_batch_norm():
-            z = self._embed(feats, support_x)
+        feats, ways, z = self._support_features(params, support_x, support_y)
         heads = self._train_head(z, support_y, ways, steps)
 
         def predictor(head: tuple[Tensor, Tensor | None]) -> Predictor:
@@ -155,6 +152,15 @@ class _Transfer:
             return predict
 
         return [predictor(h) for h in heads]
+
+    def _support_features(
+        self, params: Params, support_x: Tensor, support_y: Tensor
+    ) -> tuple[Params, int, Tensor]:
+        """The frozen backbone, the number of classes, and the support's features."""
+        feats = {k: v.detach() for k, v in fx.subset(params, "features.").items()}
+        ways = support_ways(support_y)
+        with torch.no_grad(), fused_batch_norm():
+            return feats, ways, self._embed(feats, support_x)
 
     def _train_head(
         self, z: Tensor, y: Tensor, ways: int, steps: int
@@ -207,11 +213,7 @@ class NearestCentroid(_Transfer):
         self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int
     ) -> list[Predictor]:
         """One predictor for every step count: there are no adaptation steps."""
-        feats = {k: v.detach() for k, v in fx.subset(params, "features.").items()}
-        ways = support_ways(support_y)
-        with torch.no_grad(), fused_batch_norm():
-            z_support = self._embed(feats, support_x)
-
+        feats, ways, z_support = self._support_features(params, support_x, support_y)
         onehot = F.one_hot(support_y, ways).to(z_support.dtype)
         centroids = F.normalize((onehot.T @ z_support) / onehot.sum(0)[:, None], dim=1)
 
