@@ -105,9 +105,22 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
     return root
 
 
-def write_fake_omniglot(data_dir: Path, *, form: str = "zip", drawings: int = 4) -> FakeOmniglot:
-    """Writes ``data_dir/omniglot/images_{background,evaluation}`` as zips or folders."""
-    fake = FakeOmniglot(data_dir, drawings=drawings)
+def write_fake_omniglot(
+    data_dir: Path,
+    *,
+    form: str = "zip",
+    drawings: int = 4,
+    background: dict[str, int] | None = None,
+    evaluation: dict[str, int] | None = None,
+) -> FakeOmniglot:
+    """Writes ``data_dir/omniglot/images_{background,evaluation}`` as zips or folders
+    (alphabet name -> characters; the module's defaults unless given)."""
+    fake = FakeOmniglot(
+        data_dir,
+        background=dict(background or BACKGROUND),
+        evaluation=dict(evaluation or EVALUATION),
+        drawings=drawings,
+    )
     halves = {
         "images_background": half_files(fake.background, drawings, 1),
         "images_evaluation": half_files(fake.evaluation, drawings, fake.num_background + 1),

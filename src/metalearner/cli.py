@@ -16,6 +16,7 @@ import torch
 import typer
 from rich.console import Console
 
+from metalearner.cli_benchmark import benchmark_cmd
 from metalearner.errors import MetalearnerError
 
 app = typer.Typer(
@@ -290,6 +291,9 @@ def quickstart_cmd(
     console = Console(width=max(Console().width, 120))  # the table must not wrap its names
     console.print(table)
     console.print(f"wrote {out / 'report.md'}, {out / 'quickstart.png'}")
+
+
+app.command("benchmark")(benchmark_cmd)
 
 
 def main() -> None:

@@ -90,11 +90,15 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     steps: int = 1000  # outer steps (the learning-rate schedule spans these)
-    # Wall-clock seconds of training after which the run stops early, validated and saved as at
-    # its last step (a budget for benchmarks); null: no limit.
+    # Seconds of training after which the run stops early, validated and saved as at its last
+    # step (a budget for benchmarks); null: no limit. Only outer steps count, not validation or
+    # checkpoints, so a strategy with costly validation buys as many steps as any other.
     time_budget: float | None = None
     meta_batch: int | None = None  # tasks per outer step; None: the strategy's meta_batch_size
     val_every: int = 100  # steps between validations (and checkpoints)
+    # Also validate once this many seconds of training passed since the last validation (for
+    # budgets, where steps per second differ 100-fold between strategies); null: steps only.
+    val_every_seconds: float | None = None
     val_tasks: int = 100
     test_tasks: int = 600  # evaluation's default (the papers' 600-task protocol)
     # Fixed task sets: the same for every seed and strategy, so runs compare on identical tasks.
@@ -239,10 +243,10 @@ def _check_ranges(cfg: RunConfig) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"Setting {key!r} must be at least 1, got {value}.")
-    if cfg.time_budget is not None and not cfg.time_budget > 0:
-        raise ConfigError(
-            f"Setting 'time_budget' must be > 0 seconds or null, got {cfg.time_budget}."
-        )
+    for key in ("time_budget", "val_every_seconds"):
+        seconds = getattr(cfg, key)
+        if seconds is not None and not seconds > 0:
+            raise ConfigError(f"Setting {key!r} must be > 0 seconds or null, got {seconds}.")
     if cfg.data.queries < 1:
         raise ConfigError(f"Setting 'data.queries' must be at least 1, got {cfg.data.queries}.")
     lr = cfg.optimizer.lr or 0.0

@@ -35,7 +35,8 @@ class TrainState:
         optimizer: the optimiser's ``state_dict()``.
         rng: RNG states by name (``tasks``: the task generator's; ``torch``: the global CPU one).
         best: the best validation score so far and its step, or ``None``.
-        elapsed: seconds of training so far, over all sessions.
+        elapsed: seconds spent in outer steps so far, over all sessions (validation and
+            checkpoints excluded: what a time budget counts).
     """
 
     step: int

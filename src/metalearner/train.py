@@ -147,7 +147,8 @@ def _train(
     base_lr = cfg.optimizer.lr or 0.0  # resolved from the strategy, never None here
     end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
     window: dict[str, list[float]] = {}
-    started, last_val = time.perf_counter() - elapsed, "-"
+    started, last_val = time.perf_counter(), "-"
+    validated = elapsed  # training seconds at the last validation
     with TrainingProgress(cfg.steps, step, quiet=quiet) as bar:
         while step < end:
             tick = time.perf_counter()
@@ -168,12 +169,14 @@ def _train(
             step += 1
             for k, v in {**metrics, "grad_norm": norm}.items():
                 window.setdefault(k, []).append(float(v))
-            rate = batch.num_tasks / max(time.perf_counter() - tick, 1e-9)
+            took = time.perf_counter() - tick
+            elapsed += took
+            rate = batch.num_tasks / max(took, 1e-9)
             record: dict[str, Any] = {}
-            spent = cfg.time_budget is not None and time.perf_counter() - started >= cfg.time_budget
-            if spent:
+            if cfg.time_budget is not None and elapsed >= cfg.time_budget:
                 end = step  # the budget is used up: finish this step as the last one
-            if step % cfg.val_every == 0 or step == end:
+            due = cfg.val_every_seconds is not None and elapsed - validated >= cfg.val_every_seconds
+            if step % cfg.val_every == 0 or step == end or due:
                 val = summarize(task_scores(exp.strategy, params, val_tasks, device=device))
                 record[f"val_{metric}"], record["val_ci95"] = val.mean, val.ci95
                 better = best is None or (
@@ -181,8 +184,7 @@ def _train(
                 )
                 if better:
                     best = {"score": val.mean, "step": step}
-                last_val = f"{val.mean:.4g}"
-                elapsed = time.perf_counter() - started
+                last_val, validated = f"{val.mean:.4g}", elapsed
                 state = TrainState(
                     step, params, optimizer.state_dict(), _rng_states(tasks_rng), best, elapsed
                 )
@@ -190,7 +192,8 @@ def _train(
                 if better:
                     save_state(folder / BEST, state, cfg, info, metric)
             if record or step % cfg.log_every == 0:
-                append_metrics(folder, _record(step, started, window, metric, record, optimizer))
+                times = {"time": round(elapsed, 3), "wall": round(time.perf_counter() - started, 3)}
+                append_metrics(folder, _record(step, times, window, metric, record, optimizer))
                 window = {}
             bar.update(step, loss=float(metrics["loss"]), val=last_val, tasks_per_s=rate)
     final = {k: v.detach().cpu() for k, v in params.items()}
@@ -257,14 +260,15 @@ def _global_norm(grads: dict[str, Tensor]) -> float:
 
 def _record(
     step: int,
-    started: float,
+    times: dict[str, float],
     window: dict[str, list[float]],
     metric: str,
     extra: dict[str, Any],
     optimizer: torch.optim.Optimizer,
 ) -> dict[str, Any]:
     # Training numbers are means over the steps since the last line: one step is too noisy.
-    out: dict[str, Any] = {"step": step, "time": round(time.perf_counter() - started, 3)}
+    # time: seconds in outer steps over all sessions (what budgets count); wall: this session's.
+    out: dict[str, Any] = {"step": step, **times}
     out["lr"] = optimizer.param_groups[0]["lr"]
     for k, values in window.items():
         out[k] = sum(values) / len(values)

@@ -209,6 +209,8 @@ class BaselinePlusPlus(_Transfer):
 class NearestCentroid(_Transfer):
     """The Baseline's pretrained backbone; a query goes to the most similar class mean feature."""
 
+    trains_as: ClassVar[str] = "finetune"  # same pretraining: a benchmark trains it once
+
     def adapt_steps(
         self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int
     ) -> list[Predictor]:

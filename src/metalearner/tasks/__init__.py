@@ -4,6 +4,7 @@ from metalearner.tasks.augment import with_rotations
 from metalearner.tasks.batch import TaskBatch, TaskSet, TaskSource, concat, iter_batches
 from metalearner.tasks.episodes import EpisodePlan, EpisodeSampler, EpisodeTaskSet
 from metalearner.tasks.labeled import LabeledSet, to_float
+from metalearner.tasks.noise import NoisyLabels
 from metalearner.tasks.regression import FixedTasks, SinusoidTasks
 from metalearner.tasks.splits import ClassSplit, random_split
 
@@ -14,6 +15,7 @@ __all__ = [
     "EpisodeTaskSet",
     "FixedTasks",
     "LabeledSet",
+    "NoisyLabels",
     "SinusoidTasks",
     "TaskBatch",
     "TaskSet",

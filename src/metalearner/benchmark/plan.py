@@ -1,0 +1,229 @@
+"""What a benchmark compares and under which budget: one :class:`BenchmarkPlan`, YAML or flags.
+
+Every strategy gets a run config built the same way: its paper's preset for the dataset and task
+shape where one exists (``omniglot-5w1s-protonet``), else the MAML preset's data, model and
+evaluation settings with the strategy's own defaults (the MAML variants keep MAML's inner-loop
+settings). Then the benchmark's budget, seed and task shape are imposed on all of them alike.
+
+Example:
+    >>> plan = BenchmarkPlan(dataset="omniglot", strategies=("maml", "protonet"), budget="10m")
+    >>> plan.run_config("protonet").time_budget
+    600.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from metalearner.config import RunConfig, load_config, read_yaml
+from metalearner.errors import ConfigError
+from metalearner.presets import list_presets
+
+MAML_FAMILY = ("maml", "fomaml", "metasgd", "anil")
+INNER = ("inner_lr", "inner_steps", "eval_steps")  # what the MAML variants take from MAML's preset
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Training budget per strategy: wall-clock seconds of outer steps, or a number of steps."""
+
+    seconds: float | None = None
+    steps: int | None = None
+
+    def describe(self) -> str:
+        """``10 min of training`` or ``2000 outer steps``."""
+        if self.seconds is not None:
+            s = self.seconds
+            return f"{s / 60:g} min of training" if s >= 60 else f"{s:g} s of training"
+        return f"{self.steps} outer steps"
+
+
+def parse_budget(text: str) -> Budget:
+    """``"10m"``, ``"90s"``, ``"1.5h"`` (time) or ``"2000"``/``"2000steps"`` (outer steps).
+
+    Raises:
+        ConfigError: for anything else.
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|steps?)?\s*", str(text))
+    if match is None or float(match.group(1)) <= 0:
+        raise ConfigError(
+            f"Budget {text!r} is not a duration or step count; "
+            "write e.g. 10m, 90s, 1h or 2000steps."
+        )
+    number, unit = float(match.group(1)), match.group(2) or "steps"
+    if unit.startswith("step"):
+        if number != int(number):
+            raise ConfigError(f"Budget {text!r}: a step count must be a whole number.")
+        return Budget(steps=int(number))
+    return Budget(seconds=number * _UNITS[unit])
+
+
+@dataclass(frozen=True)
+class BenchmarkPlan:
+    """One comparison: the strategies, the tasks they are scored on, the budget, the sections.
+
+    Attributes:
+        dataset: ``omniglot``, ``folder`` (with ``path``) or ``sinusoid``.
+        strategies: names from ``metalearner.strategies.available()``.
+        budget: per strategy, e.g. ``10m`` or ``2000steps`` (see :func:`parse_budget`).
+        tasks: fixed test tasks of the main table (the papers' 600).
+        sweep_tasks: fixed test tasks of each point of the curves and sweeps.
+        sweep_shots: K of the score-vs-shots figure (those the data has room for).
+        label_noise: fractions of flipped support labels of the noise sweep (empty: off).
+        cross_domain: Omniglot only: train on the background alphabets (``split: lake``) and
+            add within-alphabet tasks and Lake's 20-way runs (costly: off by default).
+        workers: strategies trained at once, each on ``cores / workers`` threads.
+        overrides: ``key=value`` settings applied to every strategy's run config.
+        strategy_overrides: per strategy, ``key=value`` settings applied after those.
+    """
+
+    dataset: Literal["omniglot", "folder", "sinusoid"] = "omniglot"
+    path: str | None = None
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+    strategies: tuple[str, ...] = ("maml", "protonet", "reptile", "finetune", "baselinepp")
+    budget: str = "10m"
+    tasks: int = 600
+    sweep_tasks: int = 200
+    sweep_shots: tuple[int, ...] = (1, 5, 10)
+    label_noise: tuple[float, ...] = (0.0, 0.2, 0.4)
+    cross_domain: bool = False
+    seed: int = 0
+    val_tasks: int = 100
+    workers: int = 1
+    overrides: tuple[str, ...] = ()
+    strategy_overrides: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from metalearner.strategies import available
+
+        known = available()
+        unknown = [s for s in self.strategies if s not in known]
+        if unknown or not self.strategies:
+            raise ConfigError(
+                f"Unknown strategy {', '.join(unknown) or '(none given)'}; choose from "
+                f"{', '.join(known)}."
+            )
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ConfigError("A strategy is listed twice; list each once.")
+        for key in ("ways", "shots", "queries", "tasks", "sweep_tasks", "val_tasks", "workers"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"Benchmark setting {key!r} must be at least 1.")
+        if self.tasks < 2:
+            raise ConfigError("Benchmark setting 'tasks' must be at least 2 (for a CI).")
+        if any(not 0 <= p <= 1 for p in self.label_noise):
+            raise ConfigError("label_noise holds fractions: use values from 0 to 1.")
+        if any(k < 1 for k in self.sweep_shots):
+            raise ConfigError("sweep_shots must all be at least 1.")
+        if self.cross_domain and self.dataset != "omniglot":
+            raise ConfigError("cross_domain needs Omniglot (background vs evaluation alphabets).")
+        if self.dataset == "folder" and not self.path:
+            raise ConfigError("dataset 'folder' needs path: a class-folder tree or a table.")
+        parse_budget(self.budget)
+
+    @property
+    def metric(self) -> str:
+        """``accuracy`` (higher is better) or ``mse`` (lower is better)."""
+        return "mse" if self.dataset == "sinusoid" else "accuracy"
+
+    def parsed_budget(self) -> Budget:
+        """The budget as seconds or steps."""
+        return parse_budget(self.budget)
+
+    def run_config(self, strategy: str) -> RunConfig:
+        """The resolved run config of ``strategy`` in this benchmark (see the module doc)."""
+        base, overrides = self._base(strategy), list(self._shared_overrides())
+        overrides += list(self.strategy_overrides.get(strategy, ()))
+        return load_config(base=base, overrides=overrides)
+
+    def _base(self, strategy: str) -> dict[str, Any]:
+        presets = {p.name: p for p in list_presets()}
+        own, anchor = self._preset_name(strategy), self._preset_name("maml")
+        if own in presets:
+            return presets[own].load()
+        if anchor not in presets:
+            data = {"dataset": self.dataset, "path": self.path}
+            return {"strategy": strategy, "data": data}
+        raw = presets[anchor].load()
+        inner = raw.get("strategy_config", {}) if strategy in MAML_FAMILY else {}
+        raw["strategy"] = strategy
+        raw["strategy_config"] = {k: v for k, v in inner.items() if k in INNER}
+        raw.pop("optimizer", None)  # each strategy's own outer optimiser and batch
+        raw.pop("meta_batch", None)
+        return raw
+
+    def _preset_name(self, strategy: str) -> str:
+        if self.dataset == "sinusoid":
+            return f"sinusoid-k{self.shots}-{strategy}"
+        return f"{self.dataset}-{self.ways}w{self.shots}s-{strategy}"
+
+    def _shared_overrides(self) -> list[str]:
+        budget = self.parsed_budget()
+        sets = [
+            f"seed={self.seed}",
+            f"data.ways={self.ways}",
+            f"data.shots={self.shots}",
+            f"val_tasks={self.val_tasks}",
+            f"test_tasks={self.tasks}",
+        ]
+        if self.dataset == "folder":
+            sets.append(f"data.path={self.path}")
+        if self.cross_domain:
+            sets.append("data.split=lake")
+        if budget.seconds is not None:
+            # Enough steps that only the clock stops training; ~6 validations per run (each
+            # costs wall time, not budget: 100 tasks of 50 steps take Reptile ~30 s on a core).
+            sets += [f"time_budget={budget.seconds}", f"val_every_seconds={budget.seconds / 6}"]
+        else:
+            steps = budget.steps or 1
+            sets += [f"steps={steps}", f"val_every={max(steps // 10, 1)}"]
+        return sets + list(self.overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON types, for the report and ``benchmark.yaml``."""
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()} | {
+            "strategy_overrides": {k: list(v) for k, v in self.strategy_overrides.items()}
+        }
+
+
+def load_plan(file: Path | None = None, **given: Any) -> BenchmarkPlan:
+    """A plan from a YAML file (its keys are :class:`BenchmarkPlan`'s), then ``given`` on top.
+
+    Raises:
+        ConfigError: an unknown key or a bad value, naming it.
+    """
+    raw: dict[str, Any] = read_yaml(file) if file is not None else {}
+    raw |= {k: v for k, v in given.items() if v is not None}
+    names = {f.name for f in dataclasses.fields(BenchmarkPlan)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(
+            f"Unknown benchmark setting {unknown[0]!r}; use one of {', '.join(sorted(names))}."
+        )
+    for key in ("strategies", "sweep_shots", "label_noise", "overrides"):
+        if isinstance(raw.get(key), str):
+            raw[key] = [s.strip() for s in raw[key].split(",") if s.strip()]
+        if key in raw:
+            raw[key] = tuple(raw[key] or ())
+    try:
+        for key, kind in (("sweep_shots", int), ("label_noise", float)):
+            if key in raw:
+                raw[key] = tuple(kind(v) for v in raw[key])
+    except ValueError as err:
+        raise ConfigError(f"sweep_shots and label_noise take numbers: {err}.") from None
+    if "strategy_overrides" in raw:
+        raw["strategy_overrides"] = {
+            str(k): tuple(v or ()) for k, v in dict(raw["strategy_overrides"] or {}).items()
+        }
+    try:
+        return BenchmarkPlan(**raw)
+    except TypeError as err:
+        raise ConfigError(f"A benchmark setting has the wrong type: {err}.") from None

@@ -1,0 +1,263 @@
+"""The benchmark report: what was compared, how, the numbers, the tests, the figures.
+
+Written as ``report.md`` (figures as PNG files beside it) and ``report.html`` (one file, figures
+embedded). It states everything needed to reproduce it: the command, the plan, the budgets, the
+seeds, the BatchNorm mode, the versions and the commit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from metalearner.evaluate import Score
+from metalearner.presets import list_presets
+
+from .document import Bullets, Document, Heading, Image, Paragraph, Table
+from .figures import Drawn, draw_all
+from .plan import BenchmarkPlan
+from .scoring import StrategyResult
+from .stats import all_pairs
+from .suite import LAKE, WITHIN
+
+Formatter = Callable[[Score | None], str]
+Section = Callable[[StrategyResult], Mapping[Any, Score | None]]
+
+BATCH_NORM = (
+    "transductive: BatchNorm uses the statistics of the batch it sees (the support set while "
+    "adapting, a task's whole query set when predicting), never running averages, as in the "
+    "MAML and ProtoNets reference code"
+)
+
+
+def write_report(
+    plan: BenchmarkPlan,
+    results: Sequence[StrategyResult],
+    folder: Path,
+    *,
+    command: str,
+    seeds: dict[str, int],
+    provenance: dict[str, str],
+    notes: Sequence[str] = (),
+) -> tuple[Path, Path]:
+    """Draws the figures into ``folder/figures`` and writes ``report.md`` and ``report.html``."""
+    figures = draw_all(results, folder / "figures", metric=plan.metric, shots=plan.shots)
+    doc = build_document(
+        plan, results, figures, command=command, seeds=seeds, provenance=provenance, notes=notes
+    )
+    md, page = folder / "report.md", folder / "report.html"
+    for file, text in ((md, doc.markdown(folder)), (page, doc.html())):
+        tmp = file.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(file)
+    return md, page
+
+
+def build_document(
+    plan: BenchmarkPlan,
+    results: Sequence[StrategyResult],
+    figures: dict[str, Drawn | None],
+    *,
+    command: str,
+    seeds: dict[str, int],
+    provenance: dict[str, str],
+    notes: Sequence[str] = (),
+) -> Document:
+    """The report as blocks (see :mod:`.document`)."""
+    fmt = _formatter(plan.metric)
+    if plan.dataset == "sinusoid":
+        title, per = f"sinusoid regression, K = {plan.shots}", "query points per task"
+    else:
+        title, per = f"{plan.dataset} {plan.ways}-way {plan.shots}-shot", "queries per class"
+    doc = Document(f"Benchmark: {title}")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    doc.add(
+        Paragraph(
+            f"{len(results)} strategies, each trained under the same budget "
+            f"({plan.parsed_budget().describe()}) and scored on the same {plan.tasks} fixed test "
+            f"tasks ({plan.queries} {per}), made {when}."
+        ),
+        Heading("Setup"),
+        Bullets(_setup(plan, results, command, seeds, provenance)),
+        Heading("Results"),
+        Table(
+            (
+                "strategy",
+                f"test {plan.metric} ± 95% CI",
+                "published",
+                "training",
+                "outer steps",
+                "adapt + predict per task",
+                "meta-parameters",
+            ),
+            tuple(_row(plan, r, fmt) for r in results),
+        ),
+    )
+    _figure(doc, figures, "scores")
+    if len(results) > 1:
+        doc.add(Heading("Paired comparisons"), Paragraph(_PAIRED), _pairs_table(plan, results))
+    doc.add(Heading("Training and adaptation"))
+    for key, missing in (
+        ("validation", "No strategy was trained, so there is no validation curve."),
+        ("steps", "No strategy takes adaptation steps."),
+    ):
+        _figure(doc, figures, key, missing)
+    doc.add(Heading("Robustness"), Heading("Scarce data: score vs shots", 3))
+    doc.add(Paragraph(_SHOTS.format(k=plan.shots)))
+    _sweep(doc, results, lambda r: r.shots, "K = {}", fmt)
+    _figure(doc, figures, "shots", "The data left room for one K only.")
+    doc.add(Heading("Noisy labels: score vs flipped support labels", 3))
+    if plan.label_noise and plan.metric == "accuracy":
+        doc.add(Paragraph(_NOISE))
+        _sweep(doc, results, lambda r: r.noise, "p = {:g}", fmt)
+        _figure(doc, figures, "noise", "Only one noise level was asked for.")
+    else:
+        doc.add(Paragraph("Not run (label_noise is empty, or the tasks are regression)."))
+    doc.add(Heading("Cross-domain: unseen alphabets", 3))
+    if plan.cross_domain:
+        doc.add(Paragraph(_CROSS))
+        _sweep(doc, results, lambda r: r.cross, "{}", fmt)
+        _figure(doc, figures, "cross")
+    else:
+        doc.add(Paragraph("Not run (off by default: pass --cross-domain on Omniglot)."))
+    all_notes = [*notes, *(f"{r.strategy}: {n}" for r in results for n in r.notes)]
+    if all_notes:
+        doc.add(Heading("Notes"), Bullets(tuple(all_notes)))
+    return doc
+
+
+_PAIRED = (
+    "Each pair on the same test tasks: the mean per-task difference (first minus second) with "
+    "its 95% CI, the paired t-test's two-sided p-value, the p-value after Holm's adjustment "
+    "over all pairs, and the tasks each side won. A verdict is drawn at 5% after adjustment."
+)
+_SHOTS = (
+    "The same trained models (meta-trained with K = {k}) adapted to tasks with more support "
+    "examples; every K uses the same number of queries per class."
+)
+_NOISE = (
+    "A fraction p of each task's support labels replaced by another class of the task (the "
+    "same flips for every strategy); query labels stay clean."
+)
+_CROSS = (
+    "Trained on the background alphabets only (data.split=lake), so every test character is "
+    f"from an alphabet never seen. `{WITHIN}`: all N characters of a task from one alphabet "
+    f"(a finer distinction). `{LAKE}`: Lake et al.'s 20 within-alphabet 20-way one-shot runs "
+    "(20 tasks of 20 queries: a wide CI)."
+)
+
+
+def _formatter(metric: str) -> Formatter:
+    def fmt(score: Score | None) -> str:
+        if score is None:
+            return "n/a"
+        if metric == "accuracy":
+            return f"{100 * score.mean:.2f}% ± {100 * score.ci95:.2f}"
+        return f"{score.mean:.4g} ± {score.ci95:.2g}"
+
+    return fmt
+
+
+def _setup(
+    plan: BenchmarkPlan,
+    results: Sequence[StrategyResult],
+    command: str,
+    seeds: dict[str, int],
+    provenance: dict[str, str],
+) -> tuple[str, ...]:
+    threads = sorted({r.threads for r in results if r.threads})
+    budget = plan.parsed_budget().describe()
+    return (
+        f"Command: `{command}`",
+        f"Data: {plan.dataset}" + (f" ({plan.path})" if plan.path else "")
+        + (", trained on background alphabets (split lake)" if plan.cross_domain else ""),
+        f"Budget per strategy: {budget} (validation and checkpoints not counted), "
+        f"{plan.workers} strategy(ies) at a time on {', '.join(map(str, threads)) or '-'} "
+        "CPU thread(s) each",
+        f"Seeds: initialisation and training tasks {seeds['seed']}, validation tasks "
+        f"{seeds['val_seed']}, test tasks {seeds['test_seed']}; sweeps: {plan.sweep_tasks} "
+        "tasks per point",
+        f"BatchNorm: {BATCH_NORM}",
+        "Each strategy's settings: its paper's preset where one exists, else the MAML preset's "
+        "data and model with the strategy's defaults; every run folder's config.yaml has them",
+        f"Versions: metalearner {provenance.get('metalearner')}, torch {provenance.get('torch')}, "
+        f"Python {provenance.get('python')}; commit {provenance.get('commit')}",
+        f"Machine: {provenance.get('machine')}",
+    )  # fmt: skip
+
+
+def _row(plan: BenchmarkPlan, r: StrategyResult, fmt: Formatter) -> tuple[str, ...]:
+    training = "not trained" if not r.steps else duration(r.seconds)
+    return (
+        f"**{r.strategy}**",
+        fmt(r.score),
+        _published(plan, r.strategy),
+        training,
+        str(r.steps) if r.steps else "-",
+        f"{r.adapt_ms:.1f} ms",
+        f"{r.parameters:,}",
+    )
+
+
+def duration(seconds: float) -> str:
+    """``42 s`` or ``10.0 min``."""
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
+def _published(plan: BenchmarkPlan, strategy: str) -> str:
+    name = f"{plan.dataset}-{plan.ways}w{plan.shots}s-{strategy}"
+    if plan.dataset == "sinusoid":
+        name = f"sinusoid-k{plan.shots}-{strategy}"
+    found = {p.name: p for p in list_presets()}.get(name)
+    return found.expected.split("(")[0].strip() if found and found.expected else "-"
+
+
+def _pairs_table(plan: BenchmarkPlan, results: Sequence[StrategyResult]) -> Table:
+    higher = plan.metric == "accuracy"
+    scale, unit = (100.0, " pts") if higher else (1.0, "")
+    pairs = all_pairs({r.strategy: r.scores for r in results})
+    rows = []
+    for p in pairs:
+        better, worse = (p.wins, p.losses) if higher else (p.losses, p.wins)
+        rows.append((
+            f"{p.a} − {p.b}",
+            f"{scale * p.mean:+.2f} ± {scale * p.ci95:.2f}{unit}",
+            _p(p.p),
+            _p(p.p_holm),
+            f"{better} / {p.ties} / {worse}",
+            p.verdict(higher_is_better=higher),
+        ))  # fmt: skip
+    header = ("pair (a − b)", "mean difference ± 95% CI", "p", "p (Holm)",
+              "tasks a better / same / b better", "verdict (5%)")  # fmt: skip
+    return Table(header, tuple(rows))
+
+
+def _p(p: float) -> str:
+    if math.isnan(p):
+        return "-"
+    return "< 1e-4" if p < 1e-4 else f"{p:.4f}"
+
+
+def _sweep(
+    doc: Document, results: Sequence[StrategyResult], get: Section, label: str, fmt: Formatter
+) -> None:
+    keys = sorted({k for r in results for k in get(r)}, key=str if label == "{}" else float)
+    if not keys:
+        doc.add(Paragraph("No tasks could be made for this section (see the notes)."))
+        return
+    rows = tuple(
+        (f"**{r.strategy}**", *(fmt(get(r).get(k)) if k in get(r) else "-" for k in keys))
+        for r in results
+    )
+    doc.add(Table(("strategy", *(label.format(k) for k in keys)), rows))
+
+
+def _figure(doc: Document, figures: dict[str, Drawn | None], key: str, missing: str = "") -> None:
+    drawn = figures.get(key)
+    if drawn is not None:
+        doc.add(Image(drawn.file, drawn.caption))
+    elif missing:
+        doc.add(Paragraph(missing))

@@ -1,0 +1,111 @@
+"""``metalearner benchmark``: train every strategy under one budget, score all on the same tasks,
+write the report. Every stage is resumable: a killed benchmark run again picks up where it was.
+
+Folder layout (``out``)::
+
+    benchmark.yaml        the plan, as run
+    <strategy>/           one normal run folder per trained strategy
+    results/<strategy>.json   its scores (kept until the plan or its checkpoint changes)
+    figures/*.png, report.md, report.html
+
+References:
+    Chen et al., "A Closer Look at Few-shot Classification", ICLR 2019 (baselines under the
+    same protocol). Finn et al. 2017; Snell et al. 2017; Nichol et al. 2018 (the strategies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from metalearner.errors import ConfigError
+from metalearner.provenance import provenance
+from metalearner.runs import BEST, LATEST, load_state
+from metalearner.train import threads
+
+from .plan import BenchmarkPlan
+from .report import write_report
+from .scoring import StrategyResult, load_result, save_result, score_strategy
+from .suite import build_suite
+from .training import Trained, train_all
+
+PLAN_FILE = "benchmark.yaml"
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """The scored strategies (in the plan's order) and the report files."""
+
+    results: list[StrategyResult]
+    report_md: Path
+    report_html: Path
+
+
+def run_benchmark(
+    plan: BenchmarkPlan,
+    out: Path,
+    *,
+    data_dir: Path | None = None,
+    command: str = "metalearner benchmark",
+    quiet: bool = False,
+    log: Callable[[str], None] = print,
+) -> BenchmarkResult:
+    """Trains, scores and reports every strategy of ``plan`` into ``out`` (see the module doc).
+
+    Raises:
+        ConfigError: ``out`` holds a benchmark with another plan, or the plan is inconsistent.
+        DataError: the data is missing.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    _check_plan_file(out, plan)
+    configs = {name: plan.run_config(name) for name in plan.strategies}
+    suite = build_suite(plan, configs, data_dir)  # before training: bad data fails at once
+    trained = train_all(configs, out, data_dir=data_dir, workers=plan.workers, quiet=quiet, log=log)
+    results = []
+    key_plan = {k: v for k, v in plan.to_dict().items() if k != "workers"}
+    for name in plan.strategies:
+        t = trained[name]
+        key = {"plan": key_plan, "checkpoint": _checkpoint_id(t)}
+        file = out / "results" / f"{name}.json"
+        result = load_result(file, key)
+        if result is None:
+            log(f"{name}: scoring on {plan.tasks} test tasks and the sweeps")
+            with threads(None):
+                result = score_strategy(t, suite, metric=plan.metric, data_dir=data_dir)
+            save_result(file, key, result)
+        results.append(result)
+    first = next(iter(configs.values()))
+    seeds = {"seed": first.seed, "val_seed": first.val_seed, "test_seed": first.test_seed}
+    md, page = write_report(
+        plan, results, out, command=command, seeds=seeds, provenance=provenance(),
+        notes=suite.notes,
+    )  # fmt: skip
+    return BenchmarkResult(results, md, page)
+
+
+def _check_plan_file(out: Path, plan: BenchmarkPlan) -> None:
+    """Writes ``benchmark.yaml``, or checks that the one there is this plan (workers may differ)."""
+    file = out / PLAN_FILE
+    mine = plan.to_dict()
+    if file.is_file():
+        theirs = yaml.safe_load(file.read_text()) or {}
+        if {k: v for k, v in theirs.items() if k != "workers"} != {
+            k: v for k, v in mine.items() if k != "workers"
+        }:
+            raise ConfigError(
+                f"{out} holds a benchmark with another plan ({file}); use another --out, "
+                "or delete that folder to start over."
+            )
+    file.write_text(yaml.safe_dump(mine, sort_keys=False))
+
+
+def _checkpoint_id(t: Trained) -> dict[str, object]:
+    """Which parameters were scored: the best checkpoint's step, or the initialisation."""
+    if t.folder is None:
+        return {"initialisation": t.cfg.seed}
+    path = t.folder / BEST
+    state, _ = load_state(path if path.exists() else t.folder / LATEST)
+    return {"folder": t.folder.name, "step": state.step, "strategy": t.strategy}

@@ -1,0 +1,157 @@
+"""Scoring one trained strategy on every task set of the suite, and keeping the numbers.
+
+The main table keeps each task's score (not only the mean), so two strategies can be compared
+task by task (:mod:`.stats`). Adaptation time is measured on the main tasks: adapting on the
+support set and predicting the query set, per task, on the threads of this process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metalearner.evaluate import Score, curve_steps, summarize, task_curves, task_scores
+from metalearner.experiment import build_experiment, seeded
+from metalearner.runs import BEST, LATEST, load_state, read_metrics
+from metalearner.strategies import Params
+
+from .suite import TaskSuite
+from .training import Trained
+
+
+@dataclass
+class StrategyResult:
+    """Everything the report says about one strategy.
+
+    Attributes:
+        strategy: its name.
+        scores: the main table's score of each test task, in task order.
+        score: their mean and 95% CI.
+        adapt_ms: milliseconds to adapt to a task and predict its queries, mean over tasks.
+        parameters: number of meta-parameters (weights, learned step sizes, pretraining head).
+        steps: outer steps trained; ``seconds``: training seconds; ``threads``: CPU threads.
+        val_curve: ``[training seconds, validation score]`` at each validation.
+        step_curve: test score after 0, 1, … adaptation steps (empty: no steps to take).
+        shots: K → score; noise: p → score; cross: section → score (``None``: n/a).
+        notes: why a section has no score for this strategy.
+    """
+
+    strategy: str
+    scores: list[float]
+    score: Score
+    adapt_ms: float
+    parameters: int
+    steps: int
+    seconds: float
+    threads: int
+    val_curve: list[list[float]] = field(default_factory=list)
+    step_curve: list[Score] = field(default_factory=list)
+    shots: dict[int, Score] = field(default_factory=dict)
+    noise: dict[float, Score] = field(default_factory=dict)
+    cross: dict[str, Score | None] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types (dict keys become strings)."""
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_json(raw: dict[str, Any]) -> StrategyResult:
+        """The inverse of :meth:`to_json`."""
+
+        def score(s: dict[str, Any] | None) -> Score | None:
+            return None if s is None else Score(**s)
+
+        out = dict(raw)
+        out["score"] = Score(**raw["score"])
+        out["step_curve"] = [Score(**s) for s in raw["step_curve"]]
+        out["shots"] = {int(k): Score(**s) for k, s in raw["shots"].items()}
+        out["noise"] = {float(k): Score(**s) for k, s in raw["noise"].items()}
+        out["cross"] = {k: score(s) for k, s in raw["cross"].items()}
+        return StrategyResult(**out)
+
+
+def score_strategy(
+    trained: Trained, suite: TaskSuite, *, metric: str, data_dir: Path | None
+) -> StrategyResult:
+    """Adapts ``trained``'s best checkpoint (or its initialisation) to every task of ``suite``."""
+    exp = build_experiment(trained.cfg, data_dir=data_dir)
+    strategy = exp.strategy
+    params = _params(trained, strategy.init_params(seeded(trained.cfg.seed)))
+    started = time.perf_counter()
+    scores = task_scores(strategy, params, suite.test)
+    adapt_ms = 1000 * (time.perf_counter() - started) / len(suite.test)
+    result = StrategyResult(
+        strategy=trained.strategy,
+        scores=scores.tolist(),
+        score=summarize(scores, _eval_steps(strategy)),
+        adapt_ms=adapt_ms,
+        parameters=sum(int(v.numel()) for v in params.values()),
+        steps=trained.steps,
+        seconds=trained.seconds,
+        threads=trained.threads,
+        val_curve=_val_curve(trained.folder, metric),
+    )
+    steps = _eval_steps(strategy)
+    if steps is not None:
+        wanted = curve_steps(steps)
+        curve = task_curves(strategy, params, suite.sweep, wanted)
+        result.step_curve = [summarize(row, s) for row, s in zip(curve, wanted, strict=True)]
+    for k, tasks in suite.shots.items():
+        result.shots[k] = summarize(task_scores(strategy, params, tasks), steps)
+    for p, tasks in suite.noise.items():
+        result.noise[p] = summarize(task_scores(strategy, params, tasks), steps)
+    head = params.get("head.weight")
+    for name, tasks in suite.cross.items():
+        ways = int(tasks.batch(0, 1).support_y.max()) + 1
+        if head is not None and head.shape[0] < ways:
+            result.cross[name] = None
+            result.notes.append(
+                f"{name}: n/a, a {head.shape[0]}-way head cannot answer {ways}-way tasks"
+            )
+            continue
+        result.cross[name] = summarize(task_scores(strategy, params, tasks), steps)
+    return result
+
+
+def _params(trained: Trained, initial: Params) -> Params:
+    if trained.folder is None:  # not trained: the initialisation is the model
+        return initial
+    path = trained.folder / BEST
+    state, _ = load_state(path if path.exists() else trained.folder / LATEST)
+    return state.params
+
+
+def _eval_steps(strategy: Any) -> int | None:
+    steps = getattr(strategy.config, "eval_steps", None)
+    return int(steps) if steps is not None else None
+
+
+def _val_curve(folder: Path | None, metric: str) -> list[list[float]]:
+    if folder is None:
+        return []
+    key = f"val_{metric}"
+    return [[float(r["time"]), float(r[key])] for r in read_metrics(folder) if key in r]
+
+
+def load_result(file: Path, key: dict[str, Any]) -> StrategyResult | None:
+    """The result saved in ``file`` if it was made with the same ``key``, else ``None``."""
+    if not file.is_file():
+        return None
+    try:
+        raw = json.loads(file.read_text())
+        return StrategyResult.from_json(raw["result"]) if raw.get("key") == key else None
+    except (ValueError, KeyError, TypeError):
+        return None  # damaged or from another version: score again
+
+
+def save_result(file: Path, key: dict[str, Any], result: StrategyResult) -> None:
+    """Writes ``result`` atomically (a kill never leaves half a file)."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "result": result.to_json()}, indent=1) + "\n")
+    tmp.replace(file)

@@ -1,0 +1,150 @@
+"""The fixed, seeded test tasks of a benchmark: one suite, the same for every strategy.
+
+Built before any training, so missing data or an impossible sweep fails at once. The main table's
+tasks are the run configs' test tasks (class-disjoint from training and validation, seeded by
+``test_seed``); every sweep draws its own fixed tasks from the same test classes.
+
+References:
+    Chen et al., "A Closer Look at Few-shot Classification", ICLR 2019 (scores vs shots, and
+    cross-domain evaluation). Lake, Salakhutdinov & Tenenbaum, Science 2015 (20-way
+    within-alphabet one-shot runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from metalearner.config import RunConfig
+from metalearner.errors import ConfigError, DataError
+from metalearner.experiment import build_experiment
+from metalearner.tasks import EpisodeSampler, NoisyLabels, SinusoidTasks, TaskSet, concat
+from metalearner.tasks.regression import FixedTasks
+
+from .plan import BenchmarkPlan
+
+WITHIN, LAKE = "within-alphabet", "lake-20way"
+
+
+@dataclass
+class TaskSuite:
+    """Every task set a benchmark scores on.
+
+    Attributes:
+        test: the main table's tasks (``plan.tasks`` of them).
+        sweep: ``plan.sweep_tasks`` tasks of the main shape (the score-vs-steps curve).
+        shots: K → tasks with K support examples per class (same queries for every K).
+        noise: fraction p → the main K's sweep tasks with p of the support labels flipped.
+        cross: section name → tasks (Omniglot ``cross_domain`` only).
+        notes: what was left out and why (a K the data has no room for, say).
+    """
+
+    test: TaskSet
+    sweep: TaskSet
+    shots: dict[int, TaskSet] = field(default_factory=dict)
+    noise: dict[float, TaskSet] = field(default_factory=dict)
+    cross: dict[str, TaskSet] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def build_suite(
+    plan: BenchmarkPlan, configs: dict[str, RunConfig], data_dir: Path | None
+) -> TaskSuite:
+    """The suite of ``plan``; ``configs`` are the strategies' run configs (checked to agree).
+
+    Raises:
+        ConfigError, DataError: the strategies see different data, or the data is missing.
+    """
+    reference = _reference(plan, configs)
+    exp = build_experiment(reference, data_dir=data_dir)
+    seed, n = reference.test_seed, plan.sweep_tasks
+    source = exp.test_source
+    suite = TaskSuite(test=exp.test_tasks(reference, plan.tasks), sweep=source.fixed(n, seed=seed))
+    if isinstance(source, SinusoidTasks):
+        for k in plan.sweep_shots:
+            suite.shots[k] = dataclasses.replace(source, shots=k).fixed(n, seed=seed)
+        if plan.label_noise:
+            suite.notes.append("The label-noise sweep is for classification; sinusoids skip it.")
+        return suite
+    assert isinstance(source, EpisodeSampler)
+    smallest = int(source.data.counts()[source.classes].min())
+    fits = [k for k in plan.sweep_shots if k < smallest]
+    if len(fits) < len(plan.sweep_shots):
+        left = ", ".join(str(k) for k in plan.sweep_shots if k not in fits)
+        suite.notes.append(
+            f"K = {left} left out of the shots sweep: the smallest test class has {smallest} "
+            "examples, and a task needs K + 1 or more."
+        )
+    if fits:
+        # One query count for every K, so the points differ in shots alone.
+        queries = max(min(plan.queries, smallest - max(fits)), 1)
+        for k in fits:
+            sampler = EpisodeSampler(
+                source.data, source.classes, ways=plan.ways, shots=k, queries=queries
+            )
+            suite.shots[k] = sampler.fixed(n, seed=seed)
+    # Label noise holds one extra query per class out as the mislabeled images (tasks/noise.py).
+    queries = min(plan.queries, smallest - plan.shots - 1)
+    if plan.label_noise and queries < 1:
+        suite.notes.append(
+            f"No label-noise sweep: the smallest test class has {smallest} examples, and a "
+            f"noisy task needs K + 2 = {plan.shots + 2}."
+        )
+    elif plan.label_noise:
+        base = EpisodeSampler(
+            source.data, source.classes, ways=plan.ways, shots=plan.shots, queries=queries + 1
+        ).fixed(n, seed=seed)
+        for i, p in enumerate(plan.label_noise):
+            suite.noise[p] = NoisyLabels(base, p, seed=seed + 1 + i)
+    if plan.cross_domain:
+        suite.cross[WITHIN] = _within_alphabet(source, plan, n, seed)
+        suite.cross[LAKE] = _lake_runs(data_dir, reference.data.image_size)
+    return suite
+
+
+def _reference(plan: BenchmarkPlan, configs: dict[str, RunConfig]) -> RunConfig:
+    """The first config with the plan's queries; every strategy's data must match it."""
+    first = next(iter(configs.values()))
+    reference = dataclasses.replace(
+        first, data=dataclasses.replace(first.data, queries=plan.queries)
+    )
+    for name, cfg in configs.items():
+        # Training queries may differ (ProtoNets' 5); which classes are test classes may not.
+        if dataclasses.replace(cfg.data, queries=plan.queries) != reference.data:
+            raise ConfigError(
+                f"{name} would see other data settings than {first.strategy} ({cfg.data} vs "
+                f"{first.data}); set the data the same for every strategy."
+            )
+    return reference
+
+
+def _within_alphabet(source: EpisodeSampler, plan: BenchmarkPlan, n: int, seed: int) -> TaskSet:
+    """N-way tasks whose N characters all come from one test alphabet: a finer distinction."""
+    data, groups = source.data, source.data.groups
+    if not groups:
+        raise DataError(f"{data.name} records no alphabets; within-alphabet tasks need Omniglot.")
+    by_alphabet: dict[str, list[int]] = {}
+    for c in source.classes.tolist():
+        by_alphabet.setdefault(groups[c], []).append(c)
+    usable = {a: cs for a, cs in sorted(by_alphabet.items()) if len(cs) >= plan.ways}
+    if not usable:
+        raise DataError(f"No test alphabet has {plan.ways} characters for within-alphabet tasks.")
+    per = math.ceil(n / len(usable))
+    parts = []
+    for i, classes in enumerate(usable.values()):
+        sampler = EpisodeSampler(
+            data, torch.tensor(classes), ways=plan.ways, shots=plan.shots, queries=plan.queries
+        )
+        tasks = sampler.fixed(per, seed=seed + 100 + i)
+        parts.append(tasks.batch(0, len(tasks)))
+    return FixedTasks(concat(parts))
+
+
+def _lake_runs(data_dir: Path | None, size: int) -> TaskSet:
+    from metalearner.tasks.datasets.lake import load_lake_runs
+
+    return load_lake_runs(data_dir, size=size)

@@ -1,0 +1,148 @@
+"""Training every strategy of a benchmark under the same budget, resumably, one or more at once.
+
+Each strategy trains into ``<out>/<strategy>/``, a normal run folder (``evaluate`` and ``adapt``
+work on it). A folder already there is resumed, or skipped when its budget is spent, so a killed
+benchmark run again loses nothing. A strategy that learns nothing (``scratch``) is not trained; a
+strategy whose training is another's (``nearest-centroid`` is ``finetune``'s pretraining) reuses
+that run. With ``workers > 1`` strategies train in separate processes, each on an equal share of
+the CPU threads, so a wall-clock budget buys each the same compute.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import multiprocessing
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from metalearner.config import RunConfig
+from metalearner.errors import ConfigError
+from metalearner.runs import LATEST, load_state, read_run_config
+from metalearner.strategies import get_strategy
+
+
+@dataclass(frozen=True)
+class Trained:
+    """Where a strategy's training ended.
+
+    Attributes:
+        strategy: its name.
+        cfg: its resolved run config.
+        folder: its run folder, or ``None`` for a strategy that is not trained.
+        steps: outer steps done.
+        seconds: seconds spent in outer steps (what the budget counts).
+        threads: CPU threads it trained on.
+    """
+
+    strategy: str
+    cfg: RunConfig
+    folder: Path | None
+    steps: int = 0
+    seconds: float = 0.0
+    threads: int = 0
+
+
+def train_all(
+    configs: dict[str, RunConfig],
+    out: Path,
+    *,
+    data_dir: Path | None = None,
+    workers: int = 1,
+    quiet: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Trained]:
+    """Trains (or resumes, or skips) every strategy's run; see the module doc."""
+    jobs: dict[str, Path] = {}
+    shared: dict[str, str] = {}
+    for name, cfg in configs.items():
+        owner = _shares_training(name, cfg, configs)
+        if owner is not None:
+            shared[name] = owner
+        elif getattr(get_strategy(cfg.strategy), "meta_learns", True):
+            jobs[name] = out / name
+    cores = torch.get_num_threads()
+    threads = max(cores // workers, 1) if workers > 1 else cores
+    todo = {n: f for n, f in jobs.items() if not _finished(configs[n], f)}
+    for name in sorted(set(jobs) - set(todo)):
+        log(f"{name}: trained already ({jobs[name]})")
+    if workers > 1 and len(todo) > 1:
+        _train_parallel(configs, todo, data_dir, workers, threads, log)
+    else:
+        for name, folder in todo.items():
+            log(f"{name}: training into {folder}")
+            _train_one(configs[name], folder, data_dir, threads, quiet)
+    result: dict[str, Trained] = {}
+    for name, cfg in configs.items():
+        run = jobs.get(shared.get(name, name))
+        if run is None:
+            result[name] = Trained(name, cfg, None)
+            continue
+        state, _ = load_state(run / LATEST)
+        result[name] = Trained(name, cfg, run, state.step, state.elapsed, threads)
+    return result
+
+
+def _shares_training(name: str, cfg: RunConfig, configs: dict[str, RunConfig]) -> str | None:
+    """The strategy whose run ``name`` can use as its own: same config but the strategy name."""
+    owner = getattr(get_strategy(cfg.strategy), "trains_as", None)
+    if owner is None or owner not in configs:
+        return None
+    same = dataclasses.replace(cfg, strategy=owner) == configs[owner]
+    return owner if same else None
+
+
+def _finished(cfg: RunConfig, folder: Path) -> bool:
+    if not (folder / "config.yaml").is_file():
+        return False
+    if read_run_config(folder) != cfg:
+        raise ConfigError(
+            f"{folder} holds a run with other settings than this benchmark's; "
+            "choose another --out or delete that folder."
+        )
+    if not (folder / LATEST).exists():
+        return False
+    state, _ = load_state(folder / LATEST)
+    spent = cfg.time_budget is not None and state.elapsed >= cfg.time_budget
+    return spent or state.step >= cfg.steps
+
+
+def _train_one(
+    cfg: RunConfig, folder: Path, data_dir: Path | None, threads: int, quiet: bool
+) -> None:
+    from metalearner.train import meta_train
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        resume = (folder / LATEST).exists()
+        if not resume and (folder / "config.yaml").exists():
+            # Killed before its first checkpoint: nothing to keep.
+            (folder / "config.yaml").unlink()
+        meta_train(cfg, folder, resume=resume, data_dir=data_dir, quiet=quiet)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_parallel(
+    configs: dict[str, RunConfig],
+    todo: dict[str, Path],
+    data_dir: Path | None,
+    workers: int,
+    threads: int,
+    log: Callable[[str], None],
+) -> None:
+    # spawn: a fresh interpreter per worker (fork after torch's threads start is unsafe).
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {
+            pool.submit(_train_one, configs[n], f, data_dir, threads, True): n
+            for n, f in todo.items()
+        }
+        log(f"training {', '.join(todo)}: {workers} at a time, {threads} thread(s) each")
+        for future in concurrent.futures.as_completed(futures):
+            future.result()  # a worker's error is raised here, as it was raised there
+            log(f"{futures[future]}: trained ({todo[futures[future]]})")
