@@ -123,6 +123,11 @@ def build_document(
         _figure(doc, figures, "cross")
     else:
         doc.add(Paragraph("Not run (off by default: pass --cross-domain on Omniglot)."))
+    doc.add(
+        Heading("Settings"),
+        Paragraph("As resolved for each strategy (every trained run's config.yaml has all):"),
+        Table(("strategy", "settings"), tuple((r.strategy, r.settings) for r in results)),
+    )
     all_notes = [*notes, *(f"{r.strategy}: {n}" for r in results for n in r.notes)]
     if all_notes:
         doc.add(Heading("Notes"), Bullets(tuple(all_notes)))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metalearner.config import RunConfig
 from metalearner.evaluate import Score, curve_steps, summarize, task_curves, task_scores
 from metalearner.experiment import build_experiment, seeded
 from metalearner.runs import BEST, LATEST, load_state, read_metrics
@@ -38,6 +39,7 @@ class StrategyResult:
         step_curve: test score after 0, 1, … adaptation steps (empty: no steps to take).
         shots: K → score; noise: p → score; cross: section → score (``None``: n/a).
         notes: why a section has no score for this strategy.
+        settings: its run settings in one line (strategy, optimiser, meta-batch, model).
     """
 
     strategy: str
@@ -54,6 +56,7 @@ class StrategyResult:
     noise: dict[float, Score] = field(default_factory=dict)
     cross: dict[str, Score | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    settings: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (dict keys become strings)."""
@@ -95,6 +98,7 @@ def score_strategy(
         seconds=trained.seconds,
         threads=trained.threads,
         val_curve=_val_curve(trained.folder, metric),
+        settings=describe_settings(trained.cfg),
     )
     steps = _eval_steps(strategy)
     if steps is not None:
@@ -116,6 +120,22 @@ def score_strategy(
             continue
         result.cross[name] = summarize(task_scores(strategy, params, tasks), steps)
     return result
+
+
+def describe_settings(cfg: RunConfig) -> str:
+    """``inner_lr=0.4, inner_steps=1, …; adam lr 0.001 (constant), meta-batch 32; conv4 64×4``."""
+    # meta_lr and meta_batch_size are shown as the effective optimiser step and meta-batch.
+    own = ", ".join(
+        f"{k}={v}"
+        for k, v in cfg.strategy_config.items()
+        if v is not None and k not in ("meta_lr", "meta_batch_size")
+    )
+    opt = cfg.optimizer
+    model = f"{cfg.model.name} {cfg.model.width}×{cfg.model.depth}"
+    return (
+        f"{own}; {opt.name} lr {opt.lr:g} ({opt.schedule}), meta-batch {cfg.meta_batch}, "
+        f"{cfg.data.queries} training queries per class; model {model}"
+    )
 
 
 def _params(trained: Trained, initial: Params) -> Params:
