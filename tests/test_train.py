@@ -134,3 +134,24 @@ def test_a_time_budget_stops_early_with_a_validated_checkpoint(tmp_path: Path) -
     assert result.best is not None and result.best["step"] == result.step
     with pytest.raises(ConfigError, match="time_budget"):
         sine("time_budget=0")
+
+
+def test_validation_by_the_clock_is_not_charged_to_the_budget(tmp_path: Path) -> None:
+    # 400 validation tasks make each validation cost about as much as the whole budget.
+    cfg = sine("steps=1000000", "val_every=100000", "time_budget=0.6", "val_every_seconds=0.2",
+               "val_tasks=400")  # fmt: skip
+    seen: list[tuple[int, float]] = []
+    result = meta_train(cfg, tmp_path / "run", quiet=True, on_validation=lambda *a: seen.append(a))
+    lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    validated = [r for r in lines if "val_mse" in r]
+    assert len(validated) >= 3 and [r["step"] for r in validated] == [s for s, _ in seen]
+    assert [r["val_mse"] for r in validated] == [v for _, v in seen]
+    last = lines[-1]
+    assert 0.6 <= last["time"] < 0.6 + 0.5  # training seconds: the budget and one step at most
+    assert last["wall"] > last["time"]  # validation took wall time the budget did not count
+    assert load_checkpoint(tmp_path / "run/checkpoints/latest").meta["elapsed"] == pytest.approx(
+        last["time"], abs=1e-3
+    )
+    assert result.step == last["step"]
+    with pytest.raises(ConfigError, match="val_every_seconds"):
+        sine("val_every_seconds=0")

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from metalearner.cli_benchmark import benchmark_cmd
+from metalearner.cli_search import search_cmd
 from metalearner.errors import MetalearnerError
 
 app = typer.Typer(
@@ -294,6 +295,7 @@ def quickstart_cmd(
 
 
 app.command("benchmark")(benchmark_cmd)
+app.command("search")(search_cmd)
 
 
 def main() -> None:

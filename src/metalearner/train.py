@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,7 @@ def meta_train(
     data_dir: Path | None = None,
     quiet: bool = False,
     stop_at: int | None = None,
+    on_validation: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Meta-trains ``cfg``'s strategy, writing the run folder as it goes.
 
@@ -92,6 +93,9 @@ def meta_train(
         data_dir: where the dataset is (default ``$METALEARNER_DATA``).
         quiet: no progress bar (it is also off when stderr is not a terminal).
         stop_at: stop (with a checkpoint) once this many steps are done, as if interrupted.
+        on_validation: called with (step, validation score) after each validation, once its
+            checkpoint and metrics are written; it may raise to stop training there (a
+            hyperparameter search prunes a poor trial this way).
 
     Returns:
         The final state (see :class:`TrainResult`).
@@ -105,7 +109,7 @@ def meta_train(
         >>> result = meta_train(cfg, "runs/sine")
     """
     with threads(cfg.threads):
-        return _train(cfg, Path(run_dir), resume, data_dir, quiet, stop_at)
+        return _train(cfg, Path(run_dir), resume, data_dir, quiet, stop_at, on_validation)
 
 
 @contextlib.contextmanager
@@ -127,6 +131,7 @@ def _train(
     data_dir: Path | None,
     quiet: bool,
     stop_at: int | None,
+    on_validation: Callable[[int, float], None] | None,
 ) -> TrainResult:
     device = torch_device(cfg.device)
     _deterministic()
@@ -195,6 +200,8 @@ def _train(
                 times = {"time": round(elapsed, 3), "wall": round(time.perf_counter() - started, 3)}
                 append_metrics(folder, _record(step, times, window, metric, record, optimizer))
                 window = {}
+            if record and on_validation is not None:
+                on_validation(step, record[f"val_{metric}"])
             bar.update(step, loss=float(metrics["loss"]), val=last_val, tasks_per_s=rate)
     final = {k: v.detach().cpu() for k, v in params.items()}
     return TrainResult(folder, step, final, best, metric)

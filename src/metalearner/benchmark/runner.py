@@ -76,6 +76,10 @@ def run_benchmark(
             with threads(None):
                 result = score_strategy(t, suite, metric=plan.metric, data_dir=data_dir)
             save_result(file, key, result)
+        if t.folder is not None and t.folder.name != name:
+            # A shared run's validation scores are its owner's way of adapting, not this one's.
+            result.val_curve = []
+            result.notes = [*result.notes, f"uses {t.folder.name}'s pretraining (the same run)"]
         results.append(result)
     first = next(iter(configs.values()))
     seeds = {"seed": first.seed, "val_seed": first.val_seed, "test_seed": first.test_seed}

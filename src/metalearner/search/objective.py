@@ -1,0 +1,80 @@
+"""One trial: choose a strategy and its hyperparameters, train under the trial budget, and
+return the best score on the fixed validation tasks. The test tasks are never touched here.
+
+Every trial trains into ``trials/<number>/``, a normal run folder, reporting each validation to
+the pruner, which may stop it there. A trial whose training diverges fails (and the search goes
+on): a step size that blows up is an answer, not a crash.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from metalearner.config import RunConfig
+from metalearner.evaluate import summarize, task_scores
+from metalearner.experiment import build_experiment, seeded
+from metalearner.train import meta_train
+
+from .plan import SearchPlan
+from .space import default_space, narrow
+
+
+def trial_config(plan: SearchPlan, trial: optuna.Trial, budget: str) -> RunConfig:
+    """Draws the strategy, then its hyperparameters; the run config they make."""
+    strategy = trial.suggest_categorical("strategy", list(plan.strategies))
+    return config_of(plan, strategy, _draw(plan, trial, strategy), budget)
+
+
+def config_of(plan: SearchPlan, strategy: str, values: dict[str, Any], budget: str) -> RunConfig:
+    """``strategy``'s run config with searched ``values`` (name → value) under ``budget``."""
+    base = plan.base_config(strategy, budget)
+    space = narrow(default_space(strategy, base), plan.space.get(strategy, {}), strategy)
+    keys = {p.name: p.key for p in space}
+    return plan.with_values(strategy, budget, {keys[n]: v for n, v in values.items()})
+
+
+def values_of(trial: optuna.trial.FrozenTrial) -> tuple[str, dict[str, Any]]:
+    """A finished trial's strategy and its values by name (searched and fixed)."""
+    strategy = str(trial.params["strategy"])
+    prefix = f"{strategy}."
+    found = {**trial.user_attrs, **trial.params}
+    return strategy, {k[len(prefix) :]: v for k, v in found.items() if k.startswith(prefix)}
+
+
+def _draw(plan: SearchPlan, trial: optuna.Trial, strategy: str) -> dict[str, Any]:
+    base = plan.base_config(strategy, plan.trial_budget)
+    space = narrow(default_space(strategy, base), plan.space.get(strategy, {}), strategy)
+    return {p.name: p.suggest(trial, strategy) for p in space}
+
+
+class Objective:
+    """The function Optuna maximises (accuracy) or minimises (MSE): see the module doc."""
+
+    def __init__(self, plan: SearchPlan, out: Path, data_dir: Path | None) -> None:
+        self.plan, self.out, self.data_dir = plan, out, data_dir
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        cfg = trial_config(self.plan, trial, self.plan.trial_budget)
+        folder = self.out / "trials" / f"{trial.number:04d}"
+        trial.set_user_attr("run", str(folder.relative_to(self.out)))
+        trial.set_user_attr("worker", os.getpid())  # which process ran it (parallel searches)
+        exp = build_experiment(cfg, data_dir=self.data_dir)
+        if not getattr(exp.strategy, "meta_learns", True):  # nothing to train: score θ₀
+            params = exp.strategy.init_params(seeded(cfg.seed))
+            return summarize(task_scores(exp.strategy, params, exp.val_tasks(cfg))).mean
+        validations = 0
+
+        def report(step: int, score: float) -> None:
+            nonlocal validations
+            validations += 1  # the n-th validation comes at the same fraction of every budget
+            trial.report(score, validations)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"validation {score:.4g} at step {step}")
+
+        result = meta_train(cfg, folder, data_dir=self.data_dir, quiet=True, on_validation=report)
+        assert result.best is not None  # the last step always validates
+        return float(result.best["score"])

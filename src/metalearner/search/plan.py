@@ -1,0 +1,146 @@
+"""What a search explores and how: one :class:`SearchPlan`, from YAML and command-line options."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from metalearner.benchmark.plan import BenchmarkPlan, parse_budget
+from metalearner.config import RunConfig, load_config, read_yaml, to_dict
+from metalearner.errors import ConfigError
+
+SAMPLERS = ("tpe", "gp", "cmaes", "nsga2", "random")
+PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """A search over strategies and their hyperparameters.
+
+    Attributes:
+        strategies: the strategies to choose among (the first, categorical, decision).
+        trials: finished trials (complete or pruned) the search runs to, over all sessions.
+        sampler: ``tpe`` (Bayesian optimisation), ``gp``, ``cmaes``, ``nsga2`` (evolutionary)
+            or ``random``.
+        pruner: ``median``, ``hyperband`` or ``none``: stops poor trials at a validation.
+        trial_budget: each trial's training budget (``2m``, ``500steps``).
+        budget: the winner's retraining budget, before its one test evaluation.
+        workers: trials run at once in separate processes on this machine.
+        storage: an Optuna storage URL (``postgresql://…``) shared by workers on several
+            machines; ``None``: ``study.db`` (SQLite) in the search folder.
+        space: per strategy, ranges to narrow, choices or fixed values (see :mod:`.space`).
+        start: trials to run first, e.g. ``[{strategy: maml, inner_lr: 0.4}]`` (the rest of
+            their parameters are drawn).
+        overrides: ``key=value`` run settings for every trial (``model.width=32``).
+    """
+
+    dataset: Literal["omniglot", "folder", "sinusoid"] = "omniglot"
+    path: str | None = None
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+    strategies: tuple[str, ...] = ("maml", "fomaml", "metasgd", "anil", "reptile", "protonet")
+    trials: int = 40
+    sampler: str = "tpe"
+    pruner: str = "median"
+    trial_budget: str = "2m"
+    budget: str = "10m"
+    seed: int = 0
+    workers: int = 1
+    storage: str | None = None
+    study_name: str = "metalearner"
+    val_tasks: int = 100
+    tasks: int = 600
+    space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    start: tuple[Mapping[str, Any], ...] = ()
+    overrides: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(
+                f"Unknown sampler {self.sampler!r}; use one of {', '.join(SAMPLERS)}."
+            )
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"Unknown pruner {self.pruner!r}; use one of {', '.join(PRUNERS)}.")
+        for key in ("trials", "workers", "val_tasks", "tasks"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"Search setting {key!r} must be at least 1.")
+        parse_budget(self.trial_budget)
+        parse_budget(self.budget)
+        self.benchmark_plan(self.trial_budget)  # checks strategies, data and shape
+        unknown = sorted(set(self.space) - set(self.strategies))
+        if unknown:
+            raise ConfigError(
+                f"space names {unknown[0]!r}, which is not among the searched strategies "
+                f"({', '.join(self.strategies)})."
+            )
+        for trial in self.start:
+            if trial.get("strategy") not in self.strategies:
+                raise ConfigError(
+                    f"A start trial's strategy {trial.get('strategy')!r} is not searched; use "
+                    f"one of {', '.join(self.strategies)}."
+                )
+
+    @property
+    def metric(self) -> str:
+        """``accuracy`` (maximised) or ``mse`` (minimised)."""
+        return "mse" if self.dataset == "sinusoid" else "accuracy"
+
+    def benchmark_plan(self, budget: str) -> BenchmarkPlan:
+        """The same strategies and tasks as a benchmark plan: one way to build run configs."""
+        return BenchmarkPlan(
+            dataset=self.dataset, path=self.path, ways=self.ways, shots=self.shots,
+            queries=self.queries, strategies=self.strategies, budget=budget, tasks=self.tasks,
+            seed=self.seed, val_tasks=self.val_tasks, overrides=self.overrides,
+            label_noise=(), sweep_shots=(),
+        )  # fmt: skip
+
+    def base_config(self, strategy: str, budget: str) -> RunConfig:
+        """``strategy``'s run config before the searched values (its preset or defaults)."""
+        return self.benchmark_plan(budget).run_config(strategy)
+
+    def with_values(self, strategy: str, budget: str, values: Mapping[str, Any]) -> RunConfig:
+        """``strategy``'s run config with ``values`` (run config key → value) applied."""
+        base = to_dict(self.base_config(strategy, budget))
+        return load_config(base=base, overrides=[f"{k}={v}" for k, v in values.items()])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON types."""
+        out = dataclasses.asdict(self)
+        out["strategies"] = list(self.strategies)
+        out["overrides"] = list(self.overrides)
+        out["start"] = [dict(t) for t in self.start]
+        out["space"] = {k: dict(v) for k, v in self.space.items()}
+        return out
+
+
+def load_search_plan(file: Path | None = None, **given: Any) -> SearchPlan:
+    """A plan from a YAML file, then the options ``given`` (``None`` values ignored) on top.
+
+    Raises:
+        ConfigError: an unknown key or a bad value, naming it.
+    """
+    raw: dict[str, Any] = read_yaml(file) if file is not None else {}
+    raw |= {k: v for k, v in given.items() if v is not None}
+    names = {f.name for f in dataclasses.fields(SearchPlan)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(
+            f"Unknown search setting {unknown[0]!r}; use one of {', '.join(sorted(names))}."
+        )
+    if isinstance(raw.get("strategies"), str):
+        raw["strategies"] = [s.strip() for s in raw["strategies"].split(",") if s.strip()]
+    for key in ("strategies", "overrides", "start"):
+        if key in raw:
+            raw[key] = tuple(raw[key] or ())
+    if not isinstance(raw.get("space", {}), Mapping) or not all(
+        isinstance(v, Mapping) for v in raw.get("space", {}).values()
+    ):
+        raise ConfigError("space maps each strategy to its settings: {maml: {inner_lr: [0.1, 1]}}.")
+    try:
+        return SearchPlan(**raw)
+    except TypeError as err:
+        raise ConfigError(f"A search setting has the wrong type: {err}.") from None

@@ -1,0 +1,150 @@
+"""The conditional search space: the strategy first, then that strategy's own hyperparameters.
+
+Each hyperparameter's range is centred on the strategy's paper setting for the dataset (its
+preset, or its defaults): step sizes log-uniform from a tenth to a few times the default, step
+counts and meta-batch sizes around it. A user narrows a range (``[low, high]``), restricts a
+choice (a list of more than two values, or of strings), or fixes a value (a scalar) per strategy:
+
+    space:
+      maml: {inner_lr: [0.1, 0.6], inner_steps: 1}
+      protonet: {train_ways: [20, 60]}
+
+Parameters are named ``<strategy>.<name>`` in the study, so every strategy's distribution is its
+own (Optuna's define-by-run space: a trial only has the parameters of the strategy it chose).
+
+References:
+    Akiba et al., "Optuna: A Next-generation Hyperparameter Optimization Framework", KDD 2019
+    (define-by-run conditional spaces).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from metalearner.config import RunConfig
+from metalearner.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyperparameter: where it goes in the run config and how it is drawn.
+
+    Attributes:
+        name: its name in the space and the study (after ``<strategy>.``).
+        key: the run config key it sets (``strategy_config.inner_lr``, ``optimizer.lr``, …).
+        kind: ``"log"`` (log-uniform float), ``"float"``, ``"int"`` or ``"choice"``.
+        low, high: the range (``log``/``float``/``int``); choices: the values (``choice``).
+    """
+
+    name: str
+    key: str
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+    choices: tuple[Any, ...] = ()
+
+    def suggest(self, trial: optuna.Trial, prefix: str) -> Any:
+        """Draws this parameter for ``trial``."""
+        label = f"{prefix}.{self.name}"
+        if self.kind == "choice":
+            return trial.suggest_categorical(label, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(label, int(self.low), int(self.high))
+        return trial.suggest_float(label, self.low, self.high, log=self.kind == "log")
+
+
+def default_space(strategy: str, cfg: RunConfig) -> list[Param]:
+    """The search space of ``strategy`` around its settings in ``cfg`` (see the module doc)."""
+    s = cfg.strategy_config
+    outer = _log("meta_lr", "optimizer.lr", cfg.optimizer.lr or 1e-3, 0.1, 10)
+    if strategy == "reptile":  # Reptile's outer step is a fraction of the way to φ, at most 1
+        outer = Param("meta_lr", "optimizer.lr", "float", 0.1, 1.0)
+    batch = _choices("meta_batch", "meta_batch", int(cfg.meta_batch or 1))
+    if strategy in ("maml", "fomaml", "anil", "metasgd"):
+        space = [_int("inner_steps", "strategy_config.inner_steps", 1, 5), outer, batch]
+        if strategy != "metasgd":  # Meta-SGD learns its step sizes
+            space.insert(0, _log("inner_lr", "strategy_config.inner_lr", s["inner_lr"], 0.1, 3))
+        return space
+    if strategy == "reptile":
+        inner = _log("inner_lr", "strategy_config.inner_lr", s["inner_lr"], 0.1, 10)
+        return [inner, _int("inner_steps", "strategy_config.inner_steps", 1, 10), outer, batch]
+    if strategy == "protonet":
+        space = [outer]
+        if cfg.data.dataset != "sinusoid":
+            low = cfg.data.ways
+            space.append(_int("train_ways", "strategy_config.train_ways", low, max(low, 60)))
+        return space
+    if strategy in ("finetune", "baselinepp", "nearest-centroid"):
+        return [outer, _log("adapt_lr", "strategy_config.adapt_lr", s["adapt_lr"], 0.1, 10)]
+    if strategy == "scratch":  # nothing is trained: only adaptation can be tuned
+        return [_log("adapt_lr", "strategy_config.adapt_lr", s["adapt_lr"], 0.1, 30),
+                _int("eval_steps", "strategy_config.eval_steps", 1, 50)]  # fmt: skip
+    return [outer]  # pretrain and any other: the outer step size
+
+
+def narrow(space: list[Param], given: Mapping[str, Any], strategy: str) -> list[Param | Fixed]:
+    """``space`` with a user's ranges, choices and fixed values (see the module doc).
+
+    Raises:
+        ConfigError: a name not in the space, or a value of the wrong shape.
+    """
+    by_name = {p.name: p for p in space}
+    unknown = sorted(set(given) - set(by_name))
+    if unknown:
+        raise ConfigError(
+            f"space.{strategy}.{unknown[0]} is not a searched setting of {strategy}; use one of "
+            f"{', '.join(by_name)}."
+        )
+    out: list[Param | Fixed] = []
+    for p in space:
+        if p.name not in given:
+            out.append(p)
+            continue
+        value = given[p.name]
+        if not isinstance(value, list):
+            out.append(Fixed(p.name, p.key, value))
+        elif len(value) == 2 and p.kind != "choice" and all(_number(v) for v in value):
+            low, high = sorted(float(v) for v in value)
+            if p.kind == "log" and low <= 0:
+                raise ConfigError(f"space.{strategy}.{p.name}: a log range needs low > 0.")
+            out.append(Param(p.name, p.key, p.kind, low, high))
+        elif value:
+            out.append(Param(p.name, p.key, "choice", choices=tuple(value)))
+        else:
+            raise ConfigError(f"space.{strategy}.{p.name} is an empty list; give values.")
+    return out
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """A hyperparameter a user fixed: not searched, always ``value``."""
+
+    name: str
+    key: str
+    value: Any
+
+    def suggest(self, trial: optuna.Trial, prefix: str) -> Any:
+        """The fixed value (recorded on the trial as a user attribute, not a parameter)."""
+        trial.set_user_attr(f"{prefix}.{self.name}", self.value)
+        return self.value
+
+
+def _log(name: str, key: str, default: float, below: float, above: float) -> Param:
+    return Param(name, key, "log", float(default) * below, float(default) * above)
+
+
+def _int(name: str, key: str, low: int, high: int) -> Param:
+    return Param(name, key, "int", low, high)
+
+
+def _choices(name: str, key: str, default: int) -> Param:
+    values = sorted({max(1, default // 4), max(1, default // 2), default, 2 * default})
+    return Param(name, key, "choice", choices=tuple(values))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,0 +1,94 @@
+"""The Optuna study behind a search: storage, sampler and pruner, by name.
+
+The study lives in a database, so it outlives any process: SQLite in the search folder by
+default, or any URL Optuna's RDB storage takes (PostgreSQL, MySQL) for workers on several
+machines. Every worker heartbeats its running trial; a trial whose worker died (killed, machine
+lost) is marked failed after ``GRACE`` seconds and run again once with the same parameters.
+
+References:
+    Akiba et al., "Optuna: A Next-generation Hyperparameter Optimization Framework", KDD 2019.
+    Bergstra et al., "Algorithms for Hyper-Parameter Optimization", NeurIPS 2011 (TPE).
+    Hansen, "The CMA Evolution Strategy: A Tutorial", 2016. Deb et al., "A Fast and Elitist
+    Multiobjective Genetic Algorithm: NSGA-II", IEEE TEC 2002. Li et al., "Hyperband", JMLR 2018.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from .plan import SearchPlan
+
+HEARTBEAT, GRACE = 10, 30  # seconds: a worker silent for GRACE is taken as dead
+
+
+def storage_url(plan: SearchPlan, out: Path) -> str:
+    """``plan.storage``, or SQLite in ``out/study.db``."""
+    return plan.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+
+
+def open_study(plan: SearchPlan, out: Path, *, worker: int = 0) -> optuna.Study:
+    """The plan's study (created on first use, loaded after), with worker ``worker``'s sampler."""
+    url = storage_url(plan, out)
+    # SQLite serialises writers: wait for the lock rather than fail when workers write at once.
+    engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and relied on
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = RDBStorage(
+            url,
+            engine_kwargs=engine,
+            heartbeat_interval=HEARTBEAT,
+            grace_period=GRACE,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+        )
+    return optuna.create_study(
+        storage=storage,
+        study_name=plan.study_name,
+        direction="maximize" if plan.metric == "accuracy" else "minimize",
+        sampler=make_sampler(plan.sampler, plan.seed + worker, plan.trials),
+        pruner=make_pruner(plan.pruner),
+        load_if_exists=True,
+    )
+
+
+def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    """The sampler called ``name``, seeded (each worker gets its own seed)."""
+    startup = max(2, min(10, trials // 4))  # random trials before the model takes over
+    if name == "tpe":
+        # multivariate + group: a joint model per strategy's own parameters (a conditional
+        # space); constant_liar keeps parallel workers from proposing the same point.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=startup, multivariate=True, group=True,
+                constant_liar=True,
+            )  # fmt: skip
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+    if name == "cmaes":
+        # CMA-ES models the continuous parameters; the strategy choice is drawn independently.
+        return optuna.samplers.CmaEsSampler(
+            seed=seed, n_startup_trials=startup, warn_independent_sampling=False
+        )
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials)))
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    """``median`` (stop a trial below the median of earlier ones at the same validation),
+    ``hyperband`` or ``none``."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=7)
+    return optuna.pruners.NopPruner()
+
+
+def finished(study: optuna.Study) -> int:
+    """Trials that count towards the plan's total: complete or pruned."""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
