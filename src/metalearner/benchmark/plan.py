@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from metalearner.config import RunConfig, load_config, read_yaml
+from metalearner.config import RunConfig, load_config
 from metalearner.errors import ConfigError
+from metalearner.plans import read_settings
 from metalearner.presets import list_presets
 
 MAML_FAMILY = ("maml", "fomaml", "metasgd", "anil")
@@ -200,14 +201,7 @@ def load_plan(file: Path | None = None, **given: Any) -> BenchmarkPlan:
     Raises:
         ConfigError: an unknown key or a bad value, naming it.
     """
-    raw: dict[str, Any] = read_yaml(file) if file is not None else {}
-    raw |= {k: v for k, v in given.items() if v is not None}
-    names = {f.name for f in dataclasses.fields(BenchmarkPlan)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ConfigError(
-            f"Unknown benchmark setting {unknown[0]!r}; use one of {', '.join(sorted(names))}."
-        )
+    raw = read_settings(BenchmarkPlan, file, given, "benchmark")
     for key in ("strategies", "sweep_shots", "label_noise", "overrides"):
         if isinstance(raw.get(key), str):
             raw[key] = [s.strip() for s in raw[key].split(",") if s.strip()]

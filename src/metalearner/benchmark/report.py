@@ -144,8 +144,9 @@ _SHOTS = (
     "examples; every K uses the same number of queries per class."
 )
 _NOISE = (
-    "A fraction p of each task's support labels replaced by another class of the task (the "
-    "same flips for every strategy); query labels stay clean."
+    "A fraction p of each task's support examples mislabeled: the slot of class j holds an unseen "
+    "image of another class of the task, so every class keeps its K examples (the same "
+    "corruption for every strategy); query labels stay clean."
 )
 _CROSS = (
     "Trained on the background alphabets only (data.split=lake), so every test character is "

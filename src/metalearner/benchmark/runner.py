@@ -19,9 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from metalearner.errors import ConfigError
+from metalearner.plans import keep_plan
 from metalearner.provenance import provenance
 from metalearner.runs import BEST, LATEST, load_state
 from metalearner.train import threads
@@ -60,7 +58,7 @@ def run_benchmark(
         DataError: the data is missing.
     """
     out.mkdir(parents=True, exist_ok=True)
-    _check_plan_file(out, plan)
+    keep_plan(out / PLAN_FILE, plan.to_dict(), free={"workers"}, what="benchmark")
     configs = {name: plan.run_config(name) for name in plan.strategies}
     suite = build_suite(plan, configs, data_dir)  # before training: bad data fails at once
     trained = train_all(configs, out, data_dir=data_dir, workers=plan.workers, quiet=quiet, log=log)
@@ -88,22 +86,6 @@ def run_benchmark(
         notes=suite.notes,
     )  # fmt: skip
     return BenchmarkResult(results, md, page)
-
-
-def _check_plan_file(out: Path, plan: BenchmarkPlan) -> None:
-    """Writes ``benchmark.yaml``, or checks that the one there is this plan (workers may differ)."""
-    file = out / PLAN_FILE
-    mine = plan.to_dict()
-    if file.is_file():
-        theirs = yaml.safe_load(file.read_text()) or {}
-        if {k: v for k, v in theirs.items() if k != "workers"} != {
-            k: v for k, v in mine.items() if k != "workers"
-        }:
-            raise ConfigError(
-                f"{out} holds a benchmark with another plan ({file}); use another --out, "
-                "or delete that folder to start over."
-            )
-    file.write_text(yaml.safe_dump(mine, sort_keys=False))
 
 
 def _checkpoint_id(t: Trained) -> dict[str, object]:

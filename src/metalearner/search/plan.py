@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from metalearner.benchmark.plan import BenchmarkPlan, parse_budget
-from metalearner.config import RunConfig, load_config, read_yaml, to_dict
+from metalearner.config import RunConfig, load_config, to_dict
 from metalearner.errors import ConfigError
+from metalearner.plans import read_settings
 
 SAMPLERS = ("tpe", "gp", "cmaes", "nsga2", "random")
 PRUNERS = ("median", "hyperband", "none")
@@ -123,16 +124,7 @@ def load_search_plan(file: Path | None = None, **given: Any) -> SearchPlan:
     Raises:
         ConfigError: an unknown key or a bad value, naming it.
     """
-    raw: dict[str, Any] = read_yaml(file) if file is not None else {}
-    raw |= {k: v for k, v in given.items() if v is not None}
-    names = {f.name for f in dataclasses.fields(SearchPlan)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ConfigError(
-            f"Unknown search setting {unknown[0]!r}; use one of {', '.join(sorted(names))}."
-        )
-    if isinstance(raw.get("strategies"), str):
-        raw["strategies"] = [s.strip() for s in raw["strategies"].split(",") if s.strip()]
+    raw = read_settings(SearchPlan, file, given, "search")
     for key in ("strategies", "overrides", "start"):
         if key in raw:
             raw[key] = tuple(raw[key] or ())

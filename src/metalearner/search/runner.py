@@ -24,11 +24,11 @@ from pathlib import Path
 
 import optuna
 import torch
-import yaml
 
 from metalearner.config import to_yaml
 from metalearner.errors import ConfigError
 from metalearner.evaluate import EvalResult, evaluate
+from metalearner.plans import keep_plan
 from metalearner.runs import LATEST, read_run_config
 from metalearner.train import TrainingDivergedError, meta_train
 
@@ -67,7 +67,8 @@ def search_trials(
 ) -> optuna.Study:
     """Runs trials until the study has ``plan.trials`` finished ones; validation only."""
     out.mkdir(parents=True, exist_ok=True)
-    _check_plan_file(out, plan)
+    # More trials or workers continue the same study.
+    keep_plan(out / PLAN_FILE, plan.to_dict(), free={"workers", "trials"}, what="search")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(plan, out)
     if finished(study) == 0 and not study.trials:
@@ -147,20 +148,3 @@ def finish(
     test = evaluate(folder, num_tasks=plan.tasks, data_dir=data_dir)  # the one test evaluation
     report = write_search_report(plan, study, best, test, out, command=command)
     return SearchResult(study, best, test, report)
-
-
-def _check_plan_file(out: Path, plan: SearchPlan) -> None:
-    """Writes ``search.yaml``, or checks that the one there is this plan (workers may differ)."""
-    file = out / PLAN_FILE
-    mine = plan.to_dict()
-    if file.is_file():
-        theirs = yaml.safe_load(file.read_text()) or {}
-        keep = {"workers", "trials"}  # more trials or workers continue the same study
-        if {k: v for k, v in theirs.items() if k not in keep} != {
-            k: v for k, v in mine.items() if k not in keep
-        }:
-            raise ConfigError(
-                f"{out} holds a search with another plan ({file}); use another --out, or "
-                "delete that folder to start over."
-            )
-    file.write_text(yaml.safe_dump(mine, sort_keys=False))
