@@ -153,5 +153,9 @@ def test_validation_by_the_clock_is_not_charged_to_the_budget(tmp_path: Path) ->
         last["time"], abs=1e-3
     )
     assert result.step == last["step"]
+    # Resuming a run whose budget is spent takes no further step.
+    again = meta_train(cfg, tmp_path / "run", resume=True, quiet=True)
+    assert again.step == result.step
+    assert (tmp_path / "run/metrics.jsonl").read_text().count("\n") == len(lines)
     with pytest.raises(ConfigError, match="val_every_seconds"):
         sine("val_every_seconds=0")

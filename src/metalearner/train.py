@@ -151,6 +151,8 @@ def _train(
     step, best, elapsed = state.step, state.best, state.elapsed
     base_lr = cfg.optimizer.lr or 0.0  # resolved from the strategy, never None here
     end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
+    if cfg.time_budget is not None and elapsed >= cfg.time_budget:
+        end = step  # resumed after its budget was spent: nothing left to do
     window: dict[str, list[float]] = {}
     started, last_val = time.perf_counter(), "-"
     validated = elapsed  # training seconds at the last validation

@@ -19,6 +19,7 @@ import optuna
 from matplotlib.ticker import MaxNLocator
 
 from metalearner.benchmark.document import Bullets, Document, Heading, Image, Paragraph, Table
+from metalearner.benchmark.plan import parse_budget
 from metalearner.evaluate import EvalResult
 from metalearner.provenance import provenance
 
@@ -46,13 +47,14 @@ def write_search_report(
     scale = 100.0 if maximise else 1.0
     strategy, values = values_of(best)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
+    val_tasks = plan.base_config(plan.strategies[0], plan.trial_budget).val_tasks
     doc = Document(f"Search: {_shape(plan)}")
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     doc.add(
         Paragraph(
             f"**{strategy}** won: validation {plan.metric} {_fmt(best.value, scale)} in trial "
-            f"{best.number}; retrained with {plan.budget} and scored once on {test.num_tasks} test "
-            f"tasks: **{test.line()}**. Made {when}."
+            f"{best.number}; retrained with {parse_budget(plan.budget).describe()} and scored "
+            f"once on {test.num_tasks} test tasks: **{test.line()}**. Made {when}."
         ),
         Heading("Setup"),
         Bullets(
@@ -60,8 +62,8 @@ def write_search_report(
                 f"Command: `{command}`",
                 f"Trials: {len(trials)} ({', '.join(f'{v} {k}' for k, v in counts.items() if v)}); "
                 f"sampler {plan.sampler}, pruner {plan.pruner}, {plan.workers} worker(s)",
-                f"Each trial: {plan.trial_budget} of training, scored on {plan.val_tasks} fixed "
-                "validation tasks (the test tasks are used once, by the winner)",
+                f"Each trial: {parse_budget(plan.trial_budget).describe()}, scored on "
+                f"{val_tasks} fixed validation tasks (the test tasks are used once, by the winner)",
                 f"Strategies: {', '.join(plan.strategies)}; seed {plan.seed}",
                 *(f"{k}: {v}" for k, v in provenance().items()),
             )
