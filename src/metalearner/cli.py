@@ -16,6 +16,7 @@ import torch
 import typer
 from rich.console import Console
 
+from metalearner.cli_adapt import adapt_cmd
 from metalearner.cli_benchmark import benchmark_cmd
 from metalearner.cli_search import search_cmd
 from metalearner.errors import MetalearnerError
@@ -201,55 +202,6 @@ def evaluate_cmd(
     console.print(f"wrote {Path(run_dir) / 'eval.json'}")
 
 
-@app.command("adapt")
-def adapt_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder or a checkpoint folder.")],
-    support: Annotated[
-        Path, typer.Option(help="Class sub-folders of images, or a CSV with a label column.")
-    ],
-    more: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            help="More query image files (so that --query q/*.png works).", show_default=False
-        ),
-    ] = None,
-    query: Annotated[
-        list[Path] | None,
-        typer.Option(help="A folder, image files, or a CSV (labeled: accuracy is printed)."),
-    ] = None,
-    steps: Annotated[
-        int | None, typer.Option(help="Adaptation steps (default: the strategy's).")
-    ] = None,
-    output: Annotated[Path, typer.Option(help="Where to write the predictions.")] = Path(
-        "predictions.csv"
-    ),
-    label: Annotated[str, typer.Option(help="The label column of a CSV.")] = "label",
-    checkpoint: Annotated[str, typer.Option(help="best or latest.")] = "best",
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-) -> None:
-    """Adapt a meta-trained model to a new task's few labeled examples and predict its queries."""
-    from metalearner.errors import ConfigError
-    from metalearner.predictions import adapt_files
-
-    if checkpoint not in ("best", "latest"):
-        raise ConfigError(f"--checkpoint {checkpoint!r}: use best or latest.")
-    queries = [*(query or []), *(more or [])]
-    if not queries:
-        raise ConfigError("Give the query items with --query (a folder, image files or a CSV).")
-    report = adapt_files(
-        run_dir,
-        support,
-        queries,
-        output=output,
-        steps=steps,
-        label=label,
-        which=checkpoint,
-        device=device,
-    )
-    for line in report.summary():
-        typer.echo(line)  # plain lines: scripts parse them, and rich would wrap long ones
-
-
 @app.command("presets")
 def presets_cmd() -> None:
     """List the presets: the papers' settings, their sources and published scores."""
@@ -294,6 +246,7 @@ def quickstart_cmd(
     console.print(f"wrote {out / 'report.md'}, {out / 'quickstart.png'}")
 
 
+app.command("adapt")(adapt_cmd)
 app.command("benchmark")(benchmark_cmd)
 app.command("search")(search_cmd)
 

@@ -31,11 +31,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metalearner.config import OptimizerConfig, RunConfig
+from metalearner.config import RunConfig
 from metalearner.devices import torch_device
 from metalearner.errors import ConfigError, MetalearnerError
 from metalearner.evaluate import summarize, task_scores
 from metalearner.experiment import build_experiment, seeded
+from metalearner.optim import lr_factor, make_optimizer
 from metalearner.progress import TrainingProgress
 from metalearner.runs import (
     BEST,
@@ -138,7 +139,7 @@ def _train(
     exp = build_experiment(cfg, data_dir=data_dir)
     metric = "accuracy" if cfg.data.dataset != "sinusoid" else "mse"
     params = {k: v.to(device) for k, v in exp.strategy.init_params(seeded(cfg.seed)).items()}
-    optimizer = _optimizer(cfg.optimizer, list(params.values()))
+    optimizer = make_optimizer(cfg.optimizer, list(params.values()))
     tasks_rng = seeded(cfg.seed)
     state = TrainState(0, params, optimizer.state_dict(), {}, None, 0.0)
     if resume:
@@ -207,27 +208,6 @@ def _train(
             bar.update(step, loss=float(metrics["loss"]), val=last_val, tasks_per_s=rate)
     final = {k: v.detach().cpu() for k, v in params.items()}
     return TrainResult(folder, step, final, best, metric)
-
-
-def lr_factor(cfg: RunConfig, step: int) -> float:
-    """Multiplier of the base step size before outer step ``step`` (0-based).
-
-    A pure function of the step, so a resumed run follows the same schedule exactly.
-    """
-    opt, frac = cfg.optimizer, step / max(cfg.steps, 1)
-    if opt.schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * frac))
-    if opt.schedule == "linear":
-        return 1.0 - frac
-    if opt.schedule == "step":
-        return float(opt.decay_rate ** (step // (opt.decay_every or 1)))
-    return 1.0
-
-
-def _optimizer(opt: OptimizerConfig, params: list[Tensor]) -> torch.optim.Optimizer:
-    if opt.name == "sgd":
-        return torch.optim.SGD(params, lr=opt.lr or 0.0)
-    return torch.optim.Adam(params, lr=opt.lr or 0.0, betas=opt.betas)
 
 
 def _restore(
