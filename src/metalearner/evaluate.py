@@ -25,8 +25,7 @@ from torch import Tensor
 
 from metalearner.config import RunConfig
 from metalearner.devices import torch_device
-from metalearner.errors import DataError
-from metalearner.runs import BEST, EVAL, LATEST, load_state, read_run_config
+from metalearner.runs import EVAL, checkpoint_path, load_state, read_run_config
 from metalearner.strategies import Params, Strategy
 from metalearner.tasks import TaskSet, iter_batches
 
@@ -196,11 +195,7 @@ def _evaluate(
 ) -> EvalResult:
     from metalearner.experiment import build_experiment
 
-    path = folder / (BEST if which == "best" else LATEST)
-    if not path.exists():
-        path = folder / LATEST
-    if not path.exists():
-        raise DataError(f"{folder} has no checkpoint yet; train it first (or resume it).")
+    path = checkpoint_path(folder, which)
     state, ckpt = load_state(path)
     recorded = ckpt.meta.get("data_dir")
     exp = build_experiment(cfg, data_dir=data_dir or (Path(recorded) if recorded else None))

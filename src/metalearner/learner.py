@@ -43,7 +43,7 @@ from metalearner.config import RunConfig, load_config
 from metalearner.devices import torch_device
 from metalearner.errors import DataError
 from metalearner.models import build_model
-from metalearner.runs import BEST, LATEST
+from metalearner.runs import checkpoint_path
 from metalearner.strategies import Params, Predictor, Strategy, build
 from metalearner.tasks import to_float
 from metalearner.tasks.datasets.images import ImageSettings, decode_image
@@ -240,10 +240,7 @@ def load(path: Path | str, *, device: str = "cpu", which: str = "best") -> Learn
                 f"{path} is neither a run folder nor a checkpoint; give a folder written by "
                 "`metalearner train` or one of its checkpoints/ folders."
             )
-        best, latest = folder / BEST, folder / LATEST
-        folder = best if which == "best" and best.exists() else latest
-        if not folder.exists():
-            raise DataError(f"{path} has no checkpoint yet; train it first (or resume it).")
+        folder = checkpoint_path(folder, which)
     checkpoint = load_checkpoint(folder)
     if not all(k in checkpoint.meta for k in ("config", "backbone", "input_shape")):
         raise DataError(

@@ -82,6 +82,20 @@ def read_run_config(folder: Path) -> RunConfig:
     return resolve(from_dict(RunConfig, raw or {}, ""))
 
 
+def checkpoint_path(folder: Path, which: str = "best") -> Path:
+    """A run's ``checkpoints/best`` (``which="best"``, falling back to latest before the first
+    validation improved anything) or ``checkpoints/latest``.
+
+    Raises:
+        DataError: the run has no checkpoint yet.
+    """
+    best, latest = folder / BEST, folder / LATEST
+    path = best if which == "best" and best.exists() else latest
+    if not path.exists():
+        raise DataError(f"{folder} has no checkpoint yet; train it first (or resume it).")
+    return path
+
+
 def save_state(
     path: Path, state: TrainState, cfg: RunConfig, info: Mapping[str, Any], metric: str
 ) -> None:

@@ -146,7 +146,7 @@ class BenchmarkPlan:
 
     def _base(self, strategy: str) -> dict[str, Any]:
         presets = {p.name: p for p in list_presets()}
-        own, anchor = self._preset_name(strategy), self._preset_name("maml")
+        own, anchor = self.preset_name(strategy), self.preset_name("maml")
         if own in presets:
             return presets[own].load()
         if anchor not in presets:
@@ -160,7 +160,8 @@ class BenchmarkPlan:
         raw.pop("meta_batch", None)
         return raw
 
-    def _preset_name(self, strategy: str) -> str:
+    def preset_name(self, strategy: str) -> str:
+        """The name of ``strategy``'s preset for this dataset and task shape (it may not exist)."""
         if self.dataset == "sinusoid":
             return f"sinusoid-k{self.shots}-{strategy}"
         return f"{self.dataset}-{self.ways}w{self.shots}s-{strategy}"

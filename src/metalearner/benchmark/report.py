@@ -214,10 +214,7 @@ def duration(seconds: float) -> str:
 
 
 def _published(plan: BenchmarkPlan, strategy: str) -> str:
-    name = f"{plan.dataset}-{plan.ways}w{plan.shots}s-{strategy}"
-    if plan.dataset == "sinusoid":
-        name = f"sinusoid-k{plan.shots}-{strategy}"
-    found = {p.name: p for p in list_presets()}.get(name)
+    found = {p.name: p for p in list_presets()}.get(plan.preset_name(strategy))
     return found.expected.split("(")[0].strip() if found and found.expected else "-"
 
 

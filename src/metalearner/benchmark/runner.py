@@ -21,7 +21,7 @@ from pathlib import Path
 
 from metalearner.plans import keep_plan
 from metalearner.provenance import provenance
-from metalearner.runs import BEST, LATEST, load_state
+from metalearner.runs import checkpoint_path, load_state
 from metalearner.train import threads
 
 from .plan import BenchmarkPlan
@@ -92,6 +92,5 @@ def _checkpoint_id(t: Trained) -> dict[str, object]:
     """Which parameters were scored: the best checkpoint's step, or the initialisation."""
     if t.folder is None:
         return {"initialisation": t.cfg.seed}
-    path = t.folder / BEST
-    state, _ = load_state(path if path.exists() else t.folder / LATEST)
+    state, _ = load_state(checkpoint_path(t.folder))
     return {"folder": t.folder.name, "step": state.step, "strategy": t.strategy}

@@ -17,7 +17,7 @@ from typing import Any
 from metalearner.config import RunConfig
 from metalearner.evaluate import Score, curve_steps, summarize, task_curves, task_scores
 from metalearner.experiment import build_experiment, seeded
-from metalearner.runs import BEST, LATEST, load_state, read_metrics
+from metalearner.runs import checkpoint_path, load_state, read_metrics
 from metalearner.strategies import Params
 
 from .suite import TaskSuite
@@ -85,13 +85,14 @@ def score_strategy(
     exp = build_experiment(trained.cfg, data_dir=data_dir)
     strategy = exp.strategy
     params = _params(trained, strategy.init_params(seeded(trained.cfg.seed)))
+    steps = _eval_steps(strategy)
     started = time.perf_counter()
     scores = task_scores(strategy, params, suite.test)
     adapt_ms = 1000 * (time.perf_counter() - started) / len(suite.test)
     result = StrategyResult(
         strategy=trained.strategy,
         scores=scores.tolist(),
-        score=summarize(scores, _eval_steps(strategy)),
+        score=summarize(scores, steps),
         adapt_ms=adapt_ms,
         parameters=sum(int(v.numel()) for v in params.values()),
         steps=trained.steps,
@@ -100,7 +101,6 @@ def score_strategy(
         val_curve=_val_curve(trained.folder, metric),
         settings=describe_settings(trained.cfg),
     )
-    steps = _eval_steps(strategy)
     if steps is not None:
         wanted = curve_steps(steps)
         curve = task_curves(strategy, params, suite.sweep, wanted)
@@ -141,8 +141,7 @@ def describe_settings(cfg: RunConfig) -> str:
 def _params(trained: Trained, initial: Params) -> Params:
     if trained.folder is None:  # not trained: the initialisation is the model
         return initial
-    path = trained.folder / BEST
-    state, _ = load_state(path if path.exists() else trained.folder / LATEST)
+    state, _ = load_state(checkpoint_path(trained.folder))
     return state.params
 
 

@@ -96,33 +96,48 @@ def _shares_training(name: str, cfg: RunConfig, configs: dict[str, RunConfig]) -
 
 
 def _finished(cfg: RunConfig, folder: Path) -> bool:
-    if not (folder / "config.yaml").is_file():
-        return False
-    if read_run_config(folder) != cfg:
-        raise ConfigError(
-            f"{folder} holds a run with other settings than this benchmark's; "
-            "choose another --out or delete that folder."
-        )
     if not (folder / LATEST).exists():
         return False
+    _same_settings(cfg, folder)  # before any worker starts: a clash fails at once
     state, _ = load_state(folder / LATEST)
     spent = cfg.time_budget is not None and state.elapsed >= cfg.time_budget
     return spent or state.step >= cfg.steps
 
 
+def train_or_resume(
+    cfg: RunConfig, folder: Path, *, data_dir: Path | None = None, quiet: bool = False
+) -> None:
+    """Trains ``cfg`` into ``folder``, resuming the run there (a run whose budget is spent stays as
+    it is); a folder killed before its first checkpoint starts over.
+
+    Raises:
+        ConfigError: ``folder`` holds a run with other settings.
+    """
+    from metalearner.train import meta_train
+
+    resume = (folder / LATEST).exists()
+    if resume:
+        _same_settings(cfg, folder)
+    elif (folder / "config.yaml").exists():
+        (folder / "config.yaml").unlink()  # nothing to keep
+    meta_train(cfg, folder, resume=resume, data_dir=data_dir, quiet=quiet)
+
+
+def _same_settings(cfg: RunConfig, folder: Path) -> None:
+    if read_run_config(folder) != cfg:
+        raise ConfigError(
+            f"{folder} holds a run with other settings than the ones asked for; choose another "
+            "--out or delete that folder."
+        )
+
+
 def _train_one(
     cfg: RunConfig, folder: Path, data_dir: Path | None, threads: int, quiet: bool
 ) -> None:
-    from metalearner.train import meta_train
-
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        resume = (folder / LATEST).exists()
-        if not resume and (folder / "config.yaml").exists():
-            # Killed before its first checkpoint: nothing to keep.
-            (folder / "config.yaml").unlink()
-        meta_train(cfg, folder, resume=resume, data_dir=data_dir, quiet=quiet)
+        train_or_resume(cfg, folder, data_dir=data_dir, quiet=quiet)
     finally:
         torch.set_num_threads(previous)
 

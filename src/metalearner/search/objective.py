@@ -17,23 +17,30 @@ import optuna
 from metalearner.config import RunConfig
 from metalearner.evaluate import summarize, task_scores
 from metalearner.experiment import build_experiment, seeded
+from metalearner.strategies import get_strategy
 from metalearner.train import meta_train
 
 from .plan import SearchPlan
-from .space import default_space, narrow
+from .space import Fixed, Param, default_space, narrow
 
 
 def trial_config(plan: SearchPlan, trial: optuna.Trial, budget: str) -> RunConfig:
     """Draws the strategy, then its hyperparameters; the run config they make."""
     strategy = trial.suggest_categorical("strategy", list(plan.strategies))
-    return config_of(plan, strategy, _draw(plan, trial, strategy), budget)
+    values = {p.name: p.suggest(trial, strategy) for p in space_of(plan, strategy)}
+    return config_of(plan, strategy, values, budget)
+
+
+def space_of(plan: SearchPlan, strategy: str) -> list[Param | Fixed]:
+    """``strategy``'s searched settings, around its preset, narrowed by ``plan.space``. The
+    budget does not change the space, so the trial budget's config serves for both."""
+    base = plan.base_config(strategy, plan.trial_budget)
+    return narrow(default_space(strategy, base), plan.space.get(strategy, {}), strategy)
 
 
 def config_of(plan: SearchPlan, strategy: str, values: dict[str, Any], budget: str) -> RunConfig:
     """``strategy``'s run config with searched ``values`` (name → value) under ``budget``."""
-    base = plan.base_config(strategy, budget)
-    space = narrow(default_space(strategy, base), plan.space.get(strategy, {}), strategy)
-    keys = {p.name: p.key for p in space}
+    keys = {p.name: p.key for p in space_of(plan, strategy)}
     return plan.with_values(strategy, budget, {keys[n]: v for n, v in values.items()})
 
 
@@ -43,12 +50,6 @@ def values_of(trial: optuna.trial.FrozenTrial) -> tuple[str, dict[str, Any]]:
     prefix = f"{strategy}."
     found = {**trial.user_attrs, **trial.params}
     return strategy, {k[len(prefix) :]: v for k, v in found.items() if k.startswith(prefix)}
-
-
-def _draw(plan: SearchPlan, trial: optuna.Trial, strategy: str) -> dict[str, Any]:
-    base = plan.base_config(strategy, plan.trial_budget)
-    space = narrow(default_space(strategy, base), plan.space.get(strategy, {}), strategy)
-    return {p.name: p.suggest(trial, strategy) for p in space}
 
 
 class Objective:
@@ -62,8 +63,9 @@ class Objective:
         folder = self.out / "trials" / f"{trial.number:04d}"
         trial.set_user_attr("run", str(folder.relative_to(self.out)))
         trial.set_user_attr("worker", os.getpid())  # which process ran it (parallel searches)
-        exp = build_experiment(cfg, data_dir=self.data_dir)
-        if not getattr(exp.strategy, "meta_learns", True):  # nothing to train: score θ₀
+        if not getattr(get_strategy(cfg.strategy), "meta_learns", True):
+            # Nothing to train: score θ₀ (meta_train builds its own experiment otherwise).
+            exp = build_experiment(cfg, data_dir=self.data_dir)
             params = exp.strategy.init_params(seeded(cfg.seed))
             return summarize(task_scores(exp.strategy, params, exp.val_tasks(cfg))).mean
         validations = 0

@@ -25,12 +25,12 @@ from pathlib import Path
 import optuna
 import torch
 
+from metalearner.benchmark.training import train_or_resume
 from metalearner.config import to_yaml
 from metalearner.errors import ConfigError
 from metalearner.evaluate import EvalResult, evaluate
 from metalearner.plans import keep_plan
-from metalearner.runs import LATEST, read_run_config
-from metalearner.train import TrainingDivergedError, meta_train
+from metalearner.train import TrainingDivergedError
 
 from .objective import Objective, config_of, values_of
 from .plan import SearchPlan
@@ -131,20 +131,13 @@ def finish(
     strategy, values = values_of(best)
     cfg = config_of(plan, strategy, values, plan.budget)
     folder = out / "best"
-    resume = (folder / LATEST).exists()
-    if resume and read_run_config(folder) != cfg:
-        raise ConfigError(
-            f"{folder} holds another configuration than the study's best; delete it to retrain."
-        )
     (out / "best.yaml").write_text(
         f"# The best of {len(study.trials)} trials of {plan.study_name} (trial {best.number}, "
         f"validation {plan.metric} {best.value:.4g}); train it: `metalearner train best.yaml`.\n"
         + to_yaml(cfg)
     )
     log(f"retraining trial {best.number} ({strategy}) with {plan.budget} into {folder}")
-    if not resume and (folder / "config.yaml").exists():
-        (folder / "config.yaml").unlink()  # killed before its first checkpoint
-    meta_train(cfg, folder, resume=resume, data_dir=data_dir, quiet=True)
+    train_or_resume(cfg, folder, data_dir=data_dir, quiet=True)
     test = evaluate(folder, num_tasks=plan.tasks, data_dir=data_dir)  # the one test evaluation
     report = write_search_report(plan, study, best, test, out, command=command)
     return SearchResult(study, best, test, report)
