@@ -119,6 +119,8 @@ def test_a_killed_search_continues_with_its_finished_trials_intact(tmp_path: Pat
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         time.sleep(0.5)
+        if not (out / "study.db").exists():
+            continue
         try:
             if len(finished(load(out))) >= 2:
                 break
