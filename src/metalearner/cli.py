@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import typing
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 import typer
@@ -19,7 +20,10 @@ from rich.console import Console
 from metalearner.cli_adapt import adapt_cmd
 from metalearner.cli_benchmark import benchmark_cmd
 from metalearner.cli_search import search_cmd
-from metalearner.errors import MetalearnerError
+from metalearner.errors import ConfigError, MetalearnerError
+
+if TYPE_CHECKING:
+    from metalearner.distributed import Backend
 
 app = typer.Typer(
     help="Meta-learning: generate tasks, meta-train strategies, adapt fast, evaluate.",
@@ -103,6 +107,25 @@ def tasks_demo(
 
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        help="Under torchrun: the torch.distributed backend, gloo, nccl or auto (nccl for cuda)."
+    ),
+]
+
+
+def _backend(name: str) -> Backend:
+    from metalearner.distributed import BACKENDS
+
+    if name not in BACKENDS:
+        raise ConfigError(f"--backend {name!r}: use one of {', '.join(BACKENDS)}.")
+    return typing.cast("Backend", name)
+
+
+def _main_rank() -> bool:
+    # Under torchrun every rank runs the command; only rank 0 talks to the user.
+    return os.environ.get("RANK", "0") == "0"
 
 
 @app.command("train")
@@ -122,10 +145,14 @@ def train(
     ] = False,
     seed: Annotated[int | None, typer.Option(help="Seed of initialisation and tasks.")] = None,
     quiet: Quiet = False,
+    backend: BackendOption = "auto",
 ) -> None:
-    """Meta-train a strategy; writes config.yaml, metrics.jsonl and checkpoints/ to the run."""
+    """Meta-train a strategy; writes config.yaml, metrics.jsonl and checkpoints/ to the run.
+
+    Under `torchrun --nproc-per-node N -m metalearner train ...` each process meta-trains on its
+    share of every meta-batch and rank 0 writes the run folder.
+    """
     from metalearner.config import load_config
-    from metalearner.errors import ConfigError
     from metalearner.presets import get_preset
     from metalearner.runs import read_run_config
     from metalearner.train import meta_train
@@ -150,7 +177,11 @@ def train(
         cfg = load_config(config, base=base, overrides=sets)
         name = preset or (config.stem if config else "run")
         out = out or Path("runs") / name
-    result = meta_train(cfg, out, resume=resume, data_dir=data_dir, quiet=quiet)
+    result = meta_train(
+        cfg, out, resume=resume, data_dir=data_dir, quiet=quiet, backend=_backend(backend)
+    )
+    if not _main_rank():
+        return
     best = result.best
     if best is not None:
         score = best["score"]
@@ -175,9 +206,9 @@ def evaluate_cmd(
         str | None, typer.Option(help="cpu or cuda (default: the device the run trained on).")
     ] = None,
     data_dir: DataDir = None,
+    backend: BackendOption = "auto",
 ) -> None:
     """Score a run on its fixed test tasks (mean ± 95% CI, curve over steps); write eval.json."""
-    from metalearner.errors import ConfigError
     from metalearner.evaluate import evaluate
 
     if checkpoint not in ("best", "latest"):
@@ -192,7 +223,10 @@ def evaluate_cmd(
         data_dir=data_dir,
         which=checkpoint,
         device=device,
+        backend=_backend(backend),
     )
+    if not _main_rank():
+        return
     console = Console()
     console.print(result.line())
     if result.curve:
@@ -230,7 +264,6 @@ def quickstart_cmd(
     """MAML vs pretrained vs from-scratch on sinusoids (MAML paper, fig. 2): table, plot, report."""
     from rich.table import Table
 
-    from metalearner.errors import ConfigError
     from metalearner.quickstart import HEADER, quickstart, table_rows
 
     if steps < 1 or tasks < 2:

@@ -7,7 +7,10 @@ a CPU and on a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -33,3 +36,37 @@ def torch_device(name: str) -> torch.device:
             )
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def threads(count: int | None) -> Iterator[None]:
+    """Runs the block with ``count`` CPU threads per op (``None``: unchanged), then restores."""
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def precision(
+    name: str, device: torch.device, strategy_config: Any
+) -> contextlib.AbstractContextManager[Any]:
+    """The context a meta-step runs in: bfloat16 autocast, or nothing for float32.
+
+    A strategy with its own precision option (set from the run's by config.resolve) knows which
+    parts gain from bfloat16; autocast is the fallback for the others.
+    """
+    if name == "float32" or hasattr(strategy_config, "precision"):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def deterministic() -> None:
+    """CPU kernels that do not depend on thread timing, for bit-identical resumes.
+
+    ``warn_only`` keeps ops without a deterministic variant usable (none of the CPU paths here
+    need one).
+    """
+    torch.use_deterministic_algorithms(True, warn_only=True)

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from metalearner.config import RunConfig
-from metalearner.devices import torch_device
+from metalearner.devices import threads, torch_device
+from metalearner.distributed import Backend, Group, joined
 from metalearner.runs import EVAL, checkpoint_path, load_state, read_run_config
 from metalearner.strategies import Params, Strategy
 from metalearner.tasks import TaskSet, iter_batches
@@ -88,6 +89,8 @@ def task_scores(
         for t in range(batch.num_tasks):
             predict = strategy.adapt(params, batch.support_x[t], batch.support_y[t], steps=steps)
             out.append(_score(predict, batch.query_x[t], batch.query_y[t]))
+    if not out:  # an empty share of a task set split across processes
+        return torch.zeros(0, dtype=torch.float64)
     return torch.stack(out).cpu().double()
 
 
@@ -116,6 +119,8 @@ def task_curves(
             path = one_pass(params, batch.support_x[t], batch.support_y[t], steps=max(steps))
             qx, qy = batch.query_x[t], batch.query_y[t]
             out.append(torch.stack([_score(path[s], qx, qy) for s in steps]))
+    if not out:
+        return torch.zeros(len(steps), 0, dtype=torch.float64)
     return torch.stack(out, dim=1).cpu().double()
 
 
@@ -154,6 +159,7 @@ def evaluate(
     data_dir: Path | None = None,
     which: str = "best",
     device: str | None = None,
+    backend: Backend = "auto",
 ) -> EvalResult:
     """Scores a run's checkpoint on its fixed test tasks and writes ``eval.json`` into the run.
 
@@ -166,6 +172,8 @@ def evaluate(
         which: ``"best"`` (falls back to ``"latest"``) or ``"latest"``.
         device: ``"cpu"`` or ``"cuda"`` (default: the run's), e.g. to score a GPU-trained run on
             a machine without one.
+        backend: under torchrun, the ``torch.distributed`` backend; each rank scores its share
+            of the tasks, every rank gets the whole result and rank 0 writes ``eval.json``.
 
     Raises:
         DataError: ``run_dir`` is not a run folder, has no checkpoint, or its data is missing.
@@ -175,13 +183,11 @@ def evaluate(
         >>> print(result.line())
         mse 0.0123 ± 0.0021 (600 tasks)
     """
-    from metalearner.train import threads
-
     cfg = read_run_config(Path(run_dir))
     if device is not None:
         cfg = dataclasses.replace(cfg, device=torch_device(device).type)  # type: ignore[arg-type]
-    with threads(cfg.threads):
-        return _evaluate(cfg, Path(run_dir), num_tasks, steps, curve, data_dir, which)
+    with threads(cfg.threads), joined(cfg.device, backend) as group:
+        return _evaluate(cfg, Path(run_dir), num_tasks, steps, curve, data_dir, which, group)
 
 
 def _evaluate(
@@ -192,6 +198,7 @@ def _evaluate(
     curve: bool,
     data_dir: Path | None,
     which: str,
+    group: Group,
 ) -> EvalResult:
     from metalearner.experiment import build_experiment
 
@@ -199,21 +206,23 @@ def _evaluate(
     state, ckpt = load_state(path)
     recorded = ckpt.meta.get("data_dir")
     exp = build_experiment(cfg, data_dir=data_dir or (Path(recorded) if recorded else None))
-    device = torch_device(cfg.device)
+    device = group.device(torch_device(cfg.device).type)
     params = {k: v.to(device) for k, v in state.params.items()}
     tasks = exp.test_tasks(cfg, num_tasks)
+    mine = group.tasks(tasks)
     metric = "accuracy" if cfg.data.dataset != "sinusoid" else "mse"
     default_steps = exp.strategy.config.__dict__.get("eval_steps")
     max_steps = steps if steps is not None else default_steps
     points: list[Score] = []
     if curve and default_steps is not None and max_steps is not None:
         wanted = curve_steps(max_steps)
-        scores = task_curves(exp.strategy, params, tasks, wanted, device=device)
+        scores = task_curves(exp.strategy, params, mine, wanted, device=device)
+        scores = group.gather(scores, len(tasks))
         points = [summarize(row, s) for row, s in zip(scores, wanted, strict=True)]
     score = next((p for p in points if p.steps == max_steps), None)
     if score is None:
-        scores = task_scores(exp.strategy, params, tasks, steps=max_steps, device=device)
-        score = summarize(scores, max_steps)
+        scores = task_scores(exp.strategy, params, mine, steps=max_steps, device=device)
+        score = summarize(group.gather(scores, len(tasks)), max_steps)
     result = EvalResult(
         metric=metric,
         score=score,
@@ -223,5 +232,6 @@ def _evaluate(
     )
     payload = asdict(result) | {"line": result.line(), "test_seed": cfg.test_seed}
     payload |= {"device": cfg.device, "precision": cfg.precision}
-    (folder / EVAL).write_text(json.dumps(payload, indent=2) + "\n")
+    if group.is_main:
+        (folder / EVAL).write_text(json.dumps(payload, indent=2) + "\n")
     return result

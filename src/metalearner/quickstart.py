@@ -23,6 +23,7 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt
 
 from metalearner.config import RunConfig, load_config, resolve
+from metalearner.devices import threads
 from metalearner.errors import ConfigError
 from metalearner.evaluate import Score, summarize, task_curves
 from metalearner.experiment import build_experiment
@@ -30,7 +31,7 @@ from metalearner.presets import get_preset
 from metalearner.runs import read_run_config
 from metalearner.strategies.base import Params, Strategy
 from metalearner.tasks import SinusoidTasks
-from metalearner.train import meta_train, threads
+from metalearner.train import meta_train
 
 SHOTS = (5, 10)  # K at test time, as in the paper's figure
 STEPS = 10  # adaptation steps on the curve

@@ -20,10 +20,9 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,8 @@ import torch
 from torch import Tensor
 
 from metalearner.config import RunConfig
-from metalearner.devices import torch_device
+from metalearner.devices import deterministic, precision, threads, torch_device
+from metalearner.distributed import Backend, Group, joined
 from metalearner.errors import ConfigError, MetalearnerError
 from metalearner.evaluate import summarize, task_scores
 from metalearner.experiment import build_experiment, seeded
@@ -82,6 +82,7 @@ def meta_train(
     quiet: bool = False,
     stop_at: int | None = None,
     on_validation: Callable[[int, float], None] | None = None,
+    backend: Backend = "auto",
 ) -> TrainResult:
     """Meta-trains ``cfg``'s strategy, writing the run folder as it goes.
 
@@ -96,7 +97,12 @@ def meta_train(
         stop_at: stop (with a checkpoint) once this many steps are done, as if interrupted.
         on_validation: called with (step, validation score) after each validation, once its
             checkpoint and metrics are written; it may raise to stop training there (a
-            hyperparameter search prunes a poor trial this way).
+            hyperparameter search prunes a poor trial this way). Under torchrun every rank
+            calls it with the same score.
+        backend: under torchrun (``WORLD_SIZE`` > 1), the ``torch.distributed`` backend:
+            ``"gloo"``, ``"nccl"`` or ``"auto"`` (NCCL for CUDA runs). Each rank computes the
+            meta-gradients of its share of every meta-batch, the ranks average them, and rank 0
+            alone writes the run folder (:mod:`metalearner.distributed`).
 
     Returns:
         The final state (see :class:`TrainResult`).
@@ -109,20 +115,8 @@ def meta_train(
         >>> cfg = load_config(overrides=["data.dataset=sinusoid", "steps=200"])
         >>> result = meta_train(cfg, "runs/sine")
     """
-    with threads(cfg.threads):
-        return _train(cfg, Path(run_dir), resume, data_dir, quiet, stop_at, on_validation)
-
-
-@contextlib.contextmanager
-def threads(count: int | None) -> Iterator[None]:
-    """Runs the block with ``count`` CPU threads per op (``None``: unchanged), then restores."""
-    previous = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    with threads(cfg.threads), joined(cfg.device, backend) as group:
+        return _train(cfg, Path(run_dir), resume, data_dir, quiet, stop_at, on_validation, group)
 
 
 def _train(
@@ -133,9 +127,11 @@ def _train(
     quiet: bool,
     stop_at: int | None,
     on_validation: Callable[[int, float], None] | None,
+    group: Group,
 ) -> TrainResult:
-    device = torch_device(cfg.device)
-    _deterministic()
+    device = group.device(torch_device(cfg.device).type)
+    group.check_meta_batch(cfg.meta_batch or 1)
+    deterministic()
     exp = build_experiment(cfg, data_dir=data_dir)
     metric = "accuracy" if cfg.data.dataset != "sinusoid" else "mse"
     params = {k: v.to(device) for k, v in exp.strategy.init_params(seeded(cfg.seed)).items()}
@@ -143,10 +139,11 @@ def _train(
     tasks_rng = seeded(cfg.seed)
     state = TrainState(0, params, optimizer.state_dict(), {}, None, 0.0)
     if resume:
-        state = _restore(folder, params, optimizer, tasks_rng, device)
-    else:
+        state = _restore(folder, params, optimizer, tasks_rng, device, group.is_main)
+    elif group.is_main:
         create_run(folder, cfg)
     val_tasks = exp.val_tasks(cfg)
+    my_val_tasks = group.tasks(val_tasks)
     info = {**exp.meta, "data_dir": str(data_dir.resolve()) if data_dir else None}
     info |= {"precision": cfg.precision, "device": cfg.device}
     step, best, elapsed = state.step, state.best, state.elapsed
@@ -157,14 +154,17 @@ def _train(
     window: dict[str, list[float]] = {}
     started, last_val = time.perf_counter(), "-"
     validated = elapsed  # training seconds at the last validation
-    with TrainingProgress(cfg.steps, step, quiet=quiet) as bar:
+    with TrainingProgress(cfg.steps, step, quiet=quiet or not group.is_main) as bar:
         while step < end:
             tick = time.perf_counter()
-            for group in optimizer.param_groups:
-                group["lr"] = base_lr * lr_factor(cfg, step)
-            batch = exp.train.sample(cfg.meta_batch or 1, generator=tasks_rng).to(device)
-            with _precision(cfg.precision, device, exp.strategy.config):
+            for settings in optimizer.param_groups:
+                settings["lr"] = base_lr * lr_factor(cfg, step)
+            # Every rank draws the whole meta-batch (same generator) and keeps its share.
+            batch = exp.train.sample(cfg.meta_batch or 1, generator=tasks_rng)
+            batch = group.share(batch).to(device)
+            with precision(cfg.precision, device, exp.strategy.config):
                 grads, metrics = exp.strategy.meta_grads(params, batch)
+            grads, metrics = group.mean(grads, metrics)
             norm = _global_norm(grads)
             if not (math.isfinite(metrics["loss"]) and math.isfinite(norm)):
                 raise TrainingDivergedError(_diverged(folder, step + 1, metrics["loss"], norm))
@@ -177,15 +177,16 @@ def _train(
             step += 1
             for k, v in {**metrics, "grad_norm": norm}.items():
                 window.setdefault(k, []).append(float(v))
-            took = time.perf_counter() - tick
+            took = group.slowest(time.perf_counter() - tick)
             elapsed += took
-            rate = batch.num_tasks / max(took, 1e-9)
+            rate = batch.num_tasks * group.world / max(took, 1e-9)
             record: dict[str, Any] = {}
             if cfg.time_budget is not None and elapsed >= cfg.time_budget:
                 end = step  # the budget is used up: finish this step as the last one
             due = cfg.val_every_seconds is not None and elapsed - validated >= cfg.val_every_seconds
             if step % cfg.val_every == 0 or step == end or due:
-                val = summarize(task_scores(exp.strategy, params, val_tasks, device=device))
+                mine = task_scores(exp.strategy, params, my_val_tasks, device=device)
+                val = summarize(group.gather(mine, len(val_tasks)))
                 record[f"val_{metric}"], record["val_ci95"] = val.mean, val.ci95
                 better = best is None or (
                     val.mean > best["score"] if metric == "accuracy" else val.mean < best["score"]
@@ -196,10 +197,11 @@ def _train(
                 state = TrainState(
                     step, params, optimizer.state_dict(), _rng_states(tasks_rng), best, elapsed
                 )
-                save_state(folder / LATEST, state, cfg, info, metric)
-                if better:
+                if group.is_main:
+                    save_state(folder / LATEST, state, cfg, info, metric)
+                if better and group.is_main:
                     save_state(folder / BEST, state, cfg, info, metric)
-            if record or step % cfg.log_every == 0:
+            if group.is_main and (record or step % cfg.log_every == 0):
                 times = {"time": round(elapsed, 3), "wall": round(time.perf_counter() - started, 3)}
                 append_metrics(folder, _record(step, times, window, metric, record, optimizer))
                 window = {}
@@ -216,6 +218,7 @@ def _restore(
     optimizer: torch.optim.Optimizer,
     rng: torch.Generator,
     device: torch.device,
+    writer: bool,
 ) -> TrainState:
     state, ckpt = load_state(folder / LATEST)
     if list(state.params) != list(params):
@@ -230,7 +233,8 @@ def _restore(
     torch.set_rng_state(state.rng["torch"])
     if "cuda" in state.rng and device.type == "cuda":
         torch.cuda.set_rng_state(state.rng["cuda"])
-    truncate_metrics(folder, state.step)
+    if writer:
+        truncate_metrics(folder, state.step)
     return state
 
 
@@ -276,19 +280,3 @@ def _diverged(folder: Path, step: int, loss: float, norm: float) -> str:
         f"Training diverged at step {step} (loss {loss}, gradient norm {norm}); {where}; "
         "lower optimizer.lr, set optimizer.clip, or use precision float32."
     )
-
-
-def _precision(
-    precision: str, device: torch.device, strategy_config: Any
-) -> contextlib.AbstractContextManager[Any]:
-    # A strategy with its own precision option (set from the run's by config.resolve) knows
-    # which parts gain from bfloat16; autocast is the fallback for the others.
-    if precision == "float32" or hasattr(strategy_config, "precision"):
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def _deterministic() -> None:
-    # Bit-identical resumes need kernels that do not depend on thread timing; warn_only keeps
-    # ops without a deterministic variant usable (none of the CPU paths here need one).
-    torch.use_deterministic_algorithms(True, warn_only=True)

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from metalearner.devices import threads
 from metalearner.plans import keep_plan
 from metalearner.provenance import provenance
 from metalearner.runs import checkpoint_path, load_state
-from metalearner.train import threads
 
 from .plan import BenchmarkPlan
 from .report import write_report
