@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from metalearner.distributed import SINGLE, Group, from_environment
 from metalearner.errors import ConfigError
 from metalearner.evaluate import evaluate
 from metalearner.experiment import build_experiment, seeded
+from metalearner.presets import get_preset
 from metalearner.runs import read_metrics, read_run_config
 from metalearner.strategies import available, get_strategy
 from metalearner.tasks import SinusoidTasks
@@ -171,6 +173,7 @@ def initial_params(run: Path, data_dir: Path) -> dict[str, torch.Tensor]:
 
 
 CLI_SINE = ["--preset", "sinusoid-k5-maml", "--set=meta_batch=4", "--set=val_tasks=5", "-q"]
+SINGLE_SINE = ["meta_batch=4", "val_tasks=5", "steps=4", "val_every=2"]
 
 
 def test_torchrun_train_and_evaluate_as_a_user_runs_them(tmp_path: Path) -> None:
@@ -219,3 +222,28 @@ def test_a_killed_torchrun_run_resumes_to_the_uninterrupted_result(tmp_path: Pat
     assert all(torch.equal(a[k], b[k]) for k in a)
     steps = [r["step"] for r in read_metrics(tmp_path / "killed")]
     assert steps == sorted(set(steps))
+
+
+def test_two_nodes_meet_through_a_rendezvous(tmp_path: Path) -> None:
+    """Two torchrun launchers (one per "machine", here both on loopback) form one run."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1"]
+    node += ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=nodes"]
+    train = ["-m", "metalearner", "train", *CLI_SINE, "--set=steps=4", "--set=val_every=2"]
+    launchers = [
+        subprocess.Popen(
+            [*node, *train, "--out=r"], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    for launcher in launchers:
+        _, err = launcher.communicate(timeout=300)
+        assert launcher.returncode == 0, err[-3000:]
+    alone = meta_train(
+        load_config(base=get_preset("sinusoid-k5-maml").load(), overrides=SINGLE_SINE),
+        tmp_path / "alone",
+        quiet=True,
+    )
+    assert relative_error(params(tmp_path / "r"), alone.params) < 1e-6
