@@ -30,5 +30,6 @@ def main() -> None:
     dist.barrier()  # rank 0 may still be writing: leave together
     dist.destroy_process_group()
 
+
 if __name__ == "__main__":
     main()
