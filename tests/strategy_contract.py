@@ -1,6 +1,7 @@
 """Shared helpers for strategy tests: tiny models, tiny task batches, and the toy problem.
 
-The contract tests in test_strategies.py run every registered strategy on ``toy_source()``.
+The contract tests in test_strategies.py run every registered strategy on ``toy_source()``
+(images) and every classifier also on ``toy_text_source()`` (FewRel-style sentences).
 A strategy whose paper defaults do not suit that toy problem adds its settings to
 ``TOY_SETTINGS``; otherwise registering it is all it takes to be tested.
 """
@@ -12,8 +13,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from metalearner import functional as fx
 from metalearner.models import Network, build_model
-from metalearner.tasks import EpisodeSampler, LabeledSet, SinusoidTasks, TaskBatch
+from metalearner.strategies import Strategy, available, build, get_strategy
+from metalearner.tasks import EpisodeSampler, LabeledSet, SinusoidTasks, TaskBatch, TaskSource
+from metalearner.tasks.text import Sentence, Vocabulary, encode, text_preprocessing
+
+TEXT_LENGTH = 12  # tokens per toy sentence
 
 # Small adaptation budgets keep the contract fast; Reptile's paper defaults (Adam with a tiny
 # step on minibatches) barely move in 30 meta-steps, so the toy run uses full-batch SGD.
@@ -89,6 +95,38 @@ def toy_source(ways: int = 3) -> EpisodeSampler:
     return EpisodeSampler(data, torch.arange(classes), ways=ways, shots=1, queries=3)
 
 
+def toy_text_source(ways: int = 3) -> EpisodeSampler:
+    """24 relations of 8 short sentences each, told apart by a cue word next to each entity.
+
+    Sentences are encoded as FewRel's are (``[3, L]`` token and position ids, L = 12), so every
+    strategy meets ``int64`` inputs and the text encoder.
+    """
+    g = torch.Generator().manual_seed(0)
+    classes, per_class, length = 24, 8, TEXT_LENGTH
+    sentences, labels = [], []
+    for c in range(classes):
+        for _ in range(per_class):
+            words = [f"w{i}" for i in torch.randint(0, 4, (length,), generator=g).tolist()]
+            head = int(torch.randint(0, 4, (), generator=g))
+            tail = head + 3 + int(torch.randint(0, length - head - 4, (), generator=g))
+            words[head + 1] = words[tail - 1] = f"key{c}"  # the relation's cue, twice
+            sentences.append(Sentence(tuple(words), (head, head + 1), (tail, tail + 1)))
+            labels.append(c)
+    vocab = Vocabulary.build((s.tokens for s in sentences), min_count=1)
+    data = LabeledSet(
+        encode(sentences, vocab, length), torch.tensor(labels),
+        tuple(f"r{i}" for i in range(classes)), preprocessing=text_preprocessing(vocab, length),
+    )  # fmt: skip
+    return EpisodeSampler(data, torch.arange(classes), ways=ways, shots=1, queries=3)
+
+
+def toy_text_model(ways: int = 3) -> Network:
+    """textcnn cut to 16-d words, 2-d positions and 32 filters for the toy sentences (float32)."""
+    vocab = len(toy_text_source().data.preprocessing["vocabulary"])  # type: ignore[arg-type]
+    sizes = {"word_dim": 16, "position_dim": 2, "filters": 32}
+    return build_model("textcnn", (3, TEXT_LENGTH), ways, generator=0, vocab_size=vocab, **sizes)
+
+
 def toy_regression_source() -> SinusoidTasks:
     """Sinusoids with 5 support and 5 query points: the toy family of regression strategies."""
     return SinusoidTasks(shots=5, queries=5)
@@ -115,3 +153,65 @@ def rel_error(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
 def conv_biases(params: dict[str, Tensor]) -> list[str]:
     """Names of the conv biases that feed a BatchNorm (their true meta-gradient is 0)."""
     return [k for k in params if k.endswith(".conv.bias")]
+
+
+# ---------------------------------------------------------------- the contract's toy runs
+
+
+def regression_only(name: str) -> bool:
+    """Whether strategy ``name`` only regresses (its contract runs on sinusoids)."""
+    return getattr(get_strategy(name), "task_kinds", ("classification",)) == ("regression",)
+
+
+# Every classifier meets both input kinds: float images and int64 sentences (textcnn).
+FAMILIES = ("image", "text")
+
+
+def contract_cases() -> list[tuple[str, str]]:
+    """(strategy, family) pairs: each strategy on images, classifiers on text too."""
+    return [(n, f) for n in available() for f in FAMILIES if f == "image" or not regression_only(n)]
+
+
+def toy_strategy(name: str, ways: int = 3, family: str = "image") -> Strategy:
+    """Strategy ``name`` on the toy model of ``family`` with its ``TOY_SETTINGS``."""
+    if regression_only(name):
+        model = toy_regression_model()
+    else:
+        model = toy_text_model(ways) if family == "text" else toy_model(ways)
+    return build(name, model, TOY_SETTINGS.get(name, {}))
+
+
+def toy_family(name: str, family: str = "image", ways: int = 3) -> TaskSource:
+    """The toy task family a strategy is held to: images or sentences, or sinusoids if it only
+    regresses."""
+    if regression_only(name):
+        return toy_regression_source()
+    return toy_text_source(ways) if family == "text" else toy_source(ways)
+
+
+def query_loss(strategy: Strategy, params: dict[str, Tensor], tasks: TaskBatch) -> float:
+    """Mean query loss over ``tasks`` after ``strategy.adapt`` on each support set."""
+    losses = [
+        fx.task_loss(
+            strategy.adapt(params, tasks.support_x[t], tasks.support_y[t])(tasks.query_x[t]),
+            tasks.query_y[t],
+        )
+        for t in range(tasks.num_tasks)
+    ]
+    return float(torch.stack(losses).mean())
+
+
+def meta_train_toy(
+    name: str, steps: int, seed: int, family: str = "image"
+) -> tuple[Strategy, dict[str, Tensor]]:
+    """``steps`` Adam steps (lr 1e-2) on meta-batches of 4 toy tasks; the strategy and θ."""
+    strategy = toy_strategy(name, family=family)
+    params = {k: v.requires_grad_() for k, v in strategy.init_params(seed).items()}
+    opt = torch.optim.Adam(params.values(), lr=1e-2)
+    source, gen = toy_family(name, family), torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        grads, _ = strategy.meta_grads(params, source.sample(4, generator=gen))
+        for k, v in params.items():
+            v.grad = grads[k]
+        opt.step()
+    return strategy, {k: v.detach() for k, v in params.items()}

@@ -7,7 +7,6 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 
 from metalearner import functional as fx
 from metalearner.errors import ConfigError, DataError
@@ -21,16 +20,17 @@ from metalearner.strategies import (
     get_strategy,
     register,
 )
-from metalearner.tasks import TaskBatch, TaskSource
 from strategy_contract import (
     TOY_SETTINGS,
+    contract_cases,
     image_batch,
+    meta_train_toy,
+    query_loss,
     regression_batch,
+    regression_only,
     tiny_conv,
-    toy_model,
-    toy_regression_model,
-    toy_regression_source,
-    toy_source,
+    toy_family,
+    toy_strategy,
 )
 
 # ---------------------------------------------------------------- the registry and configs
@@ -203,52 +203,13 @@ def test_anil_adapts_only_the_head_and_trains_the_backbone_through_the_outer_los
 # ---------------------------------------------------------------- the contract
 
 
-def _regression_only(name: str) -> bool:
-    return getattr(get_strategy(name), "task_kinds", ("classification",)) == ("regression",)
-
-
-def _toy(name: str, ways: int = 3) -> Strategy:
-    model = toy_regression_model() if _regression_only(name) else toy_model(ways)
-    return build(name, model, TOY_SETTINGS.get(name, {}))
-
-
-def _source(name: str) -> TaskSource:
-    """The toy task family a strategy is held to: classification, or sinusoids if it only
-    regresses."""
-    return toy_regression_source() if _regression_only(name) else toy_source()
-
-
-def _query_loss(strategy: Strategy, params: dict[str, Tensor], tasks: TaskBatch) -> float:
-    losses = [
-        fx.task_loss(
-            strategy.adapt(params, tasks.support_x[t], tasks.support_y[t])(tasks.query_x[t]),
-            tasks.query_y[t],
-        )
-        for t in range(tasks.num_tasks)
-    ]
-    return float(torch.stack(losses).mean())
-
-
-def _meta_train(name: str, steps: int, seed: int) -> tuple[Strategy, dict[str, Tensor]]:
-    strategy = _toy(name)
-    params = {k: v.requires_grad_() for k, v in strategy.init_params(seed).items()}
-    opt = torch.optim.Adam(params.values(), lr=1e-2)
-    source, gen = _source(name), torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        grads, _ = strategy.meta_grads(params, source.sample(4, generator=gen))
-        for k, v in params.items():
-            v.grad = grads[k]
-        opt.step()
-    return strategy, {k: v.detach() for k, v in params.items()}
-
-
-@pytest.mark.parametrize("name", available())
-def test_contract_grads_match_params_and_metrics_are_finite(name: str) -> None:
-    strategy = _toy(name)
+@pytest.mark.parametrize(("name", "family"), contract_cases())
+def test_contract_grads_match_params_and_metrics_are_finite(name: str, family: str) -> None:
+    strategy = toy_strategy(name, family=family)
     assert isinstance(strategy, Strategy)
     assert dataclasses.is_dataclass(strategy.config)
     params = strategy.init_params(0)
-    batch = _source(name).sample(2, generator=torch.Generator().manual_seed(0))
+    batch = toy_family(name, family).sample(2, generator=torch.Generator().manual_seed(0))
     grads, metrics = strategy.meta_grads(params, batch)
     assert grads.keys() == params.keys()
     assert all(grads[k].shape == v.shape and grads[k].dtype == v.dtype for k, v in params.items())
@@ -257,34 +218,34 @@ def test_contract_grads_match_params_and_metrics_are_finite(name: str) -> None:
     assert torch.isfinite(torch.tensor(list(metrics.values()))).all()
 
 
-@pytest.mark.parametrize("name", available())
-def test_contract_meta_training_lowers_the_query_loss(name: str) -> None:
-    held_out = _source(name).sample(16, generator=torch.Generator().manual_seed(99))
-    strategy, start = _meta_train(name, steps=0, seed=0)
-    _, trained = _meta_train(name, steps=30, seed=0)
+@pytest.mark.parametrize(("name", "family"), contract_cases())
+def test_contract_meta_training_lowers_thequery_loss(name: str, family: str) -> None:
+    held_out = toy_family(name, family).sample(16, generator=torch.Generator().manual_seed(99))
+    strategy, start = meta_train_toy(name, steps=0, seed=0, family=family)
+    _, trained = meta_train_toy(name, steps=30, seed=0, family=family)
     if not getattr(strategy, "meta_learns", True):  # a baseline that learns nothing across tasks
         assert all(torch.equal(start[k], trained[k]) for k in start)
         return
-    before, after = _query_loss(strategy, start, held_out), _query_loss(strategy, trained, held_out)
+    before, after = query_loss(strategy, start, held_out), query_loss(strategy, trained, held_out)
     assert after < 0.9 * before, (before, after)
 
 
-@pytest.mark.parametrize("name", available())
-def test_contract_is_deterministic_with_a_seed(name: str) -> None:
-    _, a = _meta_train(name, steps=3, seed=5)
-    _, b = _meta_train(name, steps=3, seed=5)
-    _, c = _meta_train(name, steps=3, seed=6)
+@pytest.mark.parametrize(("name", "family"), contract_cases())
+def test_contract_is_deterministic_with_a_seed(name: str, family: str) -> None:
+    _, a = meta_train_toy(name, steps=3, seed=5, family=family)
+    _, b = meta_train_toy(name, steps=3, seed=5, family=family)
+    _, c = meta_train_toy(name, steps=3, seed=6, family=family)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)  # the seed matters (init or tasks)
 
 
-@pytest.mark.parametrize("name", available())
-def test_contract_predictor_shapes(name: str) -> None:
-    if _regression_only(name):
+@pytest.mark.parametrize(("name", "family"), contract_cases())
+def test_contract_predictor_shapes(name: str, family: str) -> None:
+    if regression_only(name):
         pytest.skip(f"{name} does not classify (its regression predictions are checked below)")
-    strategy = _toy(name, ways=5)
+    strategy = toy_strategy(name, ways=5, family=family)
     params = strategy.init_params(0)
-    batch = toy_source(ways=5).sample(1, generator=torch.Generator().manual_seed(0))
+    batch = toy_family(name, family, ways=5).sample(1, generator=torch.Generator().manual_seed(0))
     predict = strategy.adapt(params, batch.support_x[0], batch.support_y[0], steps=1)
     out = predict(batch.query_x[0])
     assert out.shape == (15, 5) and bool(torch.isfinite(out).all())

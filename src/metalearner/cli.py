@@ -207,6 +207,13 @@ def evaluate_cmd(
     ] = None,
     data_dir: DataDir = None,
     backend: BackendOption = "auto",
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="Score on another split's test classes with the same training (FewRel: pubmed "
+            "for a wiki run); writes eval-SPLIT.json."
+        ),
+    ] = None,
 ) -> None:
     """Score a run on its fixed test tasks (mean ± 95% CI, curve over steps); write eval.json."""
     from metalearner.evaluate import evaluate
@@ -224,6 +231,7 @@ def evaluate_cmd(
         which=checkpoint,
         device=device,
         backend=_backend(backend),
+        split=split,
     )
     if not _main_rank():
         return
@@ -233,7 +241,7 @@ def evaluate_cmd(
         scale = 100 if result.metric == "accuracy" else 1
         points = ", ".join(f"{p.steps}: {scale * p.mean:.4g}" for p in result.curve)
         console.print(f"{result.metric} after steps {{{points}}}")
-    console.print(f"wrote {Path(run_dir) / 'eval.json'}")
+    console.print(f"wrote {Path(run_dir) / (f'eval-{split}.json' if split else 'eval.json')}")
 
 
 @app.command("presets")

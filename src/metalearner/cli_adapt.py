@@ -11,7 +11,11 @@ import typer
 def adapt_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run folder or a checkpoint folder.")],
     support: Annotated[
-        Path, typer.Option(help="Class sub-folders of images, or a CSV with a label column.")
+        Path,
+        typer.Option(
+            help="Class sub-folders of images, or a CSV with a label column (text models: a CSV "
+            "with sentence, head, tail and label columns, or FewRel-like JSON lines)."
+        ),
     ],
     more: Annotated[
         list[Path] | None,
@@ -21,7 +25,10 @@ def adapt_cmd(
     ] = None,
     query: Annotated[
         list[Path] | None,
-        typer.Option(help="A folder, image files, or a CSV (labeled: accuracy is printed)."),
+        typer.Option(
+            help="A folder, image files, or a CSV (text: CSV or JSON lines); labeled: accuracy "
+            "is printed."
+        ),
     ] = None,
     steps: Annotated[
         int | None, typer.Option(help="Adaptation steps (default: the strategy's).")

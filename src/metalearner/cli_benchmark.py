@@ -15,7 +15,9 @@ def benchmark_cmd(
     config: Annotated[
         Path | None, typer.Argument(help="A benchmark plan (YAML); options override it.")
     ] = None,
-    dataset: Annotated[str | None, typer.Option(help="omniglot, folder or sinusoid.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="omniglot, fewrel, folder or sinusoid.")
+    ] = None,
     path: Annotated[
         str | None, typer.Option(help="--dataset folder: class folders or a table.")
     ] = None,
@@ -42,7 +44,8 @@ def benchmark_cmd(
         bool | None,
         typer.Option(
             "--cross-domain/--no-cross-domain",
-            help="Omniglot: train on background alphabets; test within-alphabet and Lake's runs.",
+            help="Omniglot: train on background alphabets, test within-alphabet and on Lake's "
+            "runs; FewRel: also test on the PubMed relations.",
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of initialisation and tasks.")] = None,

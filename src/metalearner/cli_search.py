@@ -15,7 +15,9 @@ def search_cmd(
     config: Annotated[
         Path | None, typer.Argument(help="A search plan (YAML); options override it.")
     ] = None,
-    dataset: Annotated[str | None, typer.Option(help="omniglot, folder or sinusoid.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="omniglot, fewrel, folder or sinusoid.")
+    ] = None,
     path: Annotated[
         str | None, typer.Option(help="--dataset folder: class folders or a table.")
     ] = None,

@@ -24,39 +24,16 @@ from typing import Any, Literal
 
 import yaml
 
+from metalearner.config_data import DataConfig, resolve_data
 from metalearner.errors import ConfigError
 from metalearner.typecheck import describe_type, match_type
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """Which tasks to generate.
-
-    ``ways``/``shots``/``queries`` describe the test tasks; a strategy may train on other ways
-    (ProtoNets' ``train_ways``). For sinusoids ``shots`` is K (points per task) and ``ways`` is
-    unused.
-    """
-
-    dataset: Literal["sinusoid", "omniglot", "folder"] = "sinusoid"
-    path: str | None = None  # the user's folder or CSV/.npz table, for dataset "folder"
-    ways: int = 5
-    shots: int = 1
-    queries: int = 15
-    # Omniglot: "vinyals" (MAML's 1200 shuffled characters, the rest test) or "lake"
-    # (background vs evaluation alphabets); folders always use a random class split.
-    split: Literal["vinyals", "lake"] = "vinyals"
-    meta_train_classes: int = 1200  # vinyals/folder: classes for training + validation
-    val_classes: int = 100  # vinyals/folder: the validation part of meta_train_classes
-    split_seed: int = 0  # fixes the class split, so it is the same on every machine
-    rotations: bool = True  # Omniglot: rotated training characters as new classes
-    image_size: int = 28
-
-
-@dataclass(frozen=True)
 class ModelConfig:
-    """The backbone: ``auto`` is conv4 for images and the 40-40 MLP for vectors."""
+    """The backbone: ``auto`` is conv4 for images, textcnn for sentences, else the 40-40 MLP."""
 
-    name: Literal["auto", "conv4", "mlp"] = "auto"
+    name: Literal["auto", "conv4", "mlp", "textcnn"] = "auto"
     width: int = 64  # conv4 channels per block
     depth: int = 4  # conv4 blocks
 
@@ -210,6 +187,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
         strategy_config=dataclasses.asdict(strat),
         optimizer=dataclasses.replace(opt, name=name, schedule=schedule, decay_every=decay, lr=lr),
         meta_batch=batch,
+        data=resolve_data(cfg.data),
     )
     _check_ranges(out)
     return out
@@ -234,9 +212,6 @@ def _check_ranges(cfg: RunConfig) -> None:
         "test_tasks": cfg.test_tasks,
         "log_every": cfg.log_every,
         "threads": cfg.threads or 1,
-        "data.ways": cfg.data.ways,
-        "data.shots": cfg.data.shots,
-        "data.image_size": cfg.data.image_size,
         "model.width": cfg.model.width,
         "model.depth": cfg.model.depth,
     }
@@ -247,8 +222,6 @@ def _check_ranges(cfg: RunConfig) -> None:
         seconds = getattr(cfg, key)
         if seconds is not None and not seconds > 0:
             raise ConfigError(f"Setting {key!r} must be > 0 seconds or null, got {seconds}.")
-    if cfg.data.queries < 1:
-        raise ConfigError(f"Setting 'data.queries' must be at least 1, got {cfg.data.queries}.")
     lr = cfg.optimizer.lr or 0.0
     if not lr > 0:
         raise ConfigError(f"Setting 'optimizer.lr' must be > 0, got {cfg.optimizer.lr}.")
@@ -261,8 +234,6 @@ def _check_ranges(cfg: RunConfig) -> None:
             f"seed ({cfg.seed}), val_seed ({cfg.val_seed}) and test_seed ({cfg.test_seed}) must "
             "differ, or validation and test tasks could repeat training tasks."
         )
-    if cfg.data.dataset == "folder" and not cfg.data.path:
-        raise ConfigError("data.dataset 'folder' needs data.path: a class-folder tree or a table.")
 
 
 def _parse_value(text: str) -> Any:

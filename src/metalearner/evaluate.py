@@ -26,6 +26,7 @@ from torch import Tensor
 from metalearner.config import RunConfig
 from metalearner.devices import threads, torch_device
 from metalearner.distributed import Backend, Group, joined
+from metalearner.errors import ConfigError
 from metalearner.runs import EVAL, checkpoint_path, load_state, read_run_config
 from metalearner.strategies import Params, Strategy
 from metalearner.tasks import TaskSet, iter_batches
@@ -160,6 +161,7 @@ def evaluate(
     which: str = "best",
     device: str | None = None,
     backend: Backend = "auto",
+    split: str | None = None,
 ) -> EvalResult:
     """Scores a run's checkpoint on its fixed test tasks and writes ``eval.json`` into the run.
 
@@ -174,9 +176,13 @@ def evaluate(
             a machine without one.
         backend: under torchrun, the ``torch.distributed`` backend; each rank scores its share
             of the tasks, every rank gets the whole result and rank 0 writes ``eval.json``.
+        split: score on the test classes of another split of the run's data with the same
+            meta-training classes (FewRel: ``pubmed`` for a ``wiki`` run, a cross-domain test);
+            the result goes to ``eval-<split>.json`` and ``eval.json`` is left as it is.
 
     Raises:
         DataError: ``run_dir`` is not a run folder, has no checkpoint, or its data is missing.
+        ConfigError: ``split`` is not a split of the run's dataset, or trains on other classes.
 
     Example:
         >>> result = evaluate("runs/sinusoid-maml-k10", num_tasks=600)
@@ -184,10 +190,32 @@ def evaluate(
         mse 0.0123 ± 0.0021 (600 tasks)
     """
     cfg = read_run_config(Path(run_dir))
+    out = EVAL
+    if split is not None and split != cfg.data.split:
+        cfg = _other_split(cfg, split)
+        out = f"eval-{split}.json"
     if device is not None:
         cfg = dataclasses.replace(cfg, device=torch_device(device).type)  # type: ignore[arg-type]
     with threads(cfg.threads), joined(cfg.device, backend) as group:
-        return _evaluate(cfg, Path(run_dir), num_tasks, steps, curve, data_dir, which, group)
+        return _evaluate(cfg, Path(run_dir), num_tasks, steps, curve, data_dir, which, group, out)
+
+
+# Splits that keep the run's meta-training classes (and so its vocabulary), changing only the
+# test classes: a model trained on the first is scored on the second without retraining.
+_SAME_TRAINING = {("fewrel", "wiki", "pubmed"), ("fewrel", "pubmed", "wiki")}
+
+
+def _other_split(cfg: RunConfig, split: str) -> RunConfig:
+    from metalearner.config_data import resolve_data
+
+    d = cfg.data
+    data = resolve_data(dataclasses.replace(d, split=split))  # type: ignore[arg-type]
+    if (d.dataset, d.split, split) not in _SAME_TRAINING:
+        raise ConfigError(
+            f"A {d.dataset} run trained on split {d.split!r} cannot be scored on split "
+            f"{split!r}, which meta-trains on other classes; train a run on {split!r} instead."
+        )
+    return dataclasses.replace(cfg, data=data)
 
 
 def _evaluate(
@@ -199,6 +227,7 @@ def _evaluate(
     data_dir: Path | None,
     which: str,
     group: Group,
+    out: str = EVAL,
 ) -> EvalResult:
     from metalearner.experiment import build_experiment
 
@@ -233,5 +262,5 @@ def _evaluate(
     payload = asdict(result) | {"line": result.line(), "test_seed": cfg.test_seed}
     payload |= {"device": cfg.device, "precision": cfg.precision}
     if group.is_main:
-        (folder / EVAL).write_text(json.dumps(payload, indent=2) + "\n")
+        (folder / out).write_text(json.dumps(payload, indent=2) + "\n")
     return result

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from metalearner.config import RunConfig
+from metalearner.config_data import class_counts
 from metalearner.errors import ConfigError
 from metalearner.models import build_model
 from metalearner.strategies import Strategy, build, get_strategy
@@ -80,7 +81,7 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
         val: TaskSource = tasks
         test: TaskSource = tasks
         input_shape: tuple[int, ...] = (1,)
-        out_features, images = 1, False
+        out_features, images, text = 1, False, False
         num_classes: int | None = None
         meta |= {"preprocessing": {}, "class_names": []}
     else:
@@ -97,15 +98,19 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
         input_shape = tuple(int(s) for s in data.x.shape[1:])
         num_classes = train_data.num_classes
         out_features, images = d.ways, len(input_shape) == 3
+        text = data.preprocessing.get("kind") == "text"
         meta |= {
             "preprocessing": dict(data.preprocessing),
             "class_names": list(data.class_names),
             "split": {k: v.tolist() for k, v in (("val", split.val), ("test", split.test))},
         }
-    name = cfg.model.name if cfg.model.name != "auto" else ("conv4" if images else "mlp")
+    auto = "conv4" if images else ("textcnn" if text else "mlp")
+    name = cfg.model.name if cfg.model.name != "auto" else auto
     options: dict[str, Any] = {}
     if name == "conv4":
         options = {"width": cfg.model.width, "depth": cfg.model.depth}
+    elif name == "textcnn" and text:  # the embedding has a row per word of the vocabulary
+        options = {"vocab_size": len(meta["preprocessing"]["vocabulary"])}
     model = build_model(name, input_shape, out_features, generator=cfg.seed, **options)
     settings = dict(cfg.strategy_config)
     # Transfer baselines pretrain a head over every class id of the training data.
@@ -125,15 +130,25 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
 
 def _labeled(cfg: RunConfig, data_dir: Path | None) -> tuple[Any, ClassSplit]:
     d = cfg.data
+    meta_train, val = class_counts(d)
+    if d.dataset == "fewrel":
+        from metalearner.tasks.datasets.fewrel import load_fewrel
+
+        return load_fewrel(
+            data_dir,
+            split=d.split or "wiki",
+            meta_train=meta_train,
+            val=val,
+            seed=d.split_seed,
+            max_length=d.max_length,
+        )
     if d.dataset == "omniglot":
         from metalearner.tasks.datasets.omniglot import lake_split, load_omniglot, vinyals_split
 
         omniglot = load_omniglot(data_dir, size=d.image_size)
         if d.split == "lake":
             return omniglot.data, lake_split(omniglot, seed=d.split_seed)
-        split = vinyals_split(
-            omniglot, seed=d.split_seed, meta_train=d.meta_train_classes, val=d.val_classes
-        )
+        split = vinyals_split(omniglot, seed=d.split_seed, meta_train=meta_train, val=val)
         return omniglot.data, split
     from metalearner.tasks.datasets.registry import load_user_data
 
@@ -143,13 +158,13 @@ def _labeled(cfg: RunConfig, data_dir: Path | None) -> tuple[Any, ClassSplit]:
     if not path.is_absolute() and data_dir is not None and not path.exists():
         path = data_dir / path
     data = load_user_data(path)
-    train = d.meta_train_classes - d.val_classes
-    if d.meta_train_classes >= data.num_classes or train < 1:
+    train = meta_train - val
+    if meta_train >= data.num_classes or train < 1:
         raise ConfigError(
             f"{data.name} has {data.num_classes} classes; set data.meta_train_classes below "
             "that (and above data.val_classes) so some classes are left for testing."
         )
-    return data, random_split(data.num_classes, train=train, val=d.val_classes, seed=d.split_seed)
+    return data, random_split(data.num_classes, train=train, val=val, seed=d.split_seed)
 
 
 def _has_field(strategy: str, name: str) -> bool:

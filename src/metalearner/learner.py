@@ -47,11 +47,13 @@ from metalearner.runs import checkpoint_path
 from metalearner.strategies import Params, Predictor, Strategy, build
 from metalearner.tasks import to_float
 from metalearner.tasks.datasets.images import ImageSettings, decode_image
+from metalearner.textfiles import encode_records
 
 Inputs = Any
 """A sequence of image paths, bytes or PIL images (image models; converted as in training), or
 a tensor/array ``[M, *input_shape]``: ``uint8`` images are scaled to ``[0, 1]`` as in training,
-floats are taken as already scaled; rows of feature values for table and regression models."""
+floats are taken as already scaled; rows of feature values for table and regression models;
+for text models records ``{"tokens", "h", "t"}`` (:mod:`metalearner.textfiles`) or ids."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class Learner:
         kind: ``"classification"`` or ``"regression"``.
         max_ways: the most classes a task may have (the head's outputs), or ``None`` for any
             number (ProtoNets: the head is the prototypes).
+        text: whether the model reads sentences (:mod:`metalearner.textfiles`).
     """
 
     def __init__(self, checkpoint: Checkpoint, config: RunConfig, device: torch.device):
@@ -135,6 +138,7 @@ class Learner:
         self.kind = "regression" if self.meta.get("dataset") == "sinusoid" else "classification"
         self.max_ways = int(out_features) if "head.weight" in self.params else None
         self.preprocessing: dict[str, Any] = dict(self.meta.get("preprocessing", {}))
+        self.text = self.preprocessing.get("kind") == "text"  # sentences: [3, L] ids
 
     @property
     def images(self) -> bool:
@@ -149,6 +153,7 @@ class Learner:
         """
         if isinstance(x, (str, Path, bytes)):
             x = [x]  # one file is a list of one
+        x = encode_records(x, self.preprocessing) if self.text else x  # records: as in training
         if self.images and _is_file_list(x):
             settings = _image_settings(self.preprocessing)
             decoded = [_decode(item, settings) for item in x]
@@ -172,7 +177,7 @@ class Learner:
                 f"The {what} set has shape {list(tensor.shape)}; this model takes a non-empty "
                 f"batch of {shape} inputs{hint}."
             )
-        return to_float(tensor).to(self.device)
+        return (tensor.long() if self.text else to_float(tensor)).to(self.device)
 
     def adapt(
         self, support_x: Inputs, support_y: Sequence[Any], *, steps: int | None = None

@@ -14,7 +14,8 @@ References:
     Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017
     (conv4 and the 40-40 MLP). Vinyals et al., "Matching Networks for One Shot Learning",
     NeurIPS 2016 (the conv4 embedding). Nichol et al., "On First-Order Meta-Learning
-    Algorithms", 2018 (transductive BatchNorm, section 6).
+    Algorithms", 2018 (transductive BatchNorm, section 6). Han et al., "FewRel", EMNLP 2018
+    (textcnn, in :mod:`metalearner.textcnn`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearner.errors import ConfigError
+from metalearner.textcnn import TextCNN, textcnn_size
 
-MODELS = ("conv4", "mlp")
+MODELS = ("conv4", "mlp", "textcnn")
 
 _FUSED_NORM: ContextVar[bool] = ContextVar("metalearner_fused_norm", default=False)
 
@@ -190,13 +192,15 @@ def build_model(
     so building a model never touches the global RNG.
 
     Args:
-        name: ``"conv4"`` (``input_shape`` is ``(C, H, W)``) or ``"mlp"`` (``(D,)``).
+        name: ``"conv4"`` (``input_shape`` is ``(C, H, W)``), ``"mlp"`` (``(D,)``) or
+            ``"textcnn"`` (``(3, L)`` token and position ids).
         input_shape: shape of one example.
         out_features: ways N for classification, 1 for scalar regression.
         generator: a ``torch.Generator`` or an integer seed.
         dtype: parameter dtype.
-        **options: ``width``/``depth`` for conv4; ``hidden`` is not accepted here (use
-            :func:`mlp` directly for other widths).
+        **options: ``width``/``depth`` for conv4; ``vocab_size`` (required) and
+            ``word_dim``/``position_dim``/``filters`` for textcnn; ``hidden`` is not accepted
+            here (use :func:`mlp` directly for other widths).
 
     Raises:
         ConfigError: for an unknown name, a wrong input shape or an unknown option.
@@ -206,7 +210,11 @@ def build_model(
         >>> net(torch.zeros(10, 1, 28, 28)).shape
         torch.Size([10, 5])
     """
-    allowed = {"conv4": {"width", "depth"}, "mlp": set()}
+    allowed = {
+        "conv4": {"width", "depth"},
+        "mlp": set(),
+        "textcnn": {"vocab_size", "word_dim", "position_dim", "filters"},
+    }
     if name not in allowed:
         raise ConfigError(f"Unknown model {name!r}; use one of {', '.join(MODELS)}.")
     unknown = set(options) - allowed[name]
@@ -214,14 +222,20 @@ def build_model(
         raise ConfigError(f"Model {name!r} has no option {sorted(unknown)[0]!r}.")
     if out_features < 1:
         raise ConfigError(f"out_features={out_features}: a model needs at least one output.")
-    want = 3 if name == "conv4" else 1
-    if len(input_shape) != want or min(input_shape) < 1:
+    want = {"conv4": 3, "mlp": 1, "textcnn": 2}[name]
+    if name == "textcnn":
+        vocab, length = textcnn_size(input_shape, options)
+    elif len(input_shape) != want or min(input_shape) < 1:
         raise ConfigError(
             f"Model {name!r} takes inputs of {want} dimension(s), got shape {tuple(input_shape)}."
         )
     with torch.device("meta"):
         if name == "conv4":
             net = conv4(input_shape[0], (input_shape[1], input_shape[2]), out_features, **options)
+        elif name == "textcnn":
+            sizes = {k: v for k, v in options.items() if k != "vocab_size"}
+            text = TextCNN(vocab, length, **sizes)
+            net = Network(text, text.conv.out_channels, out_features)
         else:
             net = mlp(input_shape[0], out_features)
     net = net.to_empty(device="cpu").to(dtype)
@@ -247,11 +261,16 @@ def reset_parameters(module: nn.Module, *, generator: torch.Generator | int) -> 
 
 def _initialise(module: nn.Module, params: dict[str, Tensor], g: torch.Generator) -> None:
     # Conv weights: Glorot uniform, biases zero (MAML's reference code); linear layers: PyTorch's
-    # default U(-1/sqrt(fan_in), 1/sqrt(fan_in)); norms: identity.
+    # default U(-1/sqrt(fan_in), 1/sqrt(fan_in)); norms: identity; embeddings: PyTorch's N(0, 1)
+    # with the padding row zero.
     with torch.no_grad():
         for prefix, layer in module.named_modules():
             p = f"{prefix}." if prefix else ""
-            if isinstance(layer, nn.Conv2d):
+            if isinstance(layer, nn.Embedding):
+                nn.init.normal_(params[p + "weight"], generator=g)
+                if layer.padding_idx is not None:
+                    params[p + "weight"][layer.padding_idx].zero_()
+            elif isinstance(layer, nn.Conv1d | nn.Conv2d):
                 nn.init.xavier_uniform_(params[p + "weight"], generator=g)
                 if layer.bias is not None:
                     params[p + "bias"].zero_()

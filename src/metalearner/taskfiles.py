@@ -5,7 +5,8 @@ with a label column. Query: a folder (of images, or of class sub-folders when th
 known), image files, or a CSV with or without the label column. What a CSV holds depends on the
 model: feature columns for a model trained on a table (the same columns as in training, any
 order), one column of image paths (relative to the CSV) for an image model, one input column
-for a regression model.
+for a regression model. A text model reads sentences from a CSV or JSON-lines file
+(:mod:`metalearner.textfiles`).
 """
 
 from __future__ import annotations
@@ -50,9 +51,13 @@ def read_support(path: Path, learner: Learner, *, label: str = "label") -> TaskF
     """
     files = read_items([path], learner, label=label, what="support")
     if files.labels is None:
+        kind = (
+            "a CSV or JSON-lines file"
+            if learner.text
+            else "a folder with one sub-folder per class, or a CSV"
+        )
         raise DataError(
-            f"The support set {path} has no labels; give a folder with one sub-folder per "
-            f"class, or a CSV with a {label!r} column."
+            f"The support set {path} has no labels; give {kind} with a {label!r} column."
         )
     return files
 
@@ -70,6 +75,10 @@ def read_items(
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise DataError(f"The {what} path {missing[0]} does not exist; check its spelling.")
+    if learner.text:
+        from metalearner.textfiles import read_text_items
+
+        return TaskFiles(*read_text_items(paths, learner.preprocessing, label=label, what=what))
     if len(paths) == 1 and paths[0].suffix.lower() == ".csv":
         return _read_csv(paths[0], learner, label, what)
     if len(paths) == 1 and paths[0].is_dir():

@@ -171,6 +171,6 @@ def _cross(
                 cis.append(scale * score.ci95)
         ax.bar(xs, means, width, yerr=cis, capsize=3, label=r.strategy, color=colours[r.strategy])
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(sections))], sections)
-    ax.set(ylabel=label, title="cross-domain: unseen alphabets")
+    ax.set(ylabel=label, title="cross-domain tasks")
     ax.legend(fontsize=7)
     return _save(fig, folder / "cross.png", "Scores on tasks from other domains (95% CI).")

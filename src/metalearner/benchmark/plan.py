@@ -70,21 +70,22 @@ class BenchmarkPlan:
     """One comparison: the strategies, the tasks they are scored on, the budget, the sections.
 
     Attributes:
-        dataset: ``omniglot``, ``folder`` (with ``path``) or ``sinusoid``.
+        dataset: ``omniglot``, ``fewrel``, ``folder`` (with ``path``) or ``sinusoid``.
         strategies: names from ``metalearner.strategies.available()``.
         budget: per strategy, e.g. ``10m`` or ``2000steps`` (see :func:`parse_budget`).
         tasks: fixed test tasks of the main table (the papers' 600).
         sweep_tasks: fixed test tasks of each point of the curves and sweeps.
         sweep_shots: K of the score-vs-shots figure (those the data has room for).
         label_noise: fractions of flipped support labels of the noise sweep (empty: off).
-        cross_domain: Omniglot only: train on the background alphabets (``split: lake``) and
-            add within-alphabet tasks and Lake's 20-way runs (costly: off by default).
+        cross_domain: Omniglot: train on the background alphabets (``split: lake``) and add
+            within-alphabet tasks and Lake's 20-way runs; FewRel: also score the wiki-trained
+            models on the PubMed relations (``split: pubmed``). Costly: off by default.
         workers: strategies trained at once, each on ``cores / workers`` threads.
         overrides: ``key=value`` settings applied to every strategy's run config.
         strategy_overrides: per strategy, ``key=value`` settings applied after those.
     """
 
-    dataset: Literal["omniglot", "folder", "sinusoid"] = "omniglot"
+    dataset: Literal["omniglot", "fewrel", "folder", "sinusoid"] = "omniglot"
     path: str | None = None
     ways: int = 5
     shots: int = 1
@@ -123,8 +124,11 @@ class BenchmarkPlan:
             raise ConfigError("label_noise holds fractions: use values from 0 to 1.")
         if any(k < 1 for k in self.sweep_shots):
             raise ConfigError("sweep_shots must all be at least 1.")
-        if self.cross_domain and self.dataset != "omniglot":
-            raise ConfigError("cross_domain needs Omniglot (background vs evaluation alphabets).")
+        if self.cross_domain and self.dataset not in ("omniglot", "fewrel"):
+            raise ConfigError(
+                "cross_domain needs Omniglot (background vs evaluation alphabets) or FewRel "
+                "(Wikipedia vs PubMed relations)."
+            )
         if self.dataset == "folder" and not self.path:
             raise ConfigError("dataset 'folder' needs path: a class-folder tree or a table.")
         parse_budget(self.budget)
@@ -177,7 +181,7 @@ class BenchmarkPlan:
         ]
         if self.dataset == "folder":
             sets.append(f"data.path={self.path}")
-        if self.cross_domain:
+        if self.cross_domain and self.dataset == "omniglot":
             sets.append("data.split=lake")
         if budget.seconds is not None:
             # Enough steps that only the clock stops training; ~6 validations per run (each

@@ -21,7 +21,7 @@ from .figures import Drawn, draw_all
 from .plan import BenchmarkPlan
 from .scoring import StrategyResult
 from .stats import all_pairs
-from .suite import LAKE, WITHIN
+from .suite import LAKE, PUBMED, WITHIN
 
 Formatter = Callable[[Score | None], str]
 Section = Callable[[StrategyResult], Mapping[Any, Score | None]]
@@ -116,13 +116,14 @@ def build_document(
         _figure(doc, figures, "noise", "Only one noise level was asked for.")
     else:
         doc.add(Paragraph("Not run (label_noise is empty, or the tasks are regression)."))
-    doc.add(Heading("Cross-domain: unseen alphabets", 3))
+    text = plan.dataset == "fewrel"
+    doc.add(Heading(f"Cross-domain: {'PubMed relations' if text else 'unseen alphabets'}", 3))
     if plan.cross_domain:
-        doc.add(Paragraph(_CROSS))
+        doc.add(Paragraph(_CROSS_TEXT if text else _CROSS))
         _sweep(doc, results, lambda r: r.cross, "{}", fmt)
         _figure(doc, figures, "cross")
     else:
-        doc.add(Paragraph("Not run (off by default: pass --cross-domain on Omniglot)."))
+        doc.add(Paragraph("Not run (off by default: pass --cross-domain on Omniglot or FewRel)."))
     doc.add(
         Heading("Settings"),
         Paragraph("As resolved for each strategy (every trained run's config.yaml has all):"),
@@ -154,6 +155,11 @@ _CROSS = (
     f"(a finer distinction). `{LAKE}`: Lake et al.'s 20 within-alphabet 20-way one-shot runs "
     "(20 tasks of 20 queries: a wide CI)."
 )
+_CROSS_TEXT = (
+    "The same models (trained on Wikipedia relations, data.split=wiki) adapted to tasks of "
+    f"FewRel 2.0's 10 PubMed relations (`{PUBMED}`): biomedical sentences whose words are mostly "
+    "unknown to the vocabulary of the training sentences."
+)
 
 
 def _formatter(metric: str) -> Formatter:
@@ -179,7 +185,8 @@ def _setup(
     return (
         f"Command: `{command}`",
         f"Data: {plan.dataset}" + (f" ({plan.path})" if plan.path else "")
-        + (", trained on background alphabets (split lake)" if plan.cross_domain else ""),
+        + (", trained on background alphabets (split lake)"
+           if plan.cross_domain and plan.dataset == "omniglot" else ""),
         f"Budget per strategy: {budget} (validation and checkpoints not counted), "
         f"{plan.workers} strategy(ies) at a time on {', '.join(map(str, threads)) or '-'} "
         "CPU thread(s) each",

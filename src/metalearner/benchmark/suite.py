@@ -27,7 +27,7 @@ from metalearner.tasks.regression import FixedTasks
 
 from .plan import BenchmarkPlan
 
-WITHIN, LAKE = "within-alphabet", "lake-20way"
+WITHIN, LAKE, PUBMED = "within-alphabet", "lake-20way", "pubmed"
 
 
 @dataclass
@@ -39,7 +39,7 @@ class TaskSuite:
         sweep: ``plan.sweep_tasks`` tasks of the main shape (the score-vs-steps curve).
         shots: K → tasks with K support examples per class (same queries for every K).
         noise: fraction p → the main K's sweep tasks with p of the support labels flipped.
-        cross: section name → tasks (Omniglot ``cross_domain`` only).
+        cross: section name → tasks (``cross_domain`` only: Omniglot's or FewRel's).
         notes: what was left out and why (a K the data has no room for, say).
     """
 
@@ -100,7 +100,12 @@ def build_suite(
         ).fixed(n, seed=seed)
         for i, p in enumerate(plan.label_noise):
             suite.noise[p] = NoisyLabels(base, p, seed=seed + 1 + i)
-    if plan.cross_domain:
+    if plan.cross_domain and plan.dataset == "fewrel":
+        # The same training relations and vocabulary; only the test relations are PubMed's.
+        pubmed = dataclasses.replace(reference.data, split="pubmed")
+        cross = build_experiment(dataclasses.replace(reference, data=pubmed), data_dir=data_dir)
+        suite.cross[PUBMED] = cross.test_tasks(reference, plan.tasks)
+    elif plan.cross_domain:
         suite.cross[WITHIN] = _within_alphabet(source, plan, n, seed)
         suite.cross[LAKE] = _lake_runs(data_dir, reference.data.image_size)
     return suite

@@ -38,7 +38,7 @@ class SearchPlan:
         overrides: ``key=value`` run settings for every trial (``model.width=32``).
     """
 
-    dataset: Literal["omniglot", "folder", "sinusoid"] = "omniglot"
+    dataset: Literal["omniglot", "fewrel", "folder", "sinusoid"] = "omniglot"
     path: str | None = None
     ways: int = 5
     shots: int = 1

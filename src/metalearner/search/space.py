@@ -75,8 +75,10 @@ def default_space(strategy: str, cfg: RunConfig) -> list[Param]:
     if strategy == "protonet":
         space = [outer]
         if cfg.data.dataset != "sinusoid":
-            low = cfg.data.ways
-            space.append(_int("train_ways", "strategy_config.train_ways", low, max(low, 60)))
+            low, high = cfg.data.ways, 60
+            if cfg.data.dataset == "fewrel":  # no more ways than training relations
+                high = min(high, (cfg.data.meta_train_classes or 0) - (cfg.data.val_classes or 0))
+            space.append(_int("train_ways", "strategy_config.train_ways", low, max(low, high)))
         return space
     if strategy in ("finetune", "baselinepp", "nearest-centroid"):
         return [outer, _log("adapt_lr", "strategy_config.adapt_lr", s["adapt_lr"], 0.1, 10)]

@@ -3,7 +3,7 @@
 from metalearner.tasks.augment import with_rotations
 from metalearner.tasks.batch import TaskBatch, TaskSet, TaskSource, concat, iter_batches
 from metalearner.tasks.episodes import EpisodePlan, EpisodeSampler, EpisodeTaskSet
-from metalearner.tasks.labeled import LabeledSet, to_float
+from metalearner.tasks.labeled import LabeledSet, model_input, to_float
 from metalearner.tasks.noise import NoisyLabels
 from metalearner.tasks.regression import FixedTasks, SinusoidTasks
 from metalearner.tasks.splits import ClassSplit, random_split
@@ -22,6 +22,7 @@ __all__ = [
     "TaskSource",
     "concat",
     "iter_batches",
+    "model_input",
     "random_split",
     "to_float",
     "with_rotations",

@@ -18,7 +18,8 @@ class TaskBatch:
     whole meta-batch one object that moves between devices in one call.
 
     Attributes:
-        support_x: ``[T, S, ...]`` support inputs (images ``[C, H, W]`` or feature vectors).
+        support_x: ``[T, S, ...]`` support inputs (images ``[C, H, W]``, feature vectors, or
+            ``int64`` sentences ``[3, L]`` of token and position ids).
         support_y: ``[T, S]`` support targets: labels ``0..N-1`` (int64) for classification,
             real values for regression.
         query_x: ``[T, Q, ...]`` query inputs.

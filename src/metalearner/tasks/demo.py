@@ -6,6 +6,7 @@ The README's main command starts here, so a fresh install does something real wi
 from __future__ import annotations
 
 from pathlib import Path
+from textwrap import fill
 
 import matplotlib
 
@@ -18,6 +19,7 @@ from rich.table import Table
 from metalearner.tasks.batch import TaskBatch
 from metalearner.tasks.labeled import LabeledSet
 from metalearner.tasks.regression import SinusoidTasks
+from metalearner.tasks.text import decode, from_preprocessing, is_text
 
 
 def sinusoid_demo(
@@ -74,6 +76,7 @@ def episode_demo(data: LabeledSet, batch: TaskBatch, *, out: Path, console: Cons
         names = [f"{j}: {data.class_names[c]}" for j, c in enumerate(batch.classes[t].tolist())]
         table.add_row(str(t), ", ".join(names))
     console.print(table)
+    vocab = from_preprocessing(data.preprocessing)[0] if is_text(data.preprocessing) else None
     cols = batch.support_x.shape[1]
     fig, axes = plt.subplots(
         batch.num_tasks, cols, figsize=(1.4 * cols, 1.5 * batch.num_tasks), squeeze=False
@@ -82,7 +85,10 @@ def episode_demo(data: LabeledSet, batch: TaskBatch, *, out: Path, console: Cons
         for s in range(cols):
             ax = axes[t][s]
             image = batch.support_x[t, s]
-            if image.dim() == 3:
+            if vocab is not None:  # a sentence: its words as the model sees them
+                ax.text(0, 0.5, fill(decode(image, vocab), 28), fontsize=5, va="center")
+                ax.axis("off")
+            elif image.dim() == 3:
                 ax.imshow(image.permute(1, 2, 0).squeeze(-1), cmap="gray_r")
                 ax.set_xticks([])
                 ax.set_yticks([])

@@ -17,8 +17,9 @@ class LabeledSet:
     An episode is then an index gather, never file I/O (DESIGN.md rule 4).
 
     Attributes:
-        x: ``[M, ...]`` examples: ``uint8`` images ``[C, H, W]`` (ink high, background 0) or
-            ``float32`` feature vectors ``[D]``.
+        x: ``[M, ...]`` examples: ``uint8`` images ``[C, H, W]`` (ink high, background 0),
+            ``float32`` feature vectors ``[D]``, or ``int64`` sentences ``[3, L]`` (token and
+            position ids, :mod:`metalearner.tasks.text`).
         y: ``[M]`` int64 class ids in ``0..len(class_names)-1``.
         class_names: one readable name per class (e.g. ``"Greek/character03"``).
         groups: one group name per class (Omniglot's alphabet), or empty when there are none.
@@ -92,3 +93,11 @@ def to_float(x: Tensor) -> Tensor:
     if x.dtype == torch.uint8:
         return x.to(torch.float32).div_(255.0)
     return x.to(torch.float32)
+
+
+def model_input(x: Tensor) -> Tensor:
+    """Model input from stored examples: as :func:`to_float`, but ``int64`` ids stay ids.
+
+    Token and position ids index embeddings, so sentences reach the model as ``int64``.
+    """
+    return x if x.dtype == torch.int64 else to_float(x)

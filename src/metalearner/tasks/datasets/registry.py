@@ -12,7 +12,7 @@ from metalearner.tasks.datasets.omniglot import load_omniglot, vinyals_split
 from metalearner.tasks.episodes import EpisodeSampler
 from metalearner.tasks.labeled import LabeledSet
 
-DATASETS = ("sinusoid", "omniglot", "folder")
+DATASETS = ("sinusoid", "omniglot", "folder", "fewrel")
 """Names ``--dataset`` accepts."""
 
 
@@ -35,10 +35,15 @@ def load_for_demo(
 ) -> tuple[LabeledSet, EpisodeSampler]:
     """The labeled set and an episode sampler for ``metalearner tasks demo``.
 
-    Omniglot episodes come from its meta-test classes (Vinyals split), a user's data from all of
-    its classes.
+    Omniglot and FewRel episodes come from their meta-test classes (Vinyals split, wiki split),
+    a user's data from all of its classes.
     """
-    if dataset == "omniglot":
+    if dataset == "fewrel":
+        from metalearner.tasks.datasets.fewrel import load_fewrel
+
+        data, split = load_fewrel(data_dir)
+        classes = split.test
+    elif dataset == "omniglot":
         omniglot = load_omniglot(data_dir, download=download)
         split = vinyals_split(omniglot)
         data, classes = omniglot.data, split.test
