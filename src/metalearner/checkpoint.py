@@ -78,6 +78,7 @@ def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[str
     tmp.mkdir()
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     save_file(cpu, str(tmp / TENSORS))
+    _fsync_file(tmp / TENSORS)  # on disk before the rename makes it the checkpoint
     full = {**meta, "format": FORMAT, "versions": versions(), "sha256": _sha256(tmp / TENSORS)}
     _write_json(tmp / META, full)
     _fsync_dir(tmp)
@@ -150,6 +151,11 @@ def _write_json(file: Path, data: Mapping[str, Any]) -> None:
     with open(file, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_file(file: Path) -> None:
+    with open(file, "rb+") as f:
         os.fsync(f.fileno())
 
 

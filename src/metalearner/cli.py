@@ -19,6 +19,7 @@ from rich.console import Console
 
 from metalearner.cli_adapt import adapt_cmd
 from metalearner.cli_benchmark import benchmark_cmd
+from metalearner.cli_rl import rl_app
 from metalearner.cli_search import search_cmd
 from metalearner.errors import ConfigError, MetalearnerError
 
@@ -290,6 +291,7 @@ def quickstart_cmd(
 app.command("adapt")(adapt_cmd)
 app.command("benchmark")(benchmark_cmd)
 app.command("search")(search_cmd)
+app.add_typer(rl_app, name="rl")
 
 
 def main() -> None:

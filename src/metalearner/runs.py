@@ -9,6 +9,7 @@ run exactly where it was, so a resumed run ends bit-identical to one never inter
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,7 @@ def create_run(folder: Path, cfg: RunConfig) -> None:
             f"{folder} already holds a run; pass --resume to continue it or choose another --out."
         )
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG).write_text(to_yaml(cfg))
+    write_atomic(folder / CONFIG, to_yaml(cfg))
 
 
 def read_run_config(folder: Path) -> RunConfig:
@@ -167,7 +168,18 @@ def truncate_metrics(folder: Path, step: int) -> None:
         for line in file.read_text().splitlines()
         if line.strip() and _step_of(line) is not None and (_step_of(line) or 0) <= step
     ]
-    file.write_text("".join(line + "\n" for line in kept))
+    write_atomic(file, "".join(line + "\n" for line in kept))
+
+
+def write_atomic(file: Path, text: str) -> None:
+    """Writes ``text`` to ``file`` through a temporary file and a rename: a kill mid-write
+    leaves the old file whole, never half of the new one."""
+    tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, file)
 
 
 def read_metrics(folder: Path) -> list[dict[str, Any]]:

@@ -1,0 +1,210 @@
+"""Every setting of a meta-RL run in one frozen dataclass, with the MAML paper's defaults.
+
+``--set key=value`` overrides are parsed as YAML values and checked against the field types
+(:mod:`metalearner.typecheck`, shared with the supervised configs). Settings left ``null`` are
+filled from the task family (meta-batch 20 and horizon 100 for navigation, 40 and 200 for
+HalfCheetah) when the config is resolved, so a run folder's ``config.yaml`` states every value
+the run used.
+
+References:
+    Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017,
+    appendix A.2 (inner step 0.1, 20 trajectories per task, TRPO with KL 0.01). Schulman et al.,
+    "Trust Region Policy Optimization", ICML 2015 (conjugate gradient, line search).
+    Schulman et al., "Proximal Policy Optimization Algorithms", 2017 (ε = 0.2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from metalearner.errors import ConfigError, DataError
+from metalearner.rl.families import get_family
+from metalearner.runs import write_atomic
+from metalearner.typecheck import describe_type, match_type
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """One meta-RL run: task family, strategy, inner and outer loop, evaluation, bookkeeping."""
+
+    env: Literal["navigation2d", "halfcheetah-vel", "halfcheetah-dir"] = "navigation2d"
+    # maml: meta-learn the initialisation. pretrain: the baseline trained on all tasks jointly
+    # (the outer optimiser on pooled trajectories of random tasks, no adaptation in training).
+    method: Literal["maml", "pretrain"] = "maml"
+    outer: Literal["trpo", "ppo"] = "trpo"  # the meta-optimiser (ppo: cheaper, first-order)
+    iterations: int = 500  # meta-iterations (pytorch-maml-rl's 2D navigation run: 500)
+    # Seconds of training (rollouts and updates; not checkpoints) after which the run stops
+    # and saves as at its last iteration; null: iterations only.
+    time_budget: float | None = None
+    meta_batch: int | None = None  # tasks per iteration; null: the family's (20 / 40)
+    trajectories: int = 20  # per task, before and after each inner step
+    horizon: int | None = None  # steps per episode; null: the family's (100 / 200)
+    hidden: tuple[int, int] = (100, 100)  # the policy MLP's widths (ReLU)
+    init_log_std: float = 0.0  # the policy starts with σ = 1 on every action dimension
+    inner_lr: float = 0.1  # α of the policy-gradient inner step
+    inner_steps: int = 1  # inner steps during meta-training, each on fresh trajectories
+    # Treat inner gradients as constants (no second-order term); null: true for ppo only.
+    first_order: bool | None = None
+    gamma: float = 0.99  # discount
+    gae_lambda: float = 1.0  # GAE λ (1: discounted return minus the linear baseline)
+    baseline_reg: float = 1e-5  # ridge coefficient of the linear feature baseline
+    normalize_advantages: bool = True  # zero mean, unit variance within each task
+    max_kl: float = 0.01  # TRPO's trust region δ
+    cg_iters: int = 10  # conjugate-gradient iterations
+    cg_damping: float = 0.01  # added to the KL Hessian for the solve
+    ls_backtrack: float = 0.5  # the line search's shrink factor
+    ls_steps: int = 15  # the line search's tries
+    ppo_clip: float = 0.2  # PPO's ε
+    ppo_epochs: int = 5  # Adam steps per iteration on the same trajectories
+    ppo_lr: float = 3e-4  # Adam's step size
+    eval_steps: int = 3  # adaptation steps scored by `rl evaluate`
+    test_tasks: int = 40  # fixed evaluation tasks (same seed for every policy compared)
+    test_seed: int = 2002
+    seed: int = 0  # initialisation, training tasks, rollout seeds and action noise
+    save_every: int = 10  # iterations between checkpoints (also every 2 minutes, and at the end)
+    # Also train the pretrained baseline (same settings, budget and environment steps per
+    # iteration, method=pretrain) into <run>/pretrain after the MAML run.
+    baselines: bool = False
+    # CPU threads per op (null: PyTorch's default). One by default: the policy's matrices are
+    # small, and where another process holds a core, two spinning threads made an iteration 7x
+    # slower (4.9 s vs 35 s for navigation on the 2-core CPU).
+    threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        positive = ["iterations", "trajectories", "inner_steps", "cg_iters", "ls_steps"]
+        positive += ["ppo_epochs", "test_tasks", "save_every"]
+        for name in positive:
+            _at_least(name, getattr(self, name), 1)
+        for name in ("meta_batch", "horizon", "threads"):
+            if getattr(self, name) is not None:
+                _at_least(name, getattr(self, name), 1)
+        _at_least("hidden", min(self.hidden), 1)
+        _at_least("eval_steps", self.eval_steps, 0)
+        for name in ("inner_lr", "max_kl", "ppo_clip", "ppo_lr", "baseline_reg"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise ConfigError(f"Setting {name!r} must be > 0, got {getattr(self, name)}.")
+        for name in ("gamma", "gae_lambda", "ls_backtrack"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"Setting {name!r} must be in (0, 1], got {getattr(self, name)}.")
+        if not (self.cg_damping >= 0 and math.isfinite(self.cg_damping)):
+            raise ConfigError(f"Setting 'cg_damping' must be >= 0, got {self.cg_damping}.")
+        if not math.isfinite(self.init_log_std):
+            raise ConfigError(f"Setting 'init_log_std' must be finite, got {self.init_log_std}.")
+        if self.time_budget is not None and not (
+            self.time_budget > 0 and math.isfinite(self.time_budget)
+        ):
+            raise ConfigError(
+                f"Setting 'time_budget' must be > 0 seconds or null, got {self.time_budget}."
+            )
+        # Training tasks come from seed + 1's stream (θ₀ takes seed's), test tasks from
+        # test_seed's and their rollouts from test_seed + 1's: no two may be the same stream.
+        if self.test_seed in (self.seed, self.seed + 1):
+            raise ConfigError(
+                f"test_seed ({self.test_seed}) must differ from seed ({self.seed}) and seed + 1, "
+                "or the test tasks would repeat training tasks."
+            )
+
+    @property
+    def tasks_per_iteration(self) -> int:
+        """Tasks collected per iteration: MAML's meta-batch, or as many environment steps for
+        the pretrained baseline (one batch of trajectories per task and inner step, pooled)."""
+        batch = self.meta_batch or 1
+        return batch * (self.inner_steps + 1) if self.method == "pretrain" else batch
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(f"Setting {name!r} must be at least {low}, got {value}.")
+
+
+def resolve(cfg: RLConfig) -> RLConfig:
+    """Fills ``null`` settings from the task family and the outer loop."""
+    family = get_family(cfg.env)
+    return dataclasses.replace(
+        cfg,
+        meta_batch=cfg.meta_batch or family.meta_batch,
+        horizon=cfg.horizon or family.horizon,
+        first_order=cfg.first_order if cfg.first_order is not None else cfg.outer == "ppo",
+    )
+
+
+def from_mapping(data: Mapping[str, Any]) -> RLConfig:
+    """An :class:`RLConfig` from a mapping, every key and value type checked.
+
+    Raises:
+        ConfigError: an unknown key, or a value of the wrong type or out of range.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError("An RL config must be a mapping of settings.")
+    hints = typing.get_type_hints(RLConfig)
+    names = [f.name for f in dataclasses.fields(RLConfig)]
+    values = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"Unknown setting {key!r}; use one of {', '.join(names)}.")
+        if key == "env" and isinstance(value, str):
+            get_family(value)  # an unknown name gets the family list, not a type message
+        ok, out = match_type(value, hints[key])
+        if not ok:
+            kind = describe_type(hints[key])
+            raise ConfigError(f"Setting {key!r} must be {kind}, got {value!r}.")
+        values[key] = out
+    return RLConfig(**values)
+
+
+def load_rl_config(env: str, overrides: Sequence[str] = (), seed: int | None = None) -> RLConfig:
+    """The resolved config for ``env`` with ``key=value`` overrides (values parsed as YAML).
+
+    Example:
+        >>> cfg = load_rl_config("navigation2d", ["iterations=50", "outer=ppo"])
+        >>> cfg.meta_batch, cfg.first_order
+        (20, True)
+    """
+    raw: dict[str, Any] = {"env": env}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} is not key=value; write e.g. --set iterations=100.")
+        try:
+            raw[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            raw[key.strip()] = text  # not YAML: the type check says what was expected
+    if seed is not None:
+        raw["seed"] = seed
+    return resolve(from_mapping(raw))
+
+
+def to_dict(cfg: RLConfig) -> dict[str, Any]:
+    """The config as plain YAML/JSON types (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def write_config(path: Path, cfg: RLConfig) -> None:
+    """Writes ``cfg`` as YAML, in field order."""
+    write_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def read_config(path: Path) -> RLConfig:
+    """The resolved config of a run folder's ``config.yaml``.
+
+    Raises:
+        DataError: the file is missing or not YAML.
+    """
+    if not path.is_file():
+        raise DataError(
+            f"{path.parent} is not an RL run folder (it has no {path.name}); give a folder "
+            "written by `metalearner rl train`."
+        )
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        raise DataError(f"{path} is damaged (not YAML); retrain or restore it.") from None
+    return resolve(from_mapping(raw))
