@@ -16,6 +16,7 @@ from metalearner.benchmark.plan import BenchmarkPlan
 from metalearner.benchmark.suite import PUBMED, build_suite
 from metalearner.config import load_config
 from metalearner.errors import DataError
+from metalearner.runs import read_run_config
 from metalearner.train import meta_train
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -142,3 +143,21 @@ def test_benchmark_scores_fewrel_on_pubmed_with_the_training_vocabulary(data: Pa
     assert pubmed.support_x.shape == (4, 5, 3, 40) and len(suite.test) == 4
     with pytest.raises(Exception, match=r"cross_domain needs Omniglot .* or FewRel"):
         BenchmarkPlan(dataset="folder", path="x", cross_domain=True)
+
+
+def test_search_chooses_between_strategies_on_text(data: Path, tmp_path: Path) -> None:
+    from metalearner.search import SearchPlan, finish, search_trials
+
+    plan = SearchPlan(
+        dataset="fewrel", ways=3, queries=1, strategies=("protonet", "finetune"), trials=3,
+        trial_budget="3steps", budget="3steps", val_tasks=4, tasks=4,
+        overrides=("threads=1", "meta_batch=2", "data.queries=1"),  # training queries
+    )  # fmt: skip
+    study = search_trials(plan, tmp_path / "s", data_dir=data, log=lambda _: None)
+    assert len(study.trials) == 3
+    assert all(0.0 <= t.value <= 1.0 for t in study.trials if t.value is not None)
+    result = finish(plan, tmp_path / "s", data_dir=data, log=lambda _: None)
+    assert result.test.metric == "accuracy" and result.test.num_tasks == 4
+    best = read_run_config(tmp_path / "s" / "best")
+    assert best.data.dataset == "fewrel" and best.data.split == "wiki"
+    assert best.strategy in ("protonet", "finetune")
