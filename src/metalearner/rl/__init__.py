@@ -19,7 +19,8 @@ References:
 from metalearner.rl.config import RLConfig, load_rl_config
 from metalearner.rl.evaluate import RLEvalResult, evaluate_rl
 from metalearner.rl.families import FAMILIES, Family, get_family, register
-from metalearner.rl.train import RLTrainResult, load_policy, train_rl
+from metalearner.rl.state import load_policy
+from metalearner.rl.train import RLTrainResult, train_rl
 
 register()  # gymnasium.make("metalearner/Navigation2D-v0") works once metalearner.rl is imported
 

@@ -31,13 +31,8 @@ from metalearner.rl.families import Family, TaskVectorEnv, get_family
 from metalearner.rl.objectives import inner_step
 from metalearner.rl.policy import Params, per_task
 from metalearner.rl.rollouts import collect
-from metalearner.rl.train import (
-    PRETRAIN,
-    has_checkpoint,
-    initial_params,
-    load_policy,
-    make_batch,
-)
+from metalearner.rl.state import has_checkpoint, load_policy
+from metalearner.rl.train import PRETRAIN, initial_params, make_batch
 from metalearner.runs import CONFIG, EVAL, write_atomic
 
 POLICIES = ("maml", "pretrained", "random")

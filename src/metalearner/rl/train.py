@@ -23,27 +23,25 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
-from metalearner.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from metalearner.devices import deterministic, threads
-from metalearner.errors import ConfigError, DataError, MetalearnerError
+from metalearner.errors import ConfigError, MetalearnerError
 from metalearner.progress import TrainingProgress
 from metalearner.rl.config import RLConfig, read_config, to_dict, write_config
 from metalearner.rl.families import Family, TaskVectorEnv, get_family
 from metalearner.rl.objectives import Batch, MetaObjective, OldPolicy, inner_step
 from metalearner.rl.policy import Params, init_policy, per_task
-from metalearner.rl.ppo import AdamState, adam_init, ppo_step
+from metalearner.rl.ppo import adam_init, ppo_step
 from metalearner.rl.rollouts import Trajectories, collect
+from metalearner.rl.state import State, has_checkpoint, restore_state, save_state
 from metalearner.rl.trpo import trpo_step
-from metalearner.runs import CONFIG, LATEST, append_metrics, truncate_metrics
+from metalearner.runs import CONFIG, append_metrics, truncate_metrics
 
 PRETRAIN = "pretrain"  # the pretrained baseline's run folder inside a MAML run
 SAVE_SECONDS = 120.0  # also checkpoint after this long: a HalfCheetah iteration takes ~1 min
@@ -70,15 +68,6 @@ class RLTrainResult:
     params: Params
     metrics: dict[str, float]
     finished: bool
-
-
-@dataclass
-class _State:
-    iteration: int
-    params: Params
-    adam: AdamState
-    generator: torch.Generator
-    elapsed: float
 
 
 def make_batch(traj: Trajectories, cfg: RLConfig) -> Batch:
@@ -156,7 +145,7 @@ def _train(
         truncate_metrics(folder, 0)
         (folder / CONFIG).unlink()
     if resume:
-        state = _restore(folder, cfg)
+        state = restore_state(folder, cfg)
         truncate_metrics(folder, state.iteration)
     else:
         if (folder / CONFIG).exists():
@@ -168,7 +157,7 @@ def _train(
         write_config(folder / CONFIG, cfg)
         params = initial_params(cfg, family)
         generator = torch.Generator().manual_seed(cfg.seed + 1)  # not θ₀'s stream
-        state = _State(0, params, adam_init(params), generator, 0.0)
+        state = State(0, params, adam_init(params), generator, 0.0)
     end = min(cfg.iterations, stop_at) if stop_at is not None else cfg.iterations
     spent = cfg.time_budget is not None and state.elapsed >= cfg.time_budget
     if spent:
@@ -190,7 +179,7 @@ def _train(
             append_metrics(folder, record | metrics)
             due = time.perf_counter() - saved >= SAVE_SECONDS
             if state.iteration % cfg.save_every == 0 or state.iteration == end or due:
-                _save(folder, cfg, state)
+                save_state(folder, cfg, state)
                 saved = time.perf_counter()
             shown = f"return {metrics['return_before']:.1f}"
             if "return_after" in metrics:
@@ -202,7 +191,7 @@ def _train(
     return RLTrainResult(folder, state.iteration, final, metrics, finished)
 
 
-def iteration(cfg: RLConfig, family: Family, env: TaskVectorEnv, state: _State) -> dict[str, float]:
+def iteration(cfg: RLConfig, family: Family, env: TaskVectorEnv, state: State) -> dict[str, float]:
     """One meta-iteration: sample tasks, collect, adapt, collect, update ``state`` in place."""
     g, N, H = state.generator, cfg.trajectories, cfg.horizon or family.horizon
     tasks = family.sample_tasks(cfg.tasks_per_iteration, g)
@@ -250,64 +239,3 @@ def iteration(cfg: RLConfig, family: Family, env: TaskVectorEnv, state: _State) 
     if steps:
         out["return_after"] = returns[-1]
     return out | info
-
-
-def _save(folder: Path, cfg: RLConfig, state: _State) -> None:
-    tensors: dict[str, Tensor] = {f"params/{k}": v for k, v in state.params.items()}
-    tensors |= {f"adam/{k}": v for k, v in state.adam.items()}
-    tensors["rng/train"] = state.generator.get_state()
-    family = get_family(cfg.env)
-    meta = {
-        "kind": "rl",
-        "env": cfg.env,
-        "method": cfg.method,
-        "config": to_dict(cfg),
-        "step": state.iteration,
-        "elapsed": state.elapsed,
-        "obs_dim": family.obs_dim,
-        "act_dim": family.act_dim,
-        "param_names": list(state.params),
-    }
-    save_checkpoint(folder / LATEST, tensors, meta)
-
-
-def load_policy(folder: Path) -> tuple[RLConfig, Params, dict[str, Any]]:
-    """The config, θ and checkpoint metadata of an RL run folder's latest checkpoint.
-
-    Raises:
-        DataError: the folder is not an RL run, or it has no checkpoint yet.
-    """
-    cfg, ckpt = _load(folder)
-    params = ckpt.group("params")
-    return cfg, {k: params[k] for k in ckpt.meta["param_names"]}, ckpt.meta
-
-
-def has_checkpoint(folder: Path) -> bool:
-    """Whether a run folder has a checkpoint to load (counting one a crash left moved aside)."""
-    latest = folder / LATEST
-    return latest.exists() or any(latest.parent.glob(f".{latest.name}.old-*"))
-
-
-def _load(folder: Path) -> tuple[RLConfig, Checkpoint]:
-    cfg = read_config(folder / CONFIG)
-    if not has_checkpoint(folder):
-        raise DataError(f"{folder} has no checkpoint yet; train it first (or resume it).")
-    ckpt = load_checkpoint(folder / LATEST)
-    if ckpt.meta.get("kind") != "rl" or not isinstance(ckpt.meta.get("param_names"), list):
-        raise DataError(f"{ckpt.path} is not an RL checkpoint; give a `metalearner rl` run.")
-    return cfg, ckpt
-
-
-def _restore(folder: Path, cfg: RLConfig) -> _State:
-    saved_cfg, ckpt = _load(folder)
-    if to_dict(saved_cfg) != to_dict(cfg):
-        raise ConfigError(f"{folder} was trained with another config; resume it with its own.")
-    params = ckpt.group("params")
-    generator = torch.Generator()
-    generator.set_state(ckpt.tensors["rng/train"])
-    elapsed = float(ckpt.meta.get("elapsed", 0.0))
-    if not math.isfinite(elapsed):
-        raise DataError(f"{folder / LATEST} is damaged (elapsed time {elapsed}).")
-    names = ckpt.meta["param_names"]
-    step = int(ckpt.meta["step"])
-    return _State(step, {k: params[k] for k in names}, ckpt.group("adam"), generator, elapsed)

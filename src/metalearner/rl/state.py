@@ -1,0 +1,103 @@
+"""The state of an RL run and its checkpoint: θ, Adam's moments, the RNG, the time spent.
+
+Written as the supervised runs' checkpoints are (:mod:`metalearner.checkpoint`: safetensors and
+JSON, atomic, checksummed); the generator's state is a tensor of the checkpoint, so a resumed
+run draws the same tasks, reset seeds and action noise as one never interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from metalearner.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from metalearner.errors import ConfigError, DataError
+from metalearner.rl.config import RLConfig, read_config, to_dict
+from metalearner.rl.families import get_family
+from metalearner.rl.policy import Params
+from metalearner.rl.ppo import AdamState
+from metalearner.runs import CONFIG, LATEST
+
+
+@dataclass
+class State:
+    """Everything a resumed run needs: iteration, θ, Adam's moments, the RNG, seconds spent."""
+
+    iteration: int
+    params: Params
+    adam: AdamState
+    generator: torch.Generator
+    elapsed: float
+
+
+def save_state(folder: Path, cfg: RLConfig, state: State) -> None:
+    """Writes ``state`` as the run's ``checkpoints/latest``, atomically."""
+    tensors: dict[str, Tensor] = {f"params/{k}": v for k, v in state.params.items()}
+    tensors |= {f"adam/{k}": v for k, v in state.adam.items()}
+    tensors["rng/train"] = state.generator.get_state()
+    family = get_family(cfg.env)
+    meta = {
+        "kind": "rl",
+        "env": cfg.env,
+        "method": cfg.method,
+        "config": to_dict(cfg),
+        "step": state.iteration,
+        "elapsed": state.elapsed,
+        "obs_dim": family.obs_dim,
+        "act_dim": family.act_dim,
+        "param_names": list(state.params),
+    }
+    save_checkpoint(folder / LATEST, tensors, meta)
+
+
+def load_policy(folder: Path) -> tuple[RLConfig, Params, dict[str, Any]]:
+    """The config, θ and checkpoint metadata of an RL run folder's latest checkpoint.
+
+    Raises:
+        DataError: the folder is not an RL run, or it has no checkpoint yet.
+    """
+    cfg, ckpt = _load(folder)
+    params = ckpt.group("params")
+    return cfg, {k: params[k] for k in ckpt.meta["param_names"]}, ckpt.meta
+
+
+def has_checkpoint(folder: Path) -> bool:
+    """Whether a run folder has a checkpoint to load (counting one a crash left moved aside)."""
+    latest = folder / LATEST
+    return latest.exists() or any(latest.parent.glob(f".{latest.name}.old-*"))
+
+
+def _load(folder: Path) -> tuple[RLConfig, Checkpoint]:
+    cfg = read_config(folder / CONFIG)
+    if not has_checkpoint(folder):
+        raise DataError(f"{folder} has no checkpoint yet; train it first (or resume it).")
+    ckpt = load_checkpoint(folder / LATEST)
+    if ckpt.meta.get("kind") != "rl" or not isinstance(ckpt.meta.get("param_names"), list):
+        raise DataError(f"{ckpt.path} is not an RL checkpoint; give a `metalearner rl` run.")
+    return cfg, ckpt
+
+
+def restore_state(folder: Path, cfg: RLConfig) -> State:
+    """The state of a run folder's latest checkpoint, which must have been trained with ``cfg``.
+
+    Raises:
+        ConfigError: the folder was trained with another config.
+        DataError: no usable checkpoint.
+    """
+    saved_cfg, ckpt = _load(folder)
+    if to_dict(saved_cfg) != to_dict(cfg):
+        raise ConfigError(f"{folder} was trained with another config; resume it with its own.")
+    params = ckpt.group("params")
+    generator = torch.Generator()
+    generator.set_state(ckpt.tensors["rng/train"])
+    elapsed = float(ckpt.meta.get("elapsed", 0.0))
+    if not math.isfinite(elapsed):
+        raise DataError(f"{folder / LATEST} is damaged (elapsed time {elapsed}).")
+    names = ckpt.meta["param_names"]
+    step = int(ckpt.meta["step"])
+    return State(step, {k: params[k] for k in names}, ckpt.group("adam"), generator, elapsed)
