@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from metalearner.checkpoint import META, TENSORS, load_checkpoint, save_checkpoint
+from metalearner.checkpoint import (
+    META,
+    TENSORS,
+    checkpoint_exists,
+    load_checkpoint,
+    save_checkpoint,
+)
 from metalearner.errors import DataError
 
 
@@ -51,6 +57,7 @@ def test_saving_again_replaces_and_leaves_no_temporaries(tmp_path: Path) -> None
 def test_crash_between_the_renames_still_loads_the_previous_checkpoint(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "ck", tensors(), {"step": 1})
     os.replace(tmp_path / "ck", tmp_path / ".ck.old-123")  # the state after the first rename
+    assert checkpoint_exists(tmp_path / "ck") and not checkpoint_exists(tmp_path / "other")
     assert load_checkpoint(tmp_path / "ck").meta["step"] == 1
 
 

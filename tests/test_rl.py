@@ -204,7 +204,7 @@ def test_policy_gradient_matches_the_closed_form_on_a_bandit() -> None:
     traj = collect(
         BanditVectorEnv(M, c), [{}], per_task(params, 1), per_task=M, horizon=1, generator=gen(5)
     )
-    batch = Batch.of(traj, gamma=0.99, lam=1.0, baseline=False, normalized=False)
+    batch = Batch.of(traj, advantages(traj, gamma=0.99, lam=1.0, baseline=False, normalized=False))
     leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
     estimate = torch.autograd.grad(
         -inner_loss(per_task(leaves, 1), batch).sum(), [leaves["mean.bias"], leaves["log_std"]]
@@ -318,10 +318,10 @@ def navigation_objective(max_tasks: int = 6) -> tuple[dict[str, torch.Tensor], M
     env = family.vector(max_tasks * 10)
     g = gen(2)
     pre = collect(env, tasks, per_task(params, max_tasks), per_task=10, horizon=30, generator=g)
-    pre_b = Batch.of(pre, gamma=cfg.gamma, lam=cfg.gae_lambda)
+    pre_b = Batch.of(pre, advantages(pre, gamma=cfg.gamma, lam=cfg.gae_lambda))
     fast = inner_step(per_task(params, max_tasks), pre_b, cfg.inner_lr, create_graph=False)
     post = collect(env, tasks, fast, per_task=10, horizon=30, generator=g)
-    post_b = Batch.of(post, gamma=cfg.gamma, lam=cfg.gae_lambda)
+    post_b = Batch.of(post, advantages(post, gamma=cfg.gamma, lam=cfg.gae_lambda))
     return params, MetaObjective((pre_b,), post_b, OldPolicy.of(fast, post_b), cfg.inner_lr, False)
 
 

@@ -97,11 +97,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     Raises:
         DataError: if the folder is not a checkpoint, is from another format, or is damaged.
     """
-    path = Path(path)
-    if not path.exists():
-        # A crash between the two renames of a save leaves the previous checkpoint moved aside.
-        aside = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
-        path = aside[-1] if aside else path
+    path = _located(Path(path))
     meta_file, tensor_file = path / META, path / TENSORS
     if not meta_file.is_file() or not tensor_file.is_file():
         raise DataError(
@@ -152,6 +148,20 @@ def _write_json(file: Path, data: Mapping[str, Any]) -> None:
         json.dump(data, f, indent=2, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
+
+
+def checkpoint_exists(path: Path | str) -> bool:
+    """Whether :func:`load_checkpoint` finds something at ``path`` (a folder, or the previous
+    checkpoint that a crash mid-save left moved aside)."""
+    return _located(Path(path)).exists()
+
+
+def _located(path: Path) -> Path:
+    if path.exists():
+        return path
+    # A crash between the two renames of a save leaves the previous checkpoint moved aside.
+    aside = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
+    return aside[-1] if aside else path
 
 
 def _fsync_file(file: Path) -> None:

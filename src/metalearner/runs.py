@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metalearner.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from metalearner.checkpoint import Checkpoint, checkpoint_exists, load_checkpoint, save_checkpoint
 from metalearner.config import RunConfig, from_dict, resolve, to_dict, to_yaml
 from metalearner.errors import ConfigError, DataError
 
@@ -91,8 +91,8 @@ def checkpoint_path(folder: Path, which: str = "best") -> Path:
         DataError: the run has no checkpoint yet.
     """
     best, latest = folder / BEST, folder / LATEST
-    path = best if which == "best" and best.exists() else latest
-    if not path.exists():
+    path = best if which == "best" and checkpoint_exists(best) else latest
+    if not checkpoint_exists(path):
         raise DataError(f"{folder} has no checkpoint yet; train it first (or resume it).")
     return path
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from metalearner.checkpoint import checkpoint_exists
 from metalearner.config import RunConfig
 from metalearner.errors import ConfigError
 from metalearner.runs import LATEST, load_state, read_run_config
@@ -96,7 +97,7 @@ def _shares_training(name: str, cfg: RunConfig, configs: dict[str, RunConfig]) -
 
 
 def _finished(cfg: RunConfig, folder: Path) -> bool:
-    if not (folder / LATEST).exists():
+    if not checkpoint_exists(folder / LATEST):
         return False
     _same_settings(cfg, folder)  # before any worker starts: a clash fails at once
     state, _ = load_state(folder / LATEST)
@@ -115,7 +116,7 @@ def train_or_resume(
     """
     from metalearner.train import meta_train
 
-    resume = (folder / LATEST).exists()
+    resume = checkpoint_exists(folder / LATEST)
     if resume:
         _same_settings(cfg, folder)
     elif (folder / "config.yaml").exists():

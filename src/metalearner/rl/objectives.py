@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from metalearner.rl.advantages import advantages
 from metalearner.rl.policy import (
     Params,
     gaussian_kl,
@@ -49,21 +48,9 @@ class Batch:
     advantages: Tensor  # [T, N, H]
 
     @classmethod
-    def of(
-        cls,
-        traj: Trajectories,
-        *,
-        gamma: float,
-        lam: float,
-        baseline: bool = True,
-        normalized: bool = True,
-        reg: float = 1e-5,
-    ) -> Batch:
-        """``traj`` with advantages from :func:`metalearner.rl.advantages.advantages`."""
-        adv = advantages(
-            traj, gamma=gamma, lam=lam, baseline=baseline, normalized=normalized, reg=reg
-        )
-        return cls(traj.obs, traj.actions, traj.mask, adv)
+    def of(cls, traj: Trajectories, advantages: Tensor) -> Batch:
+        """``traj`` with its advantages (:func:`metalearner.rl.advantages.advantages`)."""
+        return cls(traj.obs, traj.actions, traj.mask, advantages)
 
 
 def _task_mean(x: Tensor, mask: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metalearner.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from metalearner.checkpoint import Checkpoint, checkpoint_exists, load_checkpoint, save_checkpoint
 from metalearner.errors import ConfigError, DataError
 from metalearner.rl.config import RLConfig, read_config, to_dict
 from metalearner.rl.families import get_family
@@ -68,8 +68,7 @@ def load_policy(folder: Path) -> tuple[RLConfig, Params, dict[str, Any]]:
 
 def has_checkpoint(folder: Path) -> bool:
     """Whether a run folder has a checkpoint to load (counting one a crash left moved aside)."""
-    latest = folder / LATEST
-    return latest.exists() or any(latest.parent.glob(f".{latest.name}.old-*"))
+    return checkpoint_exists(folder / LATEST)
 
 
 def _load(folder: Path) -> tuple[RLConfig, Checkpoint]:

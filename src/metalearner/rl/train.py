@@ -33,6 +33,7 @@ import torch
 from metalearner.devices import deterministic, threads
 from metalearner.errors import ConfigError, MetalearnerError
 from metalearner.progress import TrainingProgress
+from metalearner.rl.advantages import advantages
 from metalearner.rl.config import RLConfig, read_config, to_dict, write_config
 from metalearner.rl.families import Family, TaskVectorEnv, get_family
 from metalearner.rl.objectives import Batch, MetaObjective, OldPolicy, inner_step
@@ -72,13 +73,14 @@ class RLTrainResult:
 
 def make_batch(traj: Trajectories, cfg: RLConfig) -> Batch:
     """The trajectories with the advantages ``cfg`` asks for."""
-    return Batch.of(
+    adv = advantages(
         traj,
         gamma=cfg.gamma,
         lam=cfg.gae_lambda,
         normalized=cfg.normalize_advantages,
         reg=cfg.baseline_reg,
     )
+    return Batch.of(traj, adv)
 
 
 def initial_params(cfg: RLConfig, family: Family) -> Params:
