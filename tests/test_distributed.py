@@ -249,15 +249,19 @@ def test_two_nodes_meet_through_a_rendezvous(tmp_path: Path) -> None:
     node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1"]
     node += ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=nodes"]
     train = ["-m", "metalearner", "train", *CLI_SINE, "--set=steps=4", "--set=val_every=2"]
-    launchers = [
-        subprocess.Popen(
-            [*node, *train, "--out=r"], cwd=tmp_path, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(2)
-    ]
-    for launcher in launchers:
-        _, err = launcher.communicate(timeout=300)
-        assert launcher.returncode == 0, err[-3000:]
+    # On separate machines only the endpoint's machine hosts the rendezvous store. Here both
+    # launchers are on that machine and would each try to host it (a race that can leave two
+    # stores, each waiting for the other node), so the first is named the host.
+    logs = [tmp_path / f"node{i}.err" for i in range(2)]
+    launchers = []
+    for i, log in enumerate(logs):
+        with log.open("w") as err:  # a file, not a pipe: a full pipe would block a node
+            host = f"--rdzv-conf=is_host={'true' if i == 0 else 'false'}"
+            launch = [*node, host, *train, "--out=r"]
+            launchers.append(subprocess.Popen(launch, cwd=tmp_path, stderr=err))
+    for launcher, log in zip(launchers, logs, strict=True):
+        launcher.wait(timeout=300)
+        assert launcher.returncode == 0, log.read_text()[-3000:]
     alone = meta_train(
         load_config(base=get_preset("sinusoid-k5-maml").load(), overrides=SINGLE_SINE),
         tmp_path / "alone",
