@@ -16,6 +16,10 @@ one that cannot be imported is listed with the reason. Their model is conv4 in t
 examples use (conv, BatchNorm with batch statistics, ReLU, max-pool); ours pools before the ReLU,
 which is the same function.
 
+On a CPU every worker, the libraries' too, first keeps the memory it frees for reuse (what
+``metalearner`` runs do, :func:`metalearner.devices.retain_freed_memory`), so the ratios compare
+code, not allocators; ``--allocator default`` leaves glibc's default for every path instead.
+
 On a GPU (``--device cuda``) every float32 path runs with TF32 off (true float32, so the
 meta-gradients can be compared), steps are timed between ``torch.cuda.synchronize()`` calls,
 and peak memory is the device's (``torch.cuda.max_memory_allocated``).
@@ -49,6 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from machine import commit  # benchmarks/machine.py
+from metalearner.devices import retain_freed_memory
 from metalearner.models import build_model
 from metalearner.strategies import build
 from metalearner.tasks import TaskBatch
@@ -178,7 +183,7 @@ def build_path(
     return run, run
 
 
-def worker(path: str, setting: str, grad_file: str, device_name: str) -> None:
+def worker(path: str, setting: str, grad_file: str, device_name: str, allocator: str) -> None:
     """Builds one path, warms it up, saves its meta-gradient, then steps on request (stdin).
 
     After the timed steps and the peak-memory reading, a float32 path is built once more in
@@ -187,6 +192,8 @@ def worker(path: str, setting: str, grad_file: str, device_name: str) -> None:
     is what shows that two paths compute the same function.
     """
     device = torch.device(device_name)
+    if device.type == "cpu" and allocator == "retained":
+        retain_freed_memory()
     if device.type == "cuda":  # true float32 on every path, so meta-gradients compare
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
@@ -231,10 +238,12 @@ def worker(path: str, setting: str, grad_file: str, device_name: str) -> None:
 
 
 class Worker:
-    def __init__(self, path: str, setting: str, grad_file: Path, device: str) -> None:
+    def __init__(
+        self, path: str, setting: str, grad_file: Path, device: str, allocator: str
+    ) -> None:
         self.path, self.grad_file = path, grad_file
         cmd = [sys.executable, __file__, "--worker", path, "--setting", setting]
-        cmd += ["--grad-file", str(grad_file), "--device", device]
+        cmd += ["--grad-file", str(grad_file), "--device", device, "--allocator", allocator]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.info = self.read()  # waits for the warm-up: workers start one at a time
         self.times: list[float] = []
@@ -260,9 +269,12 @@ def rel_error(a: Tensor, b: Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-def run_setting(setting: str, paths: list[str], repeats: int, tmp: Path, device: str) -> dict:
+def run_setting(
+    setting: str, paths: list[str], repeats: int, tmp: Path, device: str, allocator: str
+) -> dict:
     workers = {
-        p: Worker(p, setting, tmp / f"{setting}-{i}.pt", device) for i, p in enumerate(paths)
+        p: Worker(p, setting, tmp / f"{setting}-{i}.pt", device, allocator)
+        for i, p in enumerate(paths)
     }
     live = [w for p, w in workers.items() if "error" not in w.info and p != REFERENCE64]
     for _ in range(repeats):  # alternate the paths, round after round
@@ -326,10 +338,21 @@ def targets(result: dict) -> list[str]:
         best, p = max(ours)
         verdict = "met" if best >= goal else "NOT met"
         mem = rows[p]["peak_mb"]
-        out.append(
+        line = (
             f"{label}: best {p!r} {best:.2f}x the fastest library (target >= {goal}x): {verdict}; "
             f"its peak {mem:.0f} MB vs the leanest library's {lib_peak:.0f} MB"
         )
+        if mem > lib_peak:  # the issue asks for both: faster, and no more memory
+            lean = [(x, q) for x, q in ours if rows[q]["peak_mb"] <= lib_peak]
+            if lean:
+                x, q = max(lean)
+                verdict = "met" if x >= goal else "NOT met"
+                line += (
+                    f"; within that memory: {q!r} {x:.2f}x ({rows[q]['peak_mb']:.0f} MB): {verdict}"
+                )
+            else:
+                line += "; no path of ours stays within that memory"
+        out.append(line)
     return out
 
 
@@ -367,10 +390,12 @@ def machine(device: str = "cpu") -> str:
     return f"{gpu}{os.cpu_count()}-core {cpu}{flags}, torch {torch.__version__}"
 
 
-def record(text: str, command: str, device: str) -> None:
+def record(text: str, command: str, device: str, allocator: str) -> None:
+    memory = {"retained": "freed memory kept for reuse", "default": "glibc's default"}[allocator]
     section = [
         "", "## Second-order MAML speed (benchmarks/maml_speed.py)", "",
         f"- Command: `{command}`", f"- Machine: {machine(device)}",
+        *([f"- Allocator (every path): {memory}"] if device == "cpu" else []),
         f"- Commit: {commit()} (working tree), {datetime.date.today()}", "",
         "```", text, "```", "",
     ]  # fmt: skip
@@ -384,29 +409,38 @@ def main() -> None:
     parser.add_argument("--paths", nargs="+", default=[*OURS, *LIBRARIES])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--allocator",
+        choices=("retained", "default"),
+        default="retained",
+        help="CPU: every path keeps freed memory for reuse (retained) or uses glibc's default",
+    )
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--setting", help=argparse.SUPPRESS)
     parser.add_argument("--grad-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.setting, args.grad_file, args.device)
+        worker(args.worker, args.setting, args.grad_file, args.device, args.allocator)
         return
     paths = [REFERENCE, *[p for p in args.paths if p != REFERENCE], REFERENCE64]
     tmp = HERE / ".maml_speed_tmp"
     tmp.mkdir(exist_ok=True)
     results, texts = {}, []
     for setting in args.settings:
-        results[setting] = run_setting(setting, paths, args.repeats, tmp, args.device)
+        results[setting] = run_setting(
+            setting, paths, args.repeats, tmp, args.device, args.allocator
+        )
         texts.append(table(setting, results[setting]))
         print(texts[-1] + "\n", flush=True)
     tmp.rmdir()
-    meta = {"machine": machine(args.device), "repeats": args.repeats}
+    meta = {"machine": machine(args.device), "repeats": args.repeats, "allocator": args.allocator}
     meta |= {"date": str(datetime.date.today()), "commit": commit()}
     (HERE / "maml_speed.json").write_text(json.dumps({**meta, **results}, indent=1) + "\n")
     if args.record:
         python = ".venv/bin/python" if args.device == "cpu" else "python"
-        record("\n\n".join(texts), f"{python} {shlex.join(sys.argv)}", args.device)
+        command = f"{python} {shlex.join(sys.argv)}"
+        record("\n\n".join(texts), command, args.device, args.allocator)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from metalearner import functional as fx
 from metalearner.errors import ConfigError
-from metalearner.models import build_model, fused_batch_norm, init_params
+from metalearner.models import build_model, init_params, per_task_kernels
 from strategy_contract import image_batch, tiny_conv
 
 
@@ -157,12 +157,38 @@ def test_batchnorm_uses_each_tasks_statistics() -> None:
     together = fn(params, x)
     one_by_one = torch.stack([fn(params, x[t]) for t in range(3)])
     assert torch.allclose(together, one_by_one, rtol=1e-12, atol=1e-12)
-    with fused_batch_norm():
+    with per_task_kernels():
         assert torch.allclose(fn(params, x[0]), one_by_one[0], rtol=1e-12, atol=1e-12)
     # Shifting one task's inputs must not change another task's outputs (no shared statistics).
     shifted = x.clone()
     shifted[1] = shifted[1] * 3 + 1
     assert torch.equal(fn(params, shifted)[0], together[0])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_per_task_kernels_run_conv4_channels_last_with_the_same_function(channels: int) -> None:
+    net = build_model("conv4", (channels, 28, 28), 5, generator=0, dtype=torch.float64)
+    fn, params = fx.functional(net), fx.params_of(net)
+    x = torch.randn(
+        6, channels, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(3)
+    )
+    layouts: list[bool] = []
+    for block in list(net.features.blocks)[:3]:  # type: ignore[union-attr]  # the 4th is 1x1
+        block.register_forward_hook(lambda _m, _i, out: layouts.append(out.stride(1) == 1))
+
+    def loss_and_grads(p: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        leaves = {k: v.clone().requires_grad_() for k, v in p.items()}
+        loss = fn(leaves, x).square().sum()
+        return (loss, *torch.autograd.grad(loss, list(leaves.values())))
+
+    default = loss_and_grads(params)
+    assert layouts == [False] * 3  # outside the context: PyTorch's default layout
+    layouts.clear()
+    with per_task_kernels():
+        fast = loss_and_grads(params)
+    assert layouts == [True] * 3  # every block's activations channels-last
+    for a, b in zip(fast, default, strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_task_batchnorm_equals_stock_batch_statistics() -> None:

@@ -1,4 +1,4 @@
-"""The opt-in speed paths of the MAML family: a compiled query pass and bfloat16 autocast."""
+"""The opt-in speed paths of the MAML family: a compiled task and bfloat16 autocast."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ def test_unknown_precision_is_a_config_error() -> None:
 
 
 @pytest.mark.slow  # compiling takes tens of seconds on a CPU
-@pytest.mark.parametrize("name", ["maml", "metasgd", "anil"])
-def test_compiled_query_pass_gives_the_loops_meta_gradient(name: str) -> None:
+@pytest.mark.parametrize("name", ["maml", "fomaml", "metasgd", "anil"])
+def test_compiled_task_gives_the_loops_meta_gradient(name: str) -> None:
     net, batch = tiny_conv(), image_batch(tasks=3)
     settings = {"inner_steps": 2}
     params = build(name, net, settings).init_params(0)

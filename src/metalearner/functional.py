@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from metalearner.errors import ConfigError
-from metalearner.models import fused_batch_norm
+from metalearner.models import per_task_kernels
 
 Params = dict[str, Tensor]
 ModelFn = Callable[[Params, Tensor], Tensor]
@@ -194,7 +194,7 @@ def path_predictors(
 
     def predictor(fast: Params) -> Callable[[Tensor], Tensor]:
         def predict(x: Tensor) -> Tensor:
-            with torch.no_grad(), fused_batch_norm():  # safe: prediction is never vmapped
+            with torch.no_grad(), per_task_kernels():  # safe: prediction is never vmapped
                 return predictions(fn(fast, x if embed is None else embed(x)), support_y)
 
         return predict
@@ -231,7 +231,7 @@ def map_tasks(
             params, *inputs
         )
         return tuple(out)
-    with fused_batch_norm():  # safe: nothing in this loop is vmapped
+    with per_task_kernels():  # safe: nothing in this loop is vmapped
         per_task = [task_fn(params, *(x[t] for x in inputs)) for t in range(inputs[0].shape[0])]
     return tuple(torch.stack(outs) for outs in zip(*per_task, strict=True))
 

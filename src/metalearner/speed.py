@@ -1,12 +1,13 @@
-"""Opt-in speed paths for the per-task loop: a compiled query pass and bfloat16 autocast.
+"""Opt-in speed paths for the per-task loop: a compiled task and bfloat16 autocast.
 
-Second-order MAML differentiates the support pass twice (the inner gradient, then the outer
-gradient through it), and ``torch.compile``'s AOTAutograd cannot compile a double backward, so
-the support pass stays eager. The query pass is differentiated only once, so it can be
-compiled: forward and backward then run as fused kernels (BatchNorm, ReLU, pooling and the loss
-in a few loops) instead of one kernel per operation. Its meta-gradient equals the eager loop's
-up to rounding (tests/test_speed.py checks it in float64; benchmarks/maml_speed.py in float32,
-where several inner steps amplify rounding differences).
+Second-order MAML differentiates the support pass twice: the inner gradient, then the outer
+gradient through it. Written with ``torch.func.grad`` (as :func:`metalearner.functional.adapt`
+is), the inner gradient is traced by ``torch.compile`` into ordinary forward operations, so a
+whole task (every inner step and the query pass) becomes one graph that AOTAutograd
+differentiates once: BatchNorm, ReLU, pooling and their derivatives run as a few fused loops
+instead of one kernel per operation. Its meta-gradient equals the eager loop's up to rounding
+(tests/test_speed.py checks it in float64; benchmarks/maml_speed.py in float32, where several
+inner steps amplify rounding differences).
 
 bfloat16 autocast runs convolutions and matrix products in bfloat16 (on CPUs with AVX512-BF16
 or AMX, and on GPUs); the meta-gradient is then only as precise as bfloat16 (~1e-2 relative),
@@ -39,12 +40,12 @@ def precision_context(precision: str, device: torch.device) -> AbstractContextMa
     raise ConfigError(f"Unknown precision {precision!r}; use 'float32' or 'bfloat16'.")
 
 
-def compile_once_differentiated(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` compiled for static shapes; use it only where it is differentiated once.
+def compile_task(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, one task's meta-objective, compiled for static shapes.
 
-    The first call with a new input shape compiles (tens of seconds for conv4 on a CPU); later
-    calls reuse the compiled kernels. Inside the compiled region
-    :class:`metalearner.models.TaskBatchNorm2d` uses the fused BatchNorm kernel, so ``fn`` must
-    see one task at a time and must not be vmapped.
+    The first call with a new input shape compiles (about 40 s for conv4 5-way with one inner
+    step on a CPU, 110 s for 20-way with five); later calls reuse the compiled kernels. Inside
+    the compiled region :class:`metalearner.models.TaskBatchNorm2d` uses the fused BatchNorm
+    kernel, so ``fn`` must see one task at a time and must not be vmapped.
     """
     return torch.compile(fn, dynamic=False)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from metalearner import functional as fx
 from metalearner.errors import ConfigError
-from metalearner.models import fused_batch_norm, init_params
+from metalearner.models import init_params, per_task_kernels
 from metalearner.strategies.base import ConfigBase, Params, Predictor, check_range, register
 from metalearner.tasks.batch import TaskBatch
 
@@ -70,7 +70,7 @@ class _FineTuner:
     ) -> list[Predictor]:
         """The predictors after 0, 1, ..., ``steps`` fine-tuning steps, from one pass."""
         theta = {k: v.detach() for k, v in params.items()}
-        with fused_batch_norm():  # safe: nothing here is vmapped
+        with per_task_kernels():  # safe: nothing here is vmapped
             path = fx.adapt_path(
                 self._fn, theta, support_x, support_y, steps=steps, lr=self.config.adapt_lr
             )

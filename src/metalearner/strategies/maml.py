@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from metalearner import functional as fx
 from metalearner import speed
 from metalearner.errors import ConfigError
-from metalearner.models import fused_batch_norm, init_params
+from metalearner.models import init_params, per_task_kernels
 from metalearner.strategies.base import (
     ConfigBase,
     Params,
@@ -62,8 +62,8 @@ class MAMLConfig(ConfigBase):
     head_only: bool = False  # ANIL: adapt the "head." parameters only
     meta_lr: float = 1e-3  # Adam's step size in the outer loop (read by the training loop)
     meta_batch_size: int = 32  # tasks per meta-step (read by the training loop)
-    # How a meta-batch runs: vmapped over tasks, a per-task loop, the loop with its query pass
-    # compiled (fastest on a CPU once compiled, see metalearner.speed), or "auto" (the path
+    # How a meta-batch runs: vmapped over tasks, a per-task loop, the loop with each task
+    # compiled whole (fastest on a CPU once compiled, see metalearner.speed), or "auto" (the path
     # measured fastest on the batch's device without a compile warm-up; see MAML.MEASURED).
     batching: Literal["auto", "vmap", "loop", "compiled"] = "auto"
     chunk_size: int | None = None  # with vmap: tasks per vmapped chunk, to bound memory
@@ -119,10 +119,10 @@ class MAML:
     # 15-query meta-batch 8 (loop 0.41 s, vmap 0.97 s per meta-step; ANIL's batched backbone
     # too is slower there, 0.88 s vs 0.34 s: the big activations miss the cache). CUDA (H100,
     # benchmarks/RESULTS.md): vmap 0.07 s vs loop 0.35-0.40 s at 5-way meta-batch 32, 0.24-0.25
-    # vs 0.74-0.93 s at 20-way meta-batch 16 with five steps. "compiled" (the loop with a compiled
-    # query pass) was 1.05-1.2x faster than "loop" at meta-batch 32/16 on the same CPU
-    # (benchmarks/RESULTS.md) but costs a 30-70 s compile warm-up per model and shape, so
-    # "auto" does not choose it.
+    # vs 0.74-0.93 s at 20-way meta-batch 16 with five steps. "compiled" (the loop with each
+    # task compiled whole) equals "loop" at 5-way on the same CPU (1.01 vs 1.02 s) and is 1.24x
+    # faster at 20-way with five steps (3.30 vs 4.07 s; benchmarks/RESULTS.md), but costs a
+    # 40-110 s compile warm-up per model and shape, so "auto" does not choose it.
     MEASURED: ClassVar[dict[str, str]] = {"cpu": "loop", "cuda": "vmap"}
     # For feature-vector tasks (the sinusoid MLP) vmap wins by far: 40-40 MLP, meta-batch 25,
     # one thread, loop 22 ms vs vmap 1.8 ms per meta-step.
@@ -137,7 +137,7 @@ class MAML:
         self.model, self.config = model, config
         names = [k for k, _ in model.named_parameters()]
         self._adapted = names
-        self._compiled_query: Callable[..., tuple[Tensor, ...]] | None = None
+        self._compiled: Callable[..., tuple[Tensor, ...]] | None = None
         self._inner = fx.functional(model)  # the function the inner loop adapts
         if config.head_only:
             features, head = getattr(model, "features", None), getattr(model, "head", None)
@@ -208,7 +208,7 @@ class MAML:
         detached = {k: v.detach() for k, v in params.items()}
         net, lr = self._split(self._inner_params(detached))
         embed = self._embedder(detached, tasks=False, vectorize=False)
-        with fused_batch_norm():  # safe: nothing here is vmapped
+        with per_task_kernels():  # safe: nothing here is vmapped
             # No meta-gradient is needed: the first-order update gives the same φ, cheaper.
             sx = embed(support_x)
             path = fx.adapt_path(self._inner, net, sx, support_y, steps=steps, lr=lr)
@@ -223,10 +223,10 @@ class MAML:
     def _compiled_task(
         self, p: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor
     ) -> tuple[Tensor, ...]:
-        """:meth:`_task` with the query pass compiled (it is differentiated only once)."""
-        if self._compiled_query is None:
-            self._compiled_query = speed.compile_once_differentiated(self._query)
-        out: tuple[Tensor, ...] = self._compiled_query(self._adapt_task(p, sx, sy), qx, qy)
+        """:meth:`_task` compiled whole: inner steps and query pass in one graph (see speed)."""
+        if self._compiled is None:
+            self._compiled = speed.compile_task(self._task)
+        out: tuple[Tensor, ...] = self._compiled(p, sx, sy, qx, qy)
         return out
 
     def _adapt_task(self, p: Params, sx: Tensor, sy: Tensor) -> Params:
@@ -263,7 +263,7 @@ class MAML:
             return lambda x: self._features(feats, x)
 
         def per_task(x: Tensor) -> Tensor:
-            with fused_batch_norm():  # safe: a plain loop
+            with per_task_kernels():  # safe: a plain loop
                 return torch.stack([self._features(feats, xt) for xt in x])
 
         return per_task

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from metalearner import functional as fx
 from metalearner.errors import ConfigError
-from metalearner.models import fused_batch_norm, init_params
+from metalearner.models import init_params, per_task_kernels
 from metalearner.strategies.base import (
     ConfigBase,
     Params,
@@ -146,7 +146,7 @@ class _Transfer:
 
         def predictor(head: tuple[Tensor, Tensor | None]) -> Predictor:
             def predict(x: Tensor) -> Tensor:
-                with torch.no_grad(), fused_batch_norm():
+                with torch.no_grad(), per_task_kernels():
                     return self._head(self._embed(feats, x), *head)
 
             return predict
@@ -159,7 +159,7 @@ class _Transfer:
         """The frozen backbone, the number of classes, and the support's features."""
         feats = {k: v.detach() for k, v in fx.subset(params, "features.").items()}
         ways = support_ways(support_y)
-        with torch.no_grad(), fused_batch_norm():
+        with torch.no_grad(), per_task_kernels():
             return feats, ways, self._embed(feats, support_x)
 
     def _train_head(
@@ -220,7 +220,7 @@ class NearestCentroid(_Transfer):
         centroids = F.normalize((onehot.T @ z_support) / onehot.sum(0)[:, None], dim=1)
 
         def predict(x: Tensor) -> Tensor:
-            with torch.no_grad(), fused_batch_norm():
+            with torch.no_grad(), per_task_kernels():
                 z = F.normalize(self._embed(feats, x), dim=-1)
             return self.config.scale * z @ centroids.T
 
