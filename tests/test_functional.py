@@ -9,7 +9,8 @@ from torch import Tensor
 
 from metalearner import functional as fx
 from metalearner.errors import ConfigError
-from metalearner.models import build_model, init_params, per_task_kernels
+from metalearner.layers import per_task_kernels
+from metalearner.models import build_model, init_params
 from strategy_contract import image_batch, tiny_conv
 
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from metalearner.errors import ConfigError
-from metalearner.models import per_task_kernels
+from metalearner.layers import per_task_kernels
 
 Params = dict[str, Tensor]
 ModelFn = Callable[[Params, Tensor], Tensor]

@@ -45,7 +45,7 @@ def compile_task(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     The first call with a new input shape compiles (about 40 s for conv4 5-way with one inner
     step on a CPU, 110 s for 20-way with five); later calls reuse the compiled kernels. Inside
-    the compiled region :class:`metalearner.models.TaskBatchNorm2d` uses the fused BatchNorm
+    the compiled region :class:`metalearner.layers.TaskBatchNorm2d` uses the fused BatchNorm
     kernel, so ``fn`` must see one task at a time and must not be vmapped.
     """
     return torch.compile(fn, dynamic=False)

@@ -27,7 +27,8 @@ from torch import Tensor, nn
 from metalearner import functional as fx
 from metalearner import speed
 from metalearner.errors import ConfigError
-from metalearner.models import init_params, per_task_kernels
+from metalearner.layers import per_task_kernels
+from metalearner.models import init_params
 from metalearner.strategies.base import (
     ConfigBase,
     Params,
