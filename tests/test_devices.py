@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-# Five times over, holds two 60 MB tensors (the size of a 20-way task's first conv4 activation;
+# Ten times over, holds two 60 MB tensors (the size of a 20-way task's first conv4 activation;
 # glibc always maps blocks over 32 MB afresh) and frees them; prints the minor page faults that
 # took, with or without retain_freed_memory().
 FAULTS = """
@@ -19,7 +19,7 @@ def task():
 for _ in range(3):  # the first rounds fault the pages in either way
     task()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+for _ in range(10):
     task()
 print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -38,7 +38,8 @@ def test_retained_memory_is_reused_without_page_faults() -> None:
     _, default = page_faults("default")
     applied, retained = page_faults("retain")
     assert applied == "True"
-    # Each block is ~14,700 pages: glibc's default faults all ten in again (~147,000 faults);
-    # retained, 0 or one block's worth in repeated runs, never more.
-    assert default > 10 * 14_000
-    assert retained < 2 * 14_000
+    # Each block is ~14,700 pages: glibc's default faults all twenty in again (~294,000
+    # faults). Retained, 0 or one block's worth in repeated runs alone, two under CI's load: a
+    # few blocks once, not every block every time.
+    assert default > 20 * 14_000
+    assert retained < default / 4
