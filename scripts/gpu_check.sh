@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # The checks that need a CUDA GPU, in one command for a borrowed GPU machine (CI has none):
-# the gpu-marked tests, the second-order MAML speed benchmark against higher and TorchOpt, and
-# short Omniglot 5-way 1-shot MAML runs in float32 and bfloat16. Logs, the benchmark's JSON and
-# the RESULTS.md sections it appended go to OUT_DIR.
+# the gpu-marked tests, the second-order MAML speed benchmark against higher and TorchOpt (our
+# vmapped and compiled paths, float32 and bfloat16), and optionally short Omniglot 5-way 1-shot
+# MAML runs in float32 and bfloat16. Logs, the benchmark's JSON and the RESULTS.md sections it
+# appended go to OUT_DIR.
 #
-# Usage: bash scripts/gpu_check.sh OUT_DIR DATA_DIR [MINUTES_PER_RUN]
+# Usage: bash scripts/gpu_check.sh OUT_DIR DATA_DIR [MINUTES_PER_RUN] [SETTING...]
+#   MINUTES_PER_RUN: training budget of each Omniglot run; 0 (the default) skips them.
+#   SETTING: the benchmark's settings (default: 5way 20way). The compiled paths compile twice
+#   per setting (float32, then the float64 check), so one setting per call fits a device
+#   call's 10 minutes with room to spare.
 # Uses $PYTHON (default python3) with torch, and the packages of pyproject.toml importable;
 # the benchmark's libraries may come as wheels in .whl/ (installed to /tmp/site, no network).
 set -uo pipefail
 out=${1:?OUT_DIR}
 data=${2:?DATA_DIR}
-minutes=${3:-1.25}
+minutes=${3:-0}
+settings=("${@:4}")
+[ ${#settings[@]} -eq 0 ] && settings=(5way 20way)
 py=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -22,15 +29,16 @@ cp benchmarks/RESULTS.md /tmp/RESULTS.before.md
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 $py -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 
-timeout 100 $py -m pytest -m gpu tests/test_cuda.py -q -p no:cacheprovider 2>&1 |
+timeout 150 $py -m pytest -m gpu tests/test_cuda.py -q -p no:cacheprovider 2>&1 |
     tee "$out/tests.log"
 
-timeout 200 $py benchmarks/maml_speed.py --device cuda --repeats 10 --record \
-    --paths "ours: vmap" "ours: vmap bf16" higher torchopt 2>&1 |
-    tee "$out/speed.log"
+timeout 420 $py benchmarks/maml_speed.py --device cuda --repeats 10 --record \
+    --settings "${settings[@]}" --paths "ours: vmap" "ours: vmap bf16" "ours: compiled" \
+    "ours: compiled bf16" higher torchopt 2>&1 | tee "$out/speed.log"
 cp benchmarks/maml_speed.json "$out/" 2>/dev/null
 
 for precision in float32 bfloat16; do
+    [ "$minutes" = 0 ] && break
     timeout 130 $py benchmarks/omniglot.py --data-dir "$data" --out "/tmp/runs-$precision" \
         --run "omniglot-5w1s-maml:$minutes:95.0" --set device=cuda \
         --set precision=$precision 2>&1 | tee "$out/omniglot-$precision.log"

@@ -47,8 +47,13 @@ def _classification_strategies() -> list[str]:
     return [n for n in available() if n not in ("pretrain", "scratch")]
 
 
-@pytest.mark.parametrize("batching", ["vmap", "loop"])
-@pytest.mark.parametrize("name", _classification_strategies())
+# Every strategy vmapped and looped; the MAML family's compiled task (one graph per task,
+# differentiated by AOTAutograd; Triton kernels on a GPU) once, for second-order MAML.
+CASES = [(n, b) for n in _classification_strategies() for b in ("vmap", "loop")]
+CASES += [("maml", "compiled")]
+
+
+@pytest.mark.parametrize(("name", "batching"), CASES)
 def test_meta_gradients_on_cuda_equal_the_cpu_float64_reference(name: str, batching: str) -> None:
     # Reptile's paper default (Adam on tiny gradients) is sign-like, so rounding flips updates:
     # the toy settings (full-batch SGD) compare float32 with float64 meaningfully.
