@@ -10,8 +10,13 @@
 #   SETTING: the benchmark's settings (default: 5way 20way). The compiled paths compile twice
 #   per setting (float32, then the float64 check), so one setting per call fits a device
 #   call's 10 minutes with room to spare.
+#   TESTS=0 in the environment skips the gpu-marked tests (for a second call).
 # Uses $PYTHON (default python3) with torch, and the packages of pyproject.toml importable;
-# the benchmark's libraries may come as wheels in .whl/ (installed to /tmp/site, no network).
+# the benchmark's libraries may come as wheels in .whl/ (installed to /tmp/site, no network),
+# fetched beforehand where there is a network; optree is compiled, so fetch it for each Python
+# the GPU machine may have (pip picks the one that fits):
+#   for v in 3.10 3.11 3.12 3.13; do pip download --no-deps --only-binary=:all: \
+#       --python-version $v -d .whl higher torchopt optree graphviz; done
 set -uo pipefail
 out=${1:?OUT_DIR}
 data=${2:?DATA_DIR}
@@ -22,15 +27,18 @@ py=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
 if compgen -G ".whl/*.whl" >/dev/null; then
     $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+        --find-links .whl --target /tmp/site higher torchopt optree graphviz &&
+        export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 cp benchmarks/RESULTS.md /tmp/RESULTS.before.md
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 $py -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 
-timeout 150 $py -m pytest -m gpu tests/test_cuda.py -q -p no:cacheprovider 2>&1 |
-    tee "$out/tests.log"
+if [ "${TESTS:-1}" != 0 ]; then
+    timeout 150 $py -m pytest -m gpu tests/test_cuda.py -q -p no:cacheprovider 2>&1 |
+        tee "$out/tests.log"
+fi
 
 timeout 420 $py benchmarks/maml_speed.py --device cuda --repeats 10 --record \
     --settings "${settings[@]}" --paths "ours: vmap" "ours: vmap bf16" "ours: compiled" \
