@@ -121,9 +121,10 @@ class MAML:
     # too is slower there, 0.88 s vs 0.34 s: the big activations miss the cache). CUDA (H100,
     # benchmarks/RESULTS.md): vmap 0.07 s vs loop 0.35-0.40 s at 5-way meta-batch 32, 0.24-0.25
     # vs 0.74-0.93 s at 20-way meta-batch 16 with five steps. "compiled" (the loop with each
-    # task compiled whole) equals "loop" at 5-way on the same CPU (1.01 vs 1.02 s) and is 1.24x
-    # faster at 20-way with five steps (3.30 vs 4.07 s; benchmarks/RESULTS.md), but costs a
-    # 40-110 s compile warm-up per model and shape, so "auto" does not choose it.
+    # task compiled whole) is a little faster than "loop" at 5-way on the same CPU (0.93-0.95 vs
+    # 1.00-1.02 s) and 1.22-1.25x faster at 20-way with five steps (3.40-3.47 vs 4.22-4.24 s),
+    # with 11-13% less tensor memory (benchmarks/RESULTS.md, 2026-11-27), but costs a 40-110 s
+    # compile warm-up per model and shape, so "auto" does not choose it.
     MEASURED: ClassVar[dict[str, str]] = {"cpu": "loop", "cuda": "vmap"}
     # For feature-vector tasks (the sinusoid MLP) vmap wins by far: 40-40 MLP, meta-batch 25,
     # one thread, loop 22 ms vs vmap 1.8 ms per meta-step.
