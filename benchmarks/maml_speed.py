@@ -249,6 +249,7 @@ def worker(path: str, setting: str, grad_file: str, device_name: str, allocator:
 
 def held_tensor_bytes() -> int:
     """Bytes of the tensor storages Python objects hold (weights, batch) and their gradients."""
+    gc.collect()  # garbage freed later, unseen by the profiler, would count as held
     storages: dict[int, int] = {}
     for obj in gc.get_objects():
         # type(), not isinstance(): the latter reads __class__, which warns on some of torch's
