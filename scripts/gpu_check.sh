@@ -8,8 +8,8 @@
 # Usage: bash scripts/gpu_check.sh OUT_DIR DATA_DIR [MINUTES_PER_RUN] [SETTING...]
 #   MINUTES_PER_RUN: training budget of each Omniglot run; 0 (the default) skips them.
 #   SETTING: the benchmark's settings (default: 5way 20way). The compiled paths compile twice
-#   per setting (float32, then the float64 check), so one setting per call fits a device
-#   call's 10 minutes with room to spare.
+#   per setting (float32, then the float64 check): 40-110 s each on a 2-core CPU, not yet
+#   timed on a GPU machine; where one call may run 10 minutes, give one setting per call.
 #   TESTS=0 in the environment skips the gpu-marked tests (for a second call).
 # Uses $PYTHON (default python3) with torch, and the packages of pyproject.toml importable;
 # the benchmark's libraries may come as wheels in .whl/ (installed to /tmp/site, no network),
