@@ -22,7 +22,7 @@ code, not allocators; ``--allocator default`` leaves glibc's default for every p
 
 Memory: on a CPU, "peak MB" is the worker's whole-process RSS high-water mark and "tensors MB"
 the most bytes of tensors alive at once during a meta-step (weights, batch and gradients held,
-plus the step's own allocations, from the profiler; see :func:`tensor_peak`). The verdict uses
+plus the step's own allocations, from the profiler; see tensor_memory.py). The verdict uses
 the tensors: they are what a path's memory use consists of, the same quantity the GPU reports,
 while RSS adds ~230 MB of interpreter and libraries that spreads by +-25 MB between identical
 processes, and a compiled path's RSS also holds the compiler and its generated code.
@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import gc
 import json
 import os
 import platform
@@ -65,6 +64,7 @@ from metalearner.devices import retain_freed_memory
 from metalearner.models import build_model
 from metalearner.strategies import build
 from metalearner.tasks import TaskBatch
+from tensor_memory import tensor_peak  # benchmarks/tensor_memory.py
 
 HERE = Path(__file__).resolve().parent
 SETTINGS = {  # ways, shots, queries, meta-batch, inner steps, inner lr
@@ -247,58 +247,6 @@ def worker(path: str, setting: str, grad_file: str, device_name: str, allocator:
     print(json.dumps(done), flush=True)
 
 
-def held_tensor_bytes() -> int:
-    """Bytes of the tensor storages Python objects hold (weights, batch) and their gradients."""
-    gc.collect()  # garbage freed later, unseen by the profiler, would count as held
-    storages: dict[int, int] = {}
-    for obj in gc.get_objects():
-        # type(), not isinstance(): the latter reads __class__, which warns on some of torch's
-        # own lazily deprecated module attributes.
-        if not issubclass(type(obj), Tensor) or obj.layout != torch.strided:
-            continue
-        for t in (obj, obj.grad if obj.is_leaf else None):  # a library's .grad lives in C++
-            if t is None or t.device.type != "cpu":
-                continue
-            try:
-                storage = t.untyped_storage()
-                storages[storage.data_ptr()] = storage.nbytes()
-            except (RuntimeError, NotImplementedError):
-                continue  # a tracer's stand-in (fake or functorch-wrapped), not memory
-    return sum(storages.values())
-
-
-def tensor_peak(step: Callable[[], object]) -> int:
-    """Most bytes of CPU tensors alive at once during one ``step``: the CPU's analogue of
-    ``torch.cuda.max_memory_allocated``.
-
-    What the process holds besides tensors (the interpreter, libraries' code and caches, memory
-    the allocator keeps) is left out: whole-process RSS is ~230 MB before any work here, and
-    identical processes spread by +-25 MB, more than the tensor memory of a 5-way task. It is
-    the tensors held before the step plus the highest point of the step's running total of
-    allocations and frees, from the profiler's memory events (every allocation and free that goes
-    through PyTorch's CPU allocator, compiled code's included). The profiler misses the free of a
-    block allocated before it started (a library's old gradients, freed by ``zero_grad``), so
-    it runs a step before the measured one.
-    """
-    from torch.profiler import ProfilerActivity, profile, record_function
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-        held = held_tensor_bytes()
-        with record_function("measured step"):
-            step()
-    # The raw events, in time order; key_averages() sums per operator and loses the order.
-    events = list(prof.profiler.kineto_results.events())
-    mark = next(e for e in events if e.name() == "measured step")
-    start, end = mark.start_ns(), mark.start_ns() + mark.duration_ns()
-    memory = [e for e in events if e.name() == "[memory]" and start <= e.start_ns() <= end]
-    live = rise = 0
-    for e in sorted(memory, key=lambda e: e.start_ns()):
-        live += e.nbytes()
-        rise = max(rise, live)
-    return held + rise
-
-
 class Worker:
     def __init__(
         self, path: str, setting: str, grad_file: Path, device: str, allocator: str
@@ -384,7 +332,7 @@ def targets(result: dict) -> list[str]:
         + (f"NOT for {', '.join(differing)}" if differing else "all float32 paths")
     ]
     # The device's tensor memory decides (torch.cuda.max_memory_allocated on a GPU, the
-    # profiler's count on a CPU); whole-process RSS is printed beside it (see tensor_peak).
+    # profiler's count on a CPU); whole-process RSS is printed beside it (see tensor_memory.py).
     key = "tensor_mb" if torch.device(result["device"]).type == "cpu" else "peak_mb"
     what = "tensor peak" if key == "tensor_mb" else "peak"
     lib_peak = min((rows[p][key] for p in LIBRARIES if key in rows.get(p, {})), default=0)
@@ -425,7 +373,7 @@ def table(name: str, result: dict) -> str:
     n, k, q, t, steps, lr = result["setting"]
     head = f"{name}: {n}-way {k}-shot {q}-query, meta-batch {t}, {steps} inner step(s), lr {lr}"
     cpu = torch.device(result["device"]).type == "cpu"
-    tensors = f" {'tensors MB':>10s}" if cpu else ""  # see tensor_peak
+    tensors = f" {'tensors MB':>10s}" if cpu else ""  # see tensor_memory.py
     lines = [head, "", f"{'path':22s} {'min s':>7s} {'median s':>9s} {'vs fastest lib':>15s}"
              f" {'peak MB':>8s}{tensors} {'first s':>8s} {'err vs loop':>12s} {'err vs f64':>11s}"
              f" {'in f64':>8s}", "-" * (119 if cpu else 108)]  # fmt: skip

@@ -1,4 +1,4 @@
-"""benchmarks/maml_speed.py's CPU memory measure, on steps whose tensor memory is known."""
+"""benchmarks/tensor_memory.py (maml_speed.py's CPU memory measure) on steps of known memory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from maml_speed import held_tensor_bytes, tensor_peak
+from tensor_memory import held_tensor_bytes, tensor_peak
 
 MB = 1_000_000
 SLACK = 64 * 1024  # the profiler's own small allocations, if any
