@@ -29,12 +29,14 @@ processes, and a compiled path's RSS also holds the compiler and its generated c
 
 On a GPU (``--device cuda``) every float32 path runs with TF32 off (true float32, so the
 meta-gradients can be compared), steps are timed between ``torch.cuda.synchronize()`` calls,
-and peak memory is the device's (``torch.cuda.max_memory_allocated``).
+and peak memory is the device's (``torch.cuda.max_memory_allocated``, which counts a CUDA
+graph's private pool too). The "graphed" paths (our loop recorded as a CUDA graph) run there
+only; a path that fails is listed with its error, and its traceback goes to stderr.
 
 Usage:
     .venv/bin/python benchmarks/maml_speed.py [--repeats 3] [--settings 5way 20way] [--record]
     python benchmarks/maml_speed.py --device cuda --repeats 10 --settings 5way \
-        --paths "ours: vmap" "ours: vmap bf16" "ours: compiled" higher torchopt
+        --paths "ours: vmap" "ours: graphed" "ours: graphed bf16" higher torchopt
 
 Writes ``benchmarks/maml_speed.json``; ``--record`` appends the tables to benchmarks/RESULTS.md.
 """
@@ -52,6 +54,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,7 +81,10 @@ OURS = {  # path -> MAML config overrides
     "ours: loop bf16": {"batching": "loop", "precision": "bfloat16"},
     "ours: compiled bf16": {"batching": "compiled", "precision": "bfloat16"},
     "ours: vmap bf16": {"batching": "vmap", "precision": "bfloat16"},
+    "ours: graphed": {"batching": "graphed"},  # CUDA only
+    "ours: graphed bf16": {"batching": "graphed", "precision": "bfloat16"},
 }
+CUDA_ONLY = ("ours: graphed", "ours: graphed bf16")
 LIBRARIES = ("higher", "torchopt", "learn2learn")
 REFERENCE, REFERENCE64 = "ours: loop", "ours: loop float64"
 F64 = ".f64"  # suffix of the file with a path's meta-gradient computed in float64
@@ -210,14 +216,17 @@ def worker(path: str, setting: str, grad_file: str, device_name: str, allocator:
     start = time.perf_counter()
     try:
         step, flat = build_path(path, setting, device, dtype)
+        first_grad = flat()  # also the warm-up (compiles, records a CUDA graph)
     except ImportError as e:
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
         return
-    except Exception as e:  # a library that imports but cannot run here
+    except Exception as e:  # a library that imports but cannot run here, a path that fails
+        traceback.print_exc()  # the whole story on stderr, one line in the table
         print(json.dumps({"error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}), flush=True)
         return
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
-    torch.save(flat().detach().double().cpu(), grad_file)  # also the warm-up (and compiles)
+    torch.save(first_grad.detach().double().cpu(), grad_file)
+    del first_grad  # not held during the memory readings
     first = time.perf_counter() - start
     if path != REFERENCE64:
         step()  # a second warm-up step
@@ -424,7 +433,7 @@ def record(text: str, command: str, device: str, allocator: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--paths", nargs="+", default=[*OURS, *LIBRARIES])
+    parser.add_argument("--paths", nargs="+", help="default: every path the device runs")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
@@ -441,7 +450,9 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.setting, args.grad_file, args.device, args.allocator)
         return
-    paths = [REFERENCE, *[p for p in args.paths if p != REFERENCE], REFERENCE64]
+    cuda = args.device.startswith("cuda")
+    chosen = args.paths or [p for p in [*OURS, *LIBRARIES] if cuda or p not in CUDA_ONLY]
+    paths = [REFERENCE, *[p for p in chosen if p != REFERENCE], REFERENCE64]
     tmp = HERE / ".maml_speed_tmp"
     tmp.mkdir(exist_ok=True)
     results, texts = {}, []

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The checks that need a CUDA GPU, in one command for a borrowed GPU machine (CI has none):
 # the gpu-marked tests, the second-order MAML speed benchmark against higher and TorchOpt (our
-# vmapped and compiled paths, float32 and bfloat16), and optionally short Omniglot 5-way 1-shot
-# MAML runs in float32 and bfloat16. Logs, the benchmark's JSON and the RESULTS.md sections it
-# appended go to OUT_DIR.
+# vmapped, CUDA-graph and compiled paths, float32 and bfloat16), and optionally short Omniglot
+# 5-way 1-shot MAML runs in float32 and bfloat16. Logs, the benchmark's JSON and the RESULTS.md
+# sections it appended go to OUT_DIR.
 #
 # Usage: bash scripts/gpu_check.sh OUT_DIR DATA_DIR [MINUTES_PER_RUN] [SETTING...]
 #   MINUTES_PER_RUN: training budget of each Omniglot run; 0 (the default) skips them.
-#   SETTING: the benchmark's settings (default: 5way 20way). The compiled paths compile twice
-#   per setting (float32, then the float64 check): 40-110 s each on a 2-core CPU, not yet
-#   timed on a GPU machine; where one call may run 10 minutes, give one setting per call.
+#   SETTING: the benchmark's settings (default: 5way 20way).
 #   TESTS=0 in the environment skips the gpu-marked tests (for a second call).
+#   PATHS="ours: vmap,higher,..." (comma-separated) picks the benchmark's paths; the default
+#   is every CUDA path but the compiled ones. Those compile twice per setting (float32, then
+#   the float64 check), 40-110 s each on a 2-core CPU and not yet timed on a GPU machine, so
+#   they get a call of their own, one setting per call where a call may run 10 minutes:
+#   TESTS=0 PATHS="ours: compiled,ours: compiled bf16,torchopt" bash scripts/gpu_check.sh ...
 # Uses $PYTHON (default python3) with torch, and the packages of pyproject.toml importable;
 # the benchmark's libraries may come as wheels in .whl/ (installed to /tmp/site, no network),
 # fetched beforehand where there is a network; optree is compiled, so fetch it for each Python
@@ -36,13 +39,13 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 $py -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 
 if [ "${TESTS:-1}" != 0 ]; then
-    timeout 150 $py -m pytest -m gpu tests/test_cuda.py -q -p no:cacheprovider 2>&1 |
+    timeout 180 $py -m pytest -m gpu tests/test_cuda.py -q -p no:cacheprovider 2>&1 |
         tee "$out/tests.log"
 fi
 
-timeout 420 $py benchmarks/maml_speed.py --device cuda --repeats 10 --record \
-    --settings "${settings[@]}" --paths "ours: vmap" "ours: vmap bf16" "ours: compiled" \
-    "ours: compiled bf16" higher torchopt 2>&1 | tee "$out/speed.log"
+IFS=, read -r -a paths <<<"${PATHS:-ours: vmap,ours: vmap bf16,ours: graphed,ours: graphed bf16,higher,torchopt}"
+timeout 380 $py benchmarks/maml_speed.py --device cuda --repeats 10 --record \
+    --settings "${settings[@]}" --paths "${paths[@]}" 2>&1 | tee "$out/speed.log"
 cp benchmarks/maml_speed.json "$out/" 2>/dev/null
 
 for precision in float32 bfloat16; do

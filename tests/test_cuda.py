@@ -24,7 +24,7 @@ from metalearner.strategies import available, build
 from metalearner.train import meta_train
 
 sys.path.insert(0, str(Path(__file__).parent))
-from strategy_contract import TOY_SETTINGS, image_batch, tiny_conv
+from strategy_contract import TOY_SETTINGS, image_batch, rel_error, tiny_conv
 
 pytestmark = [
     pytest.mark.gpu,
@@ -48,9 +48,11 @@ def _classification_strategies() -> list[str]:
 
 
 # Every strategy vmapped and looped; the MAML family's compiled task (one graph per task,
-# differentiated by AOTAutograd; Triton kernels on a GPU) once, for second-order MAML.
+# differentiated by AOTAutograd; Triton kernels on a GPU) once, for second-order MAML; the
+# loop replayed as a CUDA graph for every member of the family.
 CASES = [(n, b) for n in _classification_strategies() for b in ("vmap", "loop")]
 CASES += [("maml", "compiled")]
+CASES += [(n, "graphed") for n in ("maml", "fomaml", "metasgd", "anil")]
 
 
 @pytest.mark.parametrize(("name", "batching"), CASES)
@@ -77,6 +79,30 @@ def test_meta_gradients_on_cuda_equal_the_cpu_float64_reference(name: str, batch
     want = torch.cat([g.flatten() for g in expected.values()])
     got = torch.cat([grads[k].cpu().double().flatten() for k in expected])
     assert float((got - want).norm() / want.norm()) < 1e-4
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_graphed_replays_give_each_call_its_own_meta_gradient(precision: str) -> None:
+    # The CUDA graph is recorded on the first call; later calls copy new parameters and tasks
+    # into its inputs. Each result must be that call's own (the eager loop's, same kernels),
+    # and an earlier result must survive the next replay, which overwrites the graph's outputs.
+    net = tiny_conv(dtype=torch.float32)
+    settings = {"inner_steps": 2, "precision": precision}
+    loop = build("maml", net, {**settings, "batching": "loop"})
+    graphed = build("maml", net, {**settings, "batching": "graphed"})
+    first = {k: v.to(CUDA) for k, v in loop.init_params(0).items()}
+    second = {k: v + 0.05 * torch.randn_like(v) for k, v in first.items()}
+    batches = [image_batch(tasks=4, dtype=torch.float32, seed=s).to(CUDA) for s in (0, 1)]
+    calls = [(first, batches[0]), (first, batches[1]), (second, batches[0]), (second, batches[1])]
+    results = [graphed.meta_grads(p, b) for p, b in calls]
+    # The same kernels; only reductions that use atomics may add in another order, which
+    # bfloat16 rounds coarsely. Another call's result would be off by ~1.
+    tol = 1e-5 if precision == "float32" else 2e-2
+    for (p, b), (grads, metrics) in zip(calls, results, strict=True):
+        want, want_metrics = loop.meta_grads(p, b)
+        assert rel_error(grads, want) < tol
+        assert metrics["loss"] == pytest.approx(want_metrics["loss"], rel=tol)
+    assert rel_error(results[0][0], results[1][0]) > 0.1  # the tasks did change
 
 
 def test_a_run_trains_stops_resumes_and_scores_on_cuda(tmp_path: Path) -> None:

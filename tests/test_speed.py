@@ -1,4 +1,7 @@
-"""The opt-in speed paths of the MAML family: a compiled task and bfloat16 autocast."""
+"""The opt-in speed paths of the MAML family: a compiled task, a CUDA graph, bfloat16 autocast.
+
+The CUDA graph itself is checked on a GPU (tests/test_cuda.py); here, that it refuses a CPU.
+"""
 
 from __future__ import annotations
 
@@ -36,3 +39,40 @@ def test_compiled_task_gives_the_loops_meta_gradient(name: str) -> None:
     for _ in range(2):  # compiles, then reuses the compiled kernels
         grads, _ = compiled.meta_grads(params, batch)
         assert rel_error(grads, loop) < 1e-10
+
+
+def test_graphed_batching_refuses_cpu_tensors_in_one_sentence() -> None:
+    net, batch = tiny_conv(), image_batch(tasks=2)
+    graphed = build("maml", net, {"batching": "graphed"})
+    with pytest.raises(ConfigError, match=r"needs every tensor on a CUDA device; use batching"):
+        graphed.meta_grads(graphed.init_params(0), batch)
+
+
+@pytest.mark.parametrize("name", ["maml", "fomaml", "metasgd", "anil"])
+def test_the_meta_step_a_cuda_graph_records_reads_no_value_from_the_device(name: str) -> None:
+    # A CUDA graph cannot record a step that waits for a value (.item(), float(t), a branch on
+    # a tensor); on the "meta" device, which has shapes but no values, each of these raises.
+    strategy = build(name, tiny_conv(dtype=torch.float32), {"batching": "graphed"})
+    params = {k: v.to("meta") for k, v in strategy.init_params(0).items()}
+    batch = image_batch(tasks=3, dtype=torch.float32).to("meta")
+    tensors = batch.support_x, batch.support_y, batch.query_x, batch.query_y
+    grads, metrics = strategy._per_task_meta_grads(params, *tensors)  # what "graphed" records
+    assert grads.keys() == params.keys() and metrics.keys() == {"loss", "accuracy"}
+    assert all(g.shape == params[k].shape for k, g in grads.items())
+    with pytest.raises(RuntimeError, match="meta tensors"):
+        float(metrics["loss"])  # the check has teeth: reading a value does raise here
+
+
+def test_loop_metrics_are_the_mean_over_tasks_and_equal_vmaps() -> None:
+    # The loop keeps metrics on the device until the end of the meta-batch (one wait for a GPU,
+    # not one per task); they must still be the mean of every task's own, accuracy included.
+    net, batch = tiny_conv(), image_batch(tasks=3)
+    loop = build("maml", net, {"batching": "loop"})
+    params = loop.init_params(0)
+    _, metrics = loop.meta_grads(params, batch)
+    _, vmapped = build("maml", net, {"batching": "vmap"}).meta_grads(params, batch)
+    alone = [loop.meta_grads(params, batch[t : t + 1])[1] for t in range(3)]
+    assert metrics.keys() == vmapped.keys() == {"loss", "accuracy"}
+    for k in metrics:
+        assert metrics[k] == pytest.approx(sum(m[k] for m in alone) / 3, rel=1e-12)
+        assert metrics[k] == pytest.approx(vmapped[k], rel=1e-12)

@@ -251,7 +251,19 @@ def meta_gradient(
         params: where to take the gradient.
 
     Returns:
-        ``(grads, metrics)`` with metrics converted to floats.
+        ``(grads, metrics)`` with metrics converted to floats (``"loss"`` among them).
+    """
+    grads, metrics = meta_gradient_tensors(objective, params)
+    return grads, floats(metrics)
+
+
+def meta_gradient_tensors(
+    objective: Callable[[Params], tuple[Tensor, dict[str, Tensor]]], params: Params
+) -> tuple[Params, dict[str, Tensor]]:
+    """:func:`meta_gradient` with the metrics left as detached scalar tensors.
+
+    Nothing here waits for the device, so a GPU runs ahead of Python, and the call can be
+    recorded as a CUDA graph (:class:`metalearner.speed.CapturedFunction`).
     """
     with torch.enable_grad():
         leaves = {k: v.detach().requires_grad_(v.is_floating_point()) for k, v in params.items()}
@@ -260,27 +272,38 @@ def meta_gradient(
         found = torch.autograd.grad(loss, [leaves[k] for k in differentiable], allow_unused=True)
     grads = {k: torch.zeros_like(v) for k, v in params.items()}
     grads.update({k: g for k, g in zip(differentiable, found, strict=True) if g is not None})
-    return grads, {"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items()}}
+    return grads, {"loss": loss.detach(), **{k: v.detach() for k, v in metrics.items()}}
 
 
 def summed_meta_gradient(
     objectives: Sequence[Callable[[Params], tuple[Tensor, dict[str, Tensor]]]], params: Params
-) -> tuple[Params, dict[str, float]]:
-    """:func:`meta_gradient` of the mean of several objectives, one graph at a time.
+) -> tuple[Params, dict[str, Tensor]]:
+    """:func:`meta_gradient_tensors` of the mean of several objectives, one graph at a time.
 
     Each objective's graph is freed before the next is built, so peak memory is that of one
     (e.g. one task of a meta-batch); the result equals the gradient of the mean objective.
+    Metrics stay tensors (see :func:`floats`): one wait for the device per meta-batch, not one
+    per objective.
     """
     total: Params = {}
-    summed: dict[str, float] = {}
+    summed: dict[str, Tensor] = {}
     for objective in objectives:
-        grads, metrics = meta_gradient(objective, params)
+        grads, metrics = meta_gradient_tensors(objective, params)
         for k, g in grads.items():
             total[k] = total[k].add_(g) if k in total else g
-        for k, v in metrics.items():
-            summed[k] = summed.get(k, 0.0) + v
+        for k, v in metrics.items():  # summed in float64, as Python floats would be
+            wide = v.to(torch.float64)
+            summed[k] = summed[k] + wide if k in summed else wide
     n = len(objectives)
     return {k: g.div_(n) for k, g in total.items()}, {k: v / n for k, v in summed.items()}
+
+
+def floats(metrics: Mapping[str, Tensor]) -> dict[str, float]:
+    """Scalar metric tensors as floats, in one transfer from the device."""
+    if not metrics:
+        return {}
+    values = torch.stack([v.detach().to(torch.float64) for v in metrics.values()]).tolist()
+    return dict(zip(metrics, values, strict=True))
 
 
 def _match(output: Tensor, target: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Opt-in speed paths for the per-task loop: a compiled task and bfloat16 autocast.
+"""Opt-in speed paths for the per-task loop: a compiled task, a CUDA graph, bfloat16 autocast.
 
 Second-order MAML differentiates the support pass twice: the inner gradient, then the outer
 gradient through it. Written with ``torch.func.grad`` (as :func:`metalearner.functional.adapt`
@@ -8,6 +8,16 @@ differentiates once: BatchNorm, ReLU, pooling and their derivatives run as a few
 instead of one kernel per operation. Its meta-gradient equals the eager loop's up to rounding
 (tests/test_speed.py checks it in float64; benchmarks/maml_speed.py in float32, where several
 inner steps amplify rounding differences).
+
+On a GPU the per-task loop is launch-bound: on an H100 it took 0.35-0.40 s for a 5-way
+meta-batch of 32 tasks, while the vmapped path ran all 32 tasks' arithmetic in 0.07 s
+(benchmarks/RESULTS.md), so most of the loop's ~11 ms per task is Python and kernel launches,
+not kernels. :class:`CapturedFunction` records the whole meta-batch once as a CUDA graph and
+replays it with one launch. Its memory stays the loop's: the recorded kernels allocate from the
+graph's private pool, which reuses within the recording what the recording freed, so the pool
+holds one task's graph at a time, not the meta-batch's. (Written without a GPU at hand: its
+speed and memory are to be measured with scripts/gpu_check.sh, and tests/test_cuda.py checks
+its meta-gradients there.)
 
 bfloat16 autocast runs convolutions and matrix products in bfloat16 (on CPUs with AVX512-BF16
 or AMX, and on GPUs); the meta-gradient is then only as precise as bfloat16 (~1e-2 relative),
@@ -21,14 +31,20 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal
 
 import torch
+import torch.utils._pytree as pytree
 
 from metalearner.errors import ConfigError
 
 Precision = Literal["float32", "bfloat16"]
 
 
-def precision_context(precision: str, device: torch.device) -> AbstractContextManager[Any]:
+def precision_context(
+    precision: str, device: torch.device, *, cache: bool = True
+) -> AbstractContextManager[Any]:
     """The autocast context for ``precision``: none for ``"float32"`` (the parameters' dtype).
+
+    ``cache=False`` recasts weights at each use instead of caching their casts, which code
+    recorded as a CUDA graph needs (PyTorch's CUDA-graph notes).
 
     Raises:
         ConfigError: for an unknown precision.
@@ -36,7 +52,7 @@ def precision_context(precision: str, device: torch.device) -> AbstractContextMa
     if precision == "float32":
         return nullcontext()
     if precision == "bfloat16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     raise ConfigError(f"Unknown precision {precision!r}; use 'float32' or 'bfloat16'.")
 
 
@@ -49,3 +65,63 @@ def compile_task(fn: Callable[..., Any]) -> Callable[..., Any]:
     kernel, so ``fn`` must see one task at a time and must not be vmapped.
     """
     return torch.compile(fn, dynamic=False)
+
+
+class CapturedFunction:
+    """``fn`` recorded as a CUDA graph per input signature, and replayed.
+
+    ``fn`` takes and returns nested containers (dicts, tuples) of CUDA tensors and must not
+    wait for the device (no ``.item()``, ``float(tensor)``, branches on tensor values, shapes
+    that depend on data) or draw random numbers. Its first call with a new signature (shapes,
+    dtypes, devices, strides) runs it twice on a side stream (lazy initialisations such as
+    cuBLAS's workspace must not happen while recording), then records it; every call copies its
+    inputs into the recording's static tensors, replays, and returns copies of the outputs (the
+    next replay overwrites them). Each recorded signature keeps its memory pool, so use it for
+    calls whose shapes repeat, such as the meta-steps of a run.
+
+    Raises:
+        ConfigError: an input is not a CUDA tensor.
+
+    References:
+        NVIDIA, "CUDA C++ Programming Guide", section CUDA Graphs.
+        PyTorch, "CUDA semantics", section CUDA Graphs (whole-network capture).
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, warmup: int = 2) -> None:
+        self._fn, self._warmup = fn, warmup
+        self._recorded: dict[Any, tuple[torch.cuda.CUDAGraph, list[torch.Tensor], Any]] = {}
+
+    def __call__(self, *args: Any) -> Any:
+        inputs, spec = pytree.tree_flatten(args)
+        if not all(isinstance(t, torch.Tensor) and t.is_cuda for t in inputs):
+            raise ConfigError(
+                "batching 'graphed' replays CUDA graphs and needs every tensor on a CUDA "
+                "device; use batching 'loop' or 'compiled' elsewhere."
+            )
+        key = (spec, *((t.shape, t.stride(), t.dtype, t.device) for t in inputs))
+        if key not in self._recorded:
+            self._recorded[key] = self._record(inputs, spec)
+        graph, static, outputs = self._recorded[key]
+        with torch.no_grad():
+            for s, t in zip(static, inputs, strict=True):
+                s.copy_(t)
+        graph.replay()
+        return pytree.tree_map(torch.clone, outputs)
+
+    def _record(
+        self, inputs: list[torch.Tensor], spec: pytree.TreeSpec
+    ) -> tuple[torch.cuda.CUDAGraph, list[torch.Tensor], Any]:
+        device = inputs[0].device
+        static = [t.detach().clone() for t in inputs]
+        args = pytree.tree_unflatten(static, spec)
+        with torch.cuda.device(device):
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(self._warmup):
+                    self._fn(*args)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                outputs = self._fn(*args)
+        return graph, static, outputs

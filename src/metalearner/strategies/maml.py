@@ -64,9 +64,11 @@ class MAMLConfig(ConfigBase):
     meta_lr: float = 1e-3  # Adam's step size in the outer loop (read by the training loop)
     meta_batch_size: int = 32  # tasks per meta-step (read by the training loop)
     # How a meta-batch runs: vmapped over tasks, a per-task loop, the loop with each task
-    # compiled whole (fastest on a CPU once compiled, see metalearner.speed), or "auto" (the path
-    # measured fastest on the batch's device without a compile warm-up; see MAML.MEASURED).
-    batching: Literal["auto", "vmap", "loop", "compiled"] = "auto"
+    # compiled whole (fastest on a CPU once compiled, see metalearner.speed), the loop recorded
+    # once and replayed as a CUDA graph ("graphed", CUDA only: one launch per meta-step instead
+    # of thousands), or "auto" (the path measured fastest on the batch's device without a
+    # warm-up; see MAML.MEASURED).
+    batching: Literal["auto", "vmap", "loop", "compiled", "graphed"] = "auto"
     chunk_size: int | None = None  # with vmap: tasks per vmapped chunk, to bound memory
     # "bfloat16": autocast the meta-step (faster on CPUs with AVX512-BF16 and on GPUs, but the
     # meta-gradient is only bfloat16-precise); "float32" computes in the parameters' dtype.
@@ -124,7 +126,8 @@ class MAML:
     # task compiled whole) is a little faster than "loop" at 5-way on the same CPU (0.93-0.95 vs
     # 1.00-1.02 s) and 1.22-1.25x faster at 20-way with five steps (3.40-3.47 vs 4.22-4.24 s),
     # with 11-13% less tensor memory (benchmarks/RESULTS.md, 2026-11-27), but costs a 40-110 s
-    # compile warm-up per model and shape, so "auto" does not choose it.
+    # compile warm-up per model and shape, so "auto" does not choose it. "graphed" (CUDA only) is
+    # not measured yet, so "auto" does not choose it either.
     MEASURED: ClassVar[dict[str, str]] = {"cpu": "loop", "cuda": "vmap"}
     # For feature-vector tasks (the sinusoid MLP) vmap wins by far: 40-40 MLP, meta-batch 25,
     # one thread, loop 22 ms vs vmap 1.8 ms per meta-step.
@@ -140,6 +143,7 @@ class MAML:
         names = [k for k, _ in model.named_parameters()]
         self._adapted = names
         self._compiled: Callable[..., tuple[Tensor, ...]] | None = None
+        self._graphed: speed.CapturedFunction | None = None
         self._inner = fx.functional(model)  # the function the inner loop adapts
         if config.head_only:
             features, head = getattr(model, "features", None), getattr(model, "head", None)
@@ -167,30 +171,50 @@ class MAML:
         """Meta-gradient of the mean query loss after inner-loop adaptation, and metrics."""
         c = self.config
         device = batch.support_x.device
-        compiled = c.batching == "compiled"
-        setting = "loop" if compiled else c.batching
+        setting = "loop" if c.batching in ("compiled", "graphed") else c.batching
         measured = self.MEASURED if batch.support_x.dim() > 3 else self.MEASURED_VECTORS
-        vectorize = resolve_batching(setting, device=device, measured=measured)
-        task = self._compiled_task if compiled else self._task
+        if resolve_batching(setting, device=device, measured=measured):
+            with speed.precision_context(c.precision, device):
+                return fx.meta_gradient(self._objective(batch, vectorize=True), params)
+        if c.batching != "graphed":
+            grads, metrics = self._per_task_meta_grads(params, *_tensors(batch))
+        else:
+            if self._graphed is None:
+                self._graphed = speed.CapturedFunction(self._per_task_meta_grads)
+            grads, metrics = self._graphed(params, *_tensors(batch))
+        return grads, fx.floats(metrics)
 
-        def objective(b: TaskBatch) -> Callable[[Params], tuple[Tensor, dict[str, Tensor]]]:
-            def of(p: Params) -> tuple[Tensor, dict[str, Tensor]]:
-                inner = self._inner_params(p)
-                embed = self._embedder(p, tasks=True, vectorize=vectorize)
-                inputs = [embed(b.support_x), b.support_y, embed(b.query_x), b.query_y]
-                out = fx.map_tasks(
-                    task, inner, inputs, vectorize=vectorize, chunk_size=c.chunk_size
-                )
-                metrics = {"accuracy": out[1].mean()} if b.is_classification else {}
-                return out[0].mean(), metrics
+    def _per_task_meta_grads(
+        self, params: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor
+    ) -> tuple[Params, dict[str, Tensor]]:
+        """The meta-batch one task at a time: peak memory stays that of a single task.
 
-            return of
+        Nothing here waits for the device, so it can be recorded as a CUDA graph ("graphed").
+        """
+        c, batch = self.config, TaskBatch(sx, sy, qx, qy)
+        # A CUDA graph must not keep autocast's cached casts of one replay's weights.
+        cache = c.batching != "graphed"
+        with speed.precision_context(c.precision, sx.device, cache=cache):
+            objectives = [self._objective(b, vectorize=False) for b in _tasks(batch)]
+            return fx.summed_meta_gradient(objectives, params)
 
-        with speed.precision_context(c.precision, device):
-            if vectorize:
-                return fx.meta_gradient(objective(batch), params)
-            # One task's graph at a time: peak memory stays that of a single task.
-            return fx.summed_meta_gradient([objective(b) for b in _tasks(batch)], params)
+    def _objective(
+        self, batch: TaskBatch, *, vectorize: bool
+    ) -> Callable[[Params], tuple[Tensor, dict[str, Tensor]]]:
+        """The mean query loss of ``batch``'s tasks (and their accuracy) as a function of θ."""
+        c = self.config
+        task = self._compiled_task if c.batching == "compiled" else self._task
+
+        def objective(p: Params) -> tuple[Tensor, dict[str, Tensor]]:
+            inner = self._inner_params(p)
+            embed = self._embedder(p, tasks=True, vectorize=vectorize)
+            inputs = [embed(batch.support_x), batch.support_y, embed(batch.query_x), batch.query_y]
+            out = fx.map_tasks(task, inner, inputs, vectorize=vectorize, chunk_size=c.chunk_size)
+            # Classification tasks also give their accuracy (see _score).
+            metrics = {"accuracy": out[1].mean()} if len(out) > 1 else {}
+            return out[0].mean(), metrics
+
+        return objective
 
     def adapt(
         self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int | None = None
@@ -281,6 +305,10 @@ def _score(out: Tensor, target: Tensor) -> tuple[Tensor, ...]:
     if target.dtype.is_floating_point:
         return (loss,)
     return loss, fx.accuracy(out, target)
+
+
+def _tensors(batch: TaskBatch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return batch.support_x, batch.support_y, batch.query_x, batch.query_y
 
 
 def _tasks(batch: TaskBatch) -> list[TaskBatch]:
