@@ -29,9 +29,11 @@ processes, and a compiled path's RSS also holds the compiler and its generated c
 
 On a GPU (``--device cuda``) every float32 path runs with TF32 off (true float32, so the
 meta-gradients can be compared), steps are timed between ``torch.cuda.synchronize()`` calls,
-and peak memory is the device's (``torch.cuda.max_memory_allocated``, which counts a CUDA
-graph's private pool too). The "graphed" paths (our loop recorded as a CUDA graph) run there
-only; a path that fails is listed with its error, and its traceback goes to stderr.
+"peak MB" is the most bytes of tensors at once (``torch.cuda.max_memory_allocated``, what the
+verdict uses), and "reserved MB" the most the allocator held (``max_memory_reserved``: its cache
+too, and a CUDA graph's private pool, which stays reserved between replays). The "graphed"
+paths (our loop recorded as a CUDA graph) run there only; a path that fails is listed with its
+error, and its traceback goes to stderr.
 
 Usage:
     .venv/bin/python benchmarks/maml_speed.py [--repeats 3] [--settings 5way 20way] [--record]
@@ -240,11 +242,14 @@ def worker(path: str, setting: str, grad_file: str, device_name: str, allocator:
         step()
         sync()
         print(json.dumps({"s": time.perf_counter() - t}), flush=True)
+    done: dict = {}
     if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        done["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        # What the allocator held: with the cache and a CUDA graph's private pool, which stays
+        # reserved between replays.
+        done["reserved_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    done: dict = {"peak_mb": peak}
+        done["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB
     if device.type == "cpu" and path != REFERENCE64:  # after the RSS: the profiler's not counted
         done["tensor_mb"] = tensor_peak(step) / 2**20
     if path != REFERENCE64 and "bf16" not in path:  # bfloat16 autocast has no float64 form
@@ -382,13 +387,13 @@ def table(name: str, result: dict) -> str:
     n, k, q, t, steps, lr = result["setting"]
     head = f"{name}: {n}-way {k}-shot {q}-query, meta-batch {t}, {steps} inner step(s), lr {lr}"
     cpu = torch.device(result["device"]).type == "cpu"
-    tensors = f" {'tensors MB':>10s}" if cpu else ""  # see tensor_memory.py
+    # Beside "peak MB": on a CPU the tensors (tensor_memory.py), on a GPU what was reserved.
+    key, label = ("tensor_mb", "tensors MB") if cpu else ("reserved_mb", "reserved MB")
     lines = [head, "", f"{'path':22s} {'min s':>7s} {'median s':>9s} {'vs fastest lib':>15s}"
-             f" {'peak MB':>8s}{tensors} {'first s':>8s} {'err vs loop':>12s} {'err vs f64':>11s}"
-             f" {'in f64':>8s}", "-" * (119 if cpu else 108)]  # fmt: skip
+             f" {'peak MB':>8s} {label:>11s} {'first s':>8s} {'err vs loop':>12s}"
+             f" {'err vs f64':>11s} {'in f64':>8s}", "-" * 120]  # fmt: skip
     for p, row in result["rows"].items():
-        mem = f" {row['tensor_mb']:10.1f}" if "tensor_mb" in row else f" {'-':>10s}"
-        mem = mem if cpu else ""
+        mem = f" {row[key]:11.1f}" if key in row else f" {'-':>11s}"
         if "error" in row:
             lines.append(f"{p:22s} unavailable: {row['error']}")
         elif "min_s" not in row:
