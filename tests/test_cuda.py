@@ -105,6 +105,18 @@ def test_graphed_replays_give_each_call_its_own_meta_gradient(precision: str) ->
     assert rel_error(results[0][0], results[1][0]) > 0.1  # the tasks did change
 
 
+def test_a_graphed_run_trains_to_the_parameters_of_a_looped_one(tmp_path: Path) -> None:
+    # In a run the graph is recorded at the first meta-step and replayed after it, with the
+    # optimizer's new parameters and each step's new tasks copied in.
+    runs = {}
+    for batching in ("loop", "graphed"):
+        overrides = [*SINE, "steps=6", "val_every=3", "device=cuda"]
+        cfg = load_config(overrides=[*overrides, f"strategy_config.batching={batching}"])
+        runs[batching] = meta_train(cfg, tmp_path / batching, quiet=True).params
+    for k, v in runs["loop"].items():
+        assert torch.allclose(runs["graphed"][k], v, rtol=1e-4, atol=1e-6), k
+
+
 def test_a_run_trains_stops_resumes_and_scores_on_cuda(tmp_path: Path) -> None:
     cfg = load_config(overrides=[*SINE, "steps=9", "val_every=3", "device=cuda"])
     whole = meta_train(cfg, tmp_path / "whole", quiet=True)
