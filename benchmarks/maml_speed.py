@@ -31,14 +31,14 @@ On a GPU (``--device cuda``) every float32 path runs with TF32 off (true float32
 meta-gradients can be compared), steps are timed between ``torch.cuda.synchronize()`` calls,
 "peak MB" is the most bytes of tensors at once (``torch.cuda.max_memory_allocated``, what the
 verdict uses), and "reserved MB" the most the allocator held (``max_memory_reserved``: its cache
-too, and a CUDA graph's private pool, which stays reserved between replays). The "graphed"
-paths (our loop recorded as a CUDA graph) run there only; a path that fails is listed with its
-error, and its traceback goes to stderr.
+too, and a CUDA graph's private pool, which stays reserved between replays). The "+graph"
+paths (our meta-step recorded once as a CUDA graph and replayed) run there only; a path that
+fails is listed with its error, and its traceback goes to stderr.
 
 Usage:
     .venv/bin/python benchmarks/maml_speed.py [--repeats 3] [--settings 5way 20way] [--record]
     python benchmarks/maml_speed.py --device cuda --repeats 10 --settings 5way \
-        --paths "ours: vmap" "ours: graphed" "ours: graphed bf16" higher torchopt
+        --paths "ours: vmap" "ours: loop+graph" "ours: loop+graph bf16" higher torchopt
 
 Writes ``benchmarks/maml_speed.json``; ``--record`` appends the tables to benchmarks/RESULTS.md.
 """
@@ -83,10 +83,13 @@ OURS = {  # path -> MAML config overrides
     "ours: loop bf16": {"batching": "loop", "precision": "bfloat16"},
     "ours: compiled bf16": {"batching": "compiled", "precision": "bfloat16"},
     "ours: vmap bf16": {"batching": "vmap", "precision": "bfloat16"},
-    "ours: graphed": {"batching": "graphed"},  # CUDA only
-    "ours: graphed bf16": {"batching": "graphed", "precision": "bfloat16"},
+    # CUDA only: the meta-step recorded once as a CUDA graph and replayed
+    "ours: loop+graph": {"batching": "loop", "cuda_graph": True},
+    "ours: loop+graph bf16": {"batching": "loop", "cuda_graph": True, "precision": "bfloat16"},
+    "ours: vmap+graph": {"batching": "vmap", "cuda_graph": True},
+    "ours: compiled+graph": {"batching": "compiled", "cuda_graph": True},
 }
-CUDA_ONLY = ("ours: graphed", "ours: graphed bf16")
+CUDA_ONLY = tuple(p for p, overrides in OURS.items() if overrides.get("cuda_graph"))
 LIBRARIES = ("higher", "torchopt", "learn2learn")
 REFERENCE, REFERENCE64 = "ours: loop", "ours: loop float64"
 F64 = ".f64"  # suffix of the file with a path's meta-gradient computed in float64

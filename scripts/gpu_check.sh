@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The checks that need a CUDA GPU, in one command for a borrowed GPU machine (CI has none):
 # the gpu-marked tests, the second-order MAML speed benchmark against higher and TorchOpt (our
-# vmapped, CUDA-graph and compiled paths, float32 and bfloat16), and optionally short Omniglot
-# 5-way 1-shot MAML runs in float32 and bfloat16. Logs, the benchmark's JSON and the RESULTS.md
-# sections it appended go to OUT_DIR.
+# vmapped, looped and compiled paths, with and without a CUDA graph, float32 and bfloat16),
+# and optionally short Omniglot 5-way 1-shot MAML runs in float32 and bfloat16. Logs, the
+# benchmark's JSON and the RESULTS.md sections it appended go to OUT_DIR.
 #
 # Usage: bash scripts/gpu_check.sh OUT_DIR DATA_DIR [MINUTES_PER_RUN] [SETTING...]
 #   MINUTES_PER_RUN: training budget of each Omniglot run; 0 (the default) skips them.
@@ -13,7 +13,8 @@
 #   is every CUDA path but the compiled ones. Those compile twice per setting (float32, then
 #   the float64 check), 40-110 s each on a 2-core CPU and not yet timed on a GPU machine, so
 #   they get a call of their own, one setting per call where a call may run 10 minutes:
-#   TESTS=0 PATHS="ours: compiled,ours: compiled bf16,torchopt" bash scripts/gpu_check.sh ...
+#   TESTS=0 PATHS="ours: compiled,ours: compiled+graph,ours: compiled bf16,torchopt" \
+#       bash scripts/gpu_check.sh OUT_DIR DATA_DIR 0 5way
 # Uses $PYTHON (default python3) with torch, and the packages of pyproject.toml importable;
 # the benchmark's libraries may come as wheels in .whl/ (installed to /tmp/site, no network),
 # fetched beforehand where there is a network; optree is compiled, so fetch it for each Python
@@ -43,7 +44,8 @@ if [ "${TESTS:-1}" != 0 ]; then
         tee "$out/tests.log"
 fi
 
-IFS=, read -r -a paths <<<"${PATHS:-ours: vmap,ours: vmap bf16,ours: graphed,ours: graphed bf16,higher,torchopt}"
+default="ours: vmap,ours: vmap bf16,ours: loop+graph,ours: loop+graph bf16,ours: vmap+graph"
+IFS=, read -r -a paths <<<"${PATHS:-$default,higher,torchopt}"
 timeout 380 $py benchmarks/maml_speed.py --device cuda --repeats 10 --record \
     --settings "${settings[@]}" --paths "${paths[@]}" 2>&1 | tee "$out/speed.log"
 cp benchmarks/maml_speed.json "$out/" 2>/dev/null

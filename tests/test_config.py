@@ -61,6 +61,7 @@ def test_resolved_yaml_round_trips() -> None:
         (["steps.x=1"], ["steps"]),
         (["steps=0"], ["steps", "at least 1"]),
         (["seed=1001"], ["val_seed"]),
+        (["strategy_config.cuda_graph=true"], ["cuda_graph", "device=cuda"]),
     ],
 )
 def test_bad_settings_name_the_key_and_the_choices(override: list[str], words: list[str]) -> None:

@@ -49,17 +49,21 @@ def _classification_strategies() -> list[str]:
 
 # Every strategy vmapped and looped; the MAML family's compiled task (one graph per task,
 # differentiated by AOTAutograd; Triton kernels on a GPU) once, for second-order MAML; the
-# loop replayed as a CUDA graph for every member of the family.
+# meta-step recorded as a CUDA graph ("+ graph") for every member of the family with the loop,
+# and for MAML with vmap and with the compiled loop.
 CASES = [(n, b) for n in _classification_strategies() for b in ("vmap", "loop")]
 CASES += [("maml", "compiled")]
-CASES += [(n, "graphed") for n in ("maml", "fomaml", "metasgd", "anil")]
+CASES += [(n, "loop + graph") for n in ("maml", "fomaml", "metasgd", "anil")]
+CASES += [("maml", "vmap + graph"), ("maml", "compiled + graph")]
 
 
 @pytest.mark.parametrize(("name", "batching"), CASES)
 def test_meta_gradients_on_cuda_equal_the_cpu_float64_reference(name: str, batching: str) -> None:
     # Reptile's paper default (Adam on tiny gradients) is sign-like, so rounding flips updates:
     # the toy settings (full-batch SGD) compare float32 with float64 meaningfully.
-    settings = {**TOY_SETTINGS.get(name, {}), "batching": batching}
+    settings = {**TOY_SETTINGS.get(name, {}), "batching": batching.removesuffix(" + graph")}
+    if batching.endswith(" + graph"):
+        settings["cuda_graph"] = True
     reference = build(name, tiny_conv(), settings)
     params64 = reference.init_params(0)
     batch64 = image_batch(tasks=4)
@@ -81,15 +85,19 @@ def test_meta_gradients_on_cuda_equal_the_cpu_float64_reference(name: str, batch
     assert float((got - want).norm() / want.norm()) < 1e-4
 
 
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_graphed_replays_give_each_call_its_own_meta_gradient(precision: str) -> None:
+@pytest.mark.parametrize(
+    ("batching", "precision"), [("loop", "float32"), ("loop", "bfloat16"), ("vmap", "float32")]
+)
+def test_cuda_graph_replays_give_each_call_its_own_meta_gradient(
+    batching: str, precision: str
+) -> None:
     # The CUDA graph is recorded on the first call; later calls copy new parameters and tasks
-    # into its inputs. Each result must be that call's own (the eager loop's, same kernels),
+    # into its inputs. Each result must be that call's own (the eager path's, same kernels),
     # and an earlier result must survive the next replay, which overwrites the graph's outputs.
     net = tiny_conv(dtype=torch.float32)
-    settings = {"inner_steps": 2, "precision": precision}
-    loop = build("maml", net, {**settings, "batching": "loop"})
-    graphed = build("maml", net, {**settings, "batching": "graphed"})
+    settings = {"inner_steps": 2, "precision": precision, "batching": batching}
+    loop = build("maml", net, settings)
+    graphed = build("maml", net, {**settings, "cuda_graph": True})
     first = {k: v.to(CUDA) for k, v in loop.init_params(0).items()}
     second = {k: v + 0.05 * torch.randn_like(v) for k, v in first.items()}
     batches = [image_batch(tasks=4, dtype=torch.float32, seed=s).to(CUDA) for s in (0, 1)]
@@ -105,16 +113,17 @@ def test_graphed_replays_give_each_call_its_own_meta_gradient(precision: str) ->
     assert rel_error(results[0][0], results[1][0]) > 0.1  # the tasks did change
 
 
-def test_a_graphed_run_trains_to_the_parameters_of_a_looped_one(tmp_path: Path) -> None:
+def test_a_run_with_a_cuda_graph_trains_to_the_parameters_of_one_without(tmp_path: Path) -> None:
     # In a run the graph is recorded at the first meta-step and replayed after it, with the
     # optimizer's new parameters and each step's new tasks copied in.
     runs = {}
-    for batching in ("loop", "graphed"):
+    for graph in ("false", "true"):
         overrides = [*SINE, "steps=6", "val_every=3", "device=cuda"]
-        cfg = load_config(overrides=[*overrides, f"strategy_config.batching={batching}"])
-        runs[batching] = meta_train(cfg, tmp_path / batching, quiet=True).params
-    for k, v in runs["loop"].items():
-        assert torch.allclose(runs["graphed"][k], v, rtol=1e-4, atol=1e-6), k
+        overrides += ["strategy_config.batching=loop", f"strategy_config.cuda_graph={graph}"]
+        cfg = load_config(overrides=overrides)
+        runs[graph] = meta_train(cfg, tmp_path / graph, quiet=True).params
+    for k, v in runs["false"].items():
+        assert torch.allclose(runs["true"][k], v, rtol=1e-4, atol=1e-6), k
 
 
 def test_a_run_trains_stops_resumes_and_scores_on_cuda(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The opt-in speed paths of the MAML family: a compiled task, a CUDA graph, bfloat16 autocast.
 
-The CUDA graph itself is checked on a GPU (tests/test_cuda.py); here, that it refuses a CPU.
+The CUDA graph itself is checked on a GPU (tests/test_cuda.py); here, that what it records
+reads no value from the device, and that a CPU is refused.
 """
 
 from __future__ import annotations
@@ -41,22 +42,25 @@ def test_compiled_task_gives_the_loops_meta_gradient(name: str) -> None:
         assert rel_error(grads, loop) < 1e-10
 
 
-def test_graphed_batching_refuses_cpu_tensors_in_one_sentence() -> None:
+def test_a_cuda_graph_is_refused_on_a_cpu_in_one_sentence() -> None:
     net, batch = tiny_conv(), image_batch(tasks=2)
-    graphed = build("maml", net, {"batching": "graphed"})
-    with pytest.raises(ConfigError, match=r"needs every tensor on a CUDA device; use batching"):
+    graphed = build("maml", net, {"cuda_graph": True})
+    with pytest.raises(ConfigError, match=r"needs device 'cuda'; set strategy_config.cuda_graph"):
         graphed.meta_grads(graphed.init_params(0), batch)
 
 
+@pytest.mark.parametrize("batching", ["loop", "vmap"])
 @pytest.mark.parametrize("name", ["maml", "fomaml", "metasgd", "anil"])
-def test_the_meta_step_a_cuda_graph_records_reads_no_value_from_the_device(name: str) -> None:
+def test_the_meta_step_a_cuda_graph_records_reads_no_value_from_the_device(
+    name: str, batching: str
+) -> None:
     # A CUDA graph cannot record a step that waits for a value (.item(), float(t), a branch on
     # a tensor); on the "meta" device, which has shapes but no values, each of these raises.
-    strategy = build(name, tiny_conv(dtype=torch.float32), {"batching": "graphed"})
+    strategy = build(name, tiny_conv(dtype=torch.float32), {"batching": batching})
     params = {k: v.to("meta") for k, v in strategy.init_params(0).items()}
     batch = image_batch(tasks=3, dtype=torch.float32).to("meta")
     tensors = batch.support_x, batch.support_y, batch.query_x, batch.query_y
-    grads, metrics = strategy._per_task_meta_grads(params, *tensors)  # what "graphed" records
+    grads, metrics = strategy._meta_grads(params, *tensors)  # what cuda_graph records
     assert grads.keys() == params.keys() and metrics.keys() == {"loss", "accuracy"}
     assert all(g.shape == params[k].shape for k, g in grads.items())
     with pytest.raises(RuntimeError, match="meta tensors"):

@@ -172,6 +172,11 @@ def resolve(cfg: RunConfig) -> RunConfig:
             )
         settings["precision"] = cfg.precision
     strat = resolve_config(cfg.strategy, settings)
+    if getattr(strat, "cuda_graph", False) and cfg.device != "cuda":
+        raise ConfigError(
+            f"strategy_config.cuda_graph records CUDA graphs, but device is {cfg.device!r}; set "
+            "device=cuda or strategy_config.cuda_graph=false."
+        )
     opt = cfg.optimizer
     name = opt.name if opt.name != "auto" else ("sgd" if cfg.strategy == "reptile" else "adam")
     schedule: Any = opt.schedule

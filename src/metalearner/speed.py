@@ -12,12 +12,13 @@ inner steps amplify rounding differences).
 On a GPU the per-task loop is launch-bound: on an H100 it took 0.35-0.40 s for a 5-way
 meta-batch of 32 tasks, while the vmapped path ran all 32 tasks' arithmetic in 0.07 s
 (benchmarks/RESULTS.md), so most of the loop's ~11 ms per task is Python and kernel launches,
-not kernels. :class:`CapturedFunction` records the whole meta-batch once as a CUDA graph and
-replays it with one launch. Its memory stays the loop's: the recorded kernels allocate from the
-graph's private pool, which reuses within the recording what the recording freed, so the pool
-holds one task's graph at a time, not the meta-batch's. (Written without a GPU at hand: its
-speed and memory are to be measured with scripts/gpu_check.sh, and tests/test_cuda.py checks
-its meta-gradients there.)
+not kernels. :class:`CapturedFunction` records a whole meta-step once as a CUDA graph and
+replays it with one launch (MAML's ``cuda_graph``, with any batching: the loop, the compiled
+loop, vmap). Its memory stays the recorded path's: the recorded kernels allocate from the
+graph's private pool, which reuses within the recording what the recording freed, so for the
+loop the pool holds one task's graph at a time, not the meta-batch's. (Written without a GPU at
+hand: its speed and memory are to be measured with scripts/gpu_check.sh, and tests/test_cuda.py
+checks its meta-gradients there.)
 
 bfloat16 autocast runs convolutions and matrix products in bfloat16 (on CPUs with AVX512-BF16
 or AMX, and on GPUs); the meta-gradient is then only as precise as bfloat16 (~1e-2 relative),
@@ -80,7 +81,7 @@ class CapturedFunction:
     calls whose shapes repeat, such as the meta-steps of a run.
 
     Raises:
-        ConfigError: an input is not a CUDA tensor.
+        ValueError: an input is not a CUDA tensor.
 
     References:
         NVIDIA, "CUDA C++ Programming Guide", section CUDA Graphs.
@@ -94,10 +95,7 @@ class CapturedFunction:
     def __call__(self, *args: Any) -> Any:
         inputs, spec = pytree.tree_flatten(args)
         if not all(isinstance(t, torch.Tensor) and t.is_cuda for t in inputs):
-            raise ConfigError(
-                "batching 'graphed' replays CUDA graphs and needs every tensor on a CUDA "
-                "device; use batching 'loop' or 'compiled' elsewhere."
-            )
+            raise ValueError("A CUDA graph records CUDA work: every input must be a CUDA tensor.")
         key = (spec, *((t.shape, t.stride(), t.dtype, t.device) for t in inputs))
         if key not in self._recorded:
             self._recorded[key] = self._record(inputs, spec)

@@ -64,12 +64,13 @@ class MAMLConfig(ConfigBase):
     meta_lr: float = 1e-3  # Adam's step size in the outer loop (read by the training loop)
     meta_batch_size: int = 32  # tasks per meta-step (read by the training loop)
     # How a meta-batch runs: vmapped over tasks, a per-task loop, the loop with each task
-    # compiled whole (fastest on a CPU once compiled, see metalearner.speed), the loop recorded
-    # once and replayed as a CUDA graph ("graphed", CUDA only: one launch per meta-step instead
-    # of thousands), or "auto" (the path measured fastest on the batch's device without a
-    # warm-up; see MAML.MEASURED).
-    batching: Literal["auto", "vmap", "loop", "compiled", "graphed"] = "auto"
+    # compiled whole (fastest on a CPU once compiled, see metalearner.speed), or "auto" (the path
+    # measured fastest on the batch's device without a compile warm-up; see MAML.MEASURED).
+    batching: Literal["auto", "vmap", "loop", "compiled"] = "auto"
     chunk_size: int | None = None  # with vmap: tasks per vmapped chunk, to bound memory
+    # CUDA only: record the meta-step (whichever batching) once as a CUDA graph and replay it,
+    # one launch per meta-step instead of one per kernel (see metalearner.speed).
+    cuda_graph: bool = False
     # "bfloat16": autocast the meta-step (faster on CPUs with AVX512-BF16 and on GPUs, but the
     # meta-gradient is only bfloat16-precise); "float32" computes in the parameters' dtype.
     precision: Literal["float32", "bfloat16"] = "float32"
@@ -126,8 +127,8 @@ class MAML:
     # task compiled whole) is a little faster than "loop" at 5-way on the same CPU (0.93-0.95 vs
     # 1.00-1.02 s) and 1.22-1.25x faster at 20-way with five steps (3.40-3.47 vs 4.22-4.24 s),
     # with 11-13% less tensor memory (benchmarks/RESULTS.md, 2026-11-27), but costs a 40-110 s
-    # compile warm-up per model and shape, so "auto" does not choose it. "graphed" (CUDA only) is
-    # not measured yet, so "auto" does not choose it either.
+    # compile warm-up per model and shape, so "auto" does not choose it. cuda_graph is not yet
+    # measured on a GPU, so it stays off unless asked for.
     MEASURED: ClassVar[dict[str, str]] = {"cpu": "loop", "cuda": "vmap"}
     # For feature-vector tasks (the sinusoid MLP) vmap wins by far: 40-40 MLP, meta-batch 25,
     # one thread, loop 22 ms vs vmap 1.8 ms per meta-step.
@@ -169,32 +170,34 @@ class MAML:
 
     def meta_grads(self, params: Params, batch: TaskBatch) -> tuple[Params, dict[str, float]]:
         """Meta-gradient of the mean query loss after inner-loop adaptation, and metrics."""
-        c = self.config
-        device = batch.support_x.device
-        setting = "loop" if c.batching in ("compiled", "graphed") else c.batching
-        measured = self.MEASURED if batch.support_x.dim() > 3 else self.MEASURED_VECTORS
-        if resolve_batching(setting, device=device, measured=measured):
-            with speed.precision_context(c.precision, device):
-                return fx.meta_gradient(self._objective(batch, vectorize=True), params)
-        if c.batching != "graphed":
-            grads, metrics = self._per_task_meta_grads(params, *_tensors(batch))
-        else:
-            if self._graphed is None:
-                self._graphed = speed.CapturedFunction(self._per_task_meta_grads)
-            grads, metrics = self._graphed(params, *_tensors(batch))
+        tensors = batch.support_x, batch.support_y, batch.query_x, batch.query_y
+        if not self.config.cuda_graph:
+            grads, metrics = self._meta_grads(params, *tensors)
+            return grads, fx.floats(metrics)
+        if batch.support_x.device.type != "cuda":
+            raise ConfigError(
+                "The cuda_graph setting records CUDA graphs and needs device 'cuda'; set "
+                "strategy_config.cuda_graph=false to run on another device."
+            )
+        if self._graphed is None:
+            self._graphed = speed.CapturedFunction(self._meta_grads)
+        grads, metrics = self._graphed(params, *tensors)
         return grads, fx.floats(metrics)
 
-    def _per_task_meta_grads(
+    def _meta_grads(
         self, params: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor
     ) -> tuple[Params, dict[str, Tensor]]:
-        """The meta-batch one task at a time: peak memory stays that of a single task.
-
-        Nothing here waits for the device, so it can be recorded as a CUDA graph ("graphed").
-        """
+        """:meth:`meta_grads` with metrics as tensors: nothing here waits for the device, so
+        the call can be recorded as a CUDA graph (``cuda_graph``)."""
         c, batch = self.config, TaskBatch(sx, sy, qx, qy)
+        setting = "loop" if c.batching == "compiled" else c.batching
+        measured = self.MEASURED if sx.dim() > 3 else self.MEASURED_VECTORS
+        vectorize = resolve_batching(setting, device=sx.device, measured=measured)
         # A CUDA graph must not keep autocast's cached casts of one replay's weights.
-        cache = c.batching != "graphed"
-        with speed.precision_context(c.precision, sx.device, cache=cache):
+        with speed.precision_context(c.precision, sx.device, cache=not c.cuda_graph):
+            if vectorize:
+                return fx.meta_gradient_tensors(self._objective(batch, vectorize=True), params)
+            # One task's graph at a time: peak memory stays that of a single task.
             objectives = [self._objective(b, vectorize=False) for b in _tasks(batch)]
             return fx.summed_meta_gradient(objectives, params)
 
@@ -305,10 +308,6 @@ def _score(out: Tensor, target: Tensor) -> tuple[Tensor, ...]:
     if target.dtype.is_floating_point:
         return (loss,)
     return loss, fx.accuracy(out, target)
-
-
-def _tensors(batch: TaskBatch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    return batch.support_x, batch.support_y, batch.query_x, batch.query_y
 
 
 def _tasks(batch: TaskBatch) -> list[TaskBatch]:
