@@ -8,12 +8,14 @@
 # Usage: bash scripts/gpu_check.sh OUT_DIR DATA_DIR [MINUTES_PER_RUN] [SETTING...]
 #   MINUTES_PER_RUN: training budget of each Omniglot run; 0 (the default) skips them.
 #   SETTING: the benchmark's settings (default: 5way 20way).
-#   TESTS=0 in the environment skips the gpu-marked tests (for a second call).
+#   TESTS="..." in the environment: which gpu-marked tests run (a pytest -k expression;
+#   default "not compiled"); TESTS=0 runs none.
 #   PATHS="ours: vmap,higher,..." (comma-separated) picks the benchmark's paths; the default
 #   is every CUDA path but the compiled ones. Those compile twice per setting (float32, then
 #   the float64 check), 40-110 s each on a 2-core CPU and not yet timed on a GPU machine, so
-#   they get a call of their own, one setting per call where a call may run 10 minutes:
-#   TESTS=0 PATHS="ours: compiled,ours: compiled+graph,ours: compiled bf16,torchopt" \
+#   they get a call of their own, with their tests, one setting per call where a call may run
+#   10 minutes:
+#   TESTS=compiled PATHS="ours: compiled,ours: compiled+graph,ours: compiled bf16,torchopt" \
 #       bash scripts/gpu_check.sh OUT_DIR DATA_DIR 0 5way
 # Uses $PYTHON (default python3) with torch, and the packages of pyproject.toml importable;
 # the benchmark's libraries may come as wheels in .whl/ (installed to /tmp/site, no network),
@@ -39,9 +41,10 @@ cp benchmarks/RESULTS.md /tmp/RESULTS.before.md
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 $py -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 
-if [ "${TESTS:-1}" != 0 ]; then
-    timeout 180 $py -m pytest -m gpu tests/test_cuda.py -q -p no:cacheprovider 2>&1 |
-        tee "$out/tests.log"
+tests=${TESTS:-not compiled}
+if [ "$tests" != 0 ]; then
+    timeout 180 $py -m pytest -m gpu -k "$tests" tests/test_cuda.py -q -p no:cacheprovider \
+        2>&1 | tee "$out/tests.log"
 fi
 
 default="ours: vmap,ours: vmap bf16,ours: loop+graph,ours: loop+graph bf16,ours: vmap+graph"
