@@ -170,25 +170,28 @@ class MAML:
 
     def meta_grads(self, params: Params, batch: TaskBatch) -> tuple[Params, dict[str, float]]:
         """Meta-gradient of the mean query loss after inner-loop adaptation, and metrics."""
+        step: Callable[..., tuple[Params, dict[str, Tensor]]] = self._meta_grads
+        if self.config.cuda_graph:
+            if batch.support_x.device.type != "cuda":
+                raise ConfigError(
+                    "The cuda_graph setting records CUDA graphs and needs device 'cuda'; set "
+                    "strategy_config.cuda_graph=false to run on another device."
+                )
+            if self._graphed is None:
+                self._graphed = speed.CapturedFunction(self._meta_grads)
+            step = self._graphed
         tensors = batch.support_x, batch.support_y, batch.query_x, batch.query_y
-        if not self.config.cuda_graph:
-            grads, metrics = self._meta_grads(params, *tensors)
-            return grads, fx.floats(metrics)
-        if batch.support_x.device.type != "cuda":
-            raise ConfigError(
-                "The cuda_graph setting records CUDA graphs and needs device 'cuda'; set "
-                "strategy_config.cuda_graph=false to run on another device."
-            )
-        if self._graphed is None:
-            self._graphed = speed.CapturedFunction(self._meta_grads)
-        grads, metrics = self._graphed(params, *tensors)
+        grads, metrics = step(params, *tensors)
         return grads, fx.floats(metrics)
 
     def _meta_grads(
         self, params: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor
     ) -> tuple[Params, dict[str, Tensor]]:
-        """:meth:`meta_grads` with metrics as tensors: nothing here waits for the device, so
-        the call can be recorded as a CUDA graph (``cuda_graph``)."""
+        """:meth:`meta_grads` with the metrics left as tensors.
+
+        Nothing here waits for the device, so the call can be recorded as a CUDA graph
+        (``cuda_graph``); tests/test_speed.py checks that on the "meta" device.
+        """
         c, batch = self.config, TaskBatch(sx, sy, qx, qy)
         setting = "loop" if c.batching == "compiled" else c.batching
         measured = self.MEASURED if sx.dim() > 3 else self.MEASURED_VECTORS
