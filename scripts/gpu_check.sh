@@ -23,6 +23,8 @@
 # the GPU machine may have (pip picks the one that fits):
 #   for v in 3.10 3.11 3.12 3.13; do pip download --no-deps --only-binary=:all: \
 #       --python-version $v -d .whl higher torchopt optree graphviz; done
+# and learn2learn, which has no wheel on PyPI, built for the GPU machine's Python (3.12 there
+# in 2026-11): bash benchmarks/learn2learn_wheel.sh .whl ~/.pyenv/versions/3.12.1/bin/python
 set -uo pipefail
 out=${1:?OUT_DIR}
 data=${2:?DATA_DIR}
@@ -31,10 +33,14 @@ settings=("${@:4}")
 [ ${#settings[@]} -eq 0 ] && settings=(5way 20way)
 py=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
-if compgen -G ".whl/*.whl" >/dev/null; then
+site() {
     $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --find-links .whl --target /tmp/site higher torchopt optree graphviz &&
-        export PYTHONPATH=/tmp/site
+        --find-links .whl --target /tmp/site "$@"
+}
+if compgen -G ".whl/*.whl" >/dev/null; then
+    site higher torchopt optree graphviz && export PYTHONPATH=/tmp/site
+    # Apart: learn2learn's wheel fits one Python only, and without it the others still run.
+    compgen -G ".whl/learn2learn-*.whl" >/dev/null && site learn2learn gym gym_notices
 fi
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 cp benchmarks/RESULTS.md /tmp/RESULTS.before.md
@@ -48,7 +54,7 @@ if [ "$tests" != 0 ]; then
 fi
 
 default="ours: vmap,ours: vmap bf16,ours: loop+graph,ours: loop+graph bf16,ours: vmap+graph"
-IFS=, read -r -a paths <<<"${PATHS:-$default,higher,torchopt}"
+IFS=, read -r -a paths <<<"${PATHS:-$default,higher,torchopt,learn2learn}"
 timeout 380 $py benchmarks/maml_speed.py --device cuda --repeats 10 --record \
     --settings "${settings[@]}" --paths "${paths[@]}" 2>&1 | tee "$out/speed.log"
 cp benchmarks/maml_speed.json "$out/" 2>/dev/null
