@@ -62,9 +62,9 @@ def test_meta_gradients_on_cuda_equal_the_cpu_float64_reference(name: str, batch
     # Reptile's paper default (Adam on tiny gradients) is sign-like, so rounding flips updates:
     # the toy settings (full-batch SGD) compare float32 with float64 meaningfully.
     settings = {**TOY_SETTINGS.get(name, {}), "batching": batching.removesuffix(" + graph")}
+    reference = build(name, tiny_conv(), settings)  # on the CPU: never with a CUDA graph
     if batching.endswith(" + graph"):
         settings["cuda_graph"] = True
-    reference = build(name, tiny_conv(), settings)
     params64 = reference.init_params(0)
     batch64 = image_batch(tasks=4)
     expected, _ = reference.meta_grads(params64, batch64)
@@ -115,10 +115,13 @@ def test_cuda_graph_replays_give_each_call_its_own_meta_gradient(
 
 def test_a_run_with_a_cuda_graph_trains_to_the_parameters_of_one_without(tmp_path: Path) -> None:
     # In a run the graph is recorded at the first meta-step and replayed after it, with the
-    # optimizer's new parameters and each step's new tasks copied in.
+    # optimizer's new parameters and each step's new tasks copied in. Plain SGD: its step is
+    # proportional to the gradient, so one taken at stale parameters would show (Adam's
+    # near-sign-sized steps could hide it).
     runs = {}
     for graph in ("false", "true"):
         overrides = [*SINE, "steps=6", "val_every=3", "device=cuda"]
+        overrides += ["optimizer.name=sgd", "optimizer.lr=0.01"]
         overrides += ["strategy_config.batching=loop", f"strategy_config.cuda_graph={graph}"]
         cfg = load_config(overrides=overrides)
         runs[graph] = meta_train(cfg, tmp_path / graph, quiet=True).params
