@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -37,13 +39,20 @@ def test_task_loss_classification_and_regression() -> None:
         fx.task_loss(torch.zeros(2, 3, 2), target)
 
 
-def test_adapt_equals_manual_sgd_and_is_pure() -> None:
+def context(per_task: bool) -> AbstractContextManager[None]:
+    """Per-task code takes inner gradients with torch.autograd; other code with torch.func."""
+    return per_task_kernels() if per_task else nullcontext()
+
+
+@pytest.mark.parametrize("per_task", [False, True])
+def test_adapt_equals_manual_sgd_and_is_pure(per_task: bool) -> None:
     net, batch = tiny_conv(), image_batch()
     fn, params = fx.functional(net), fx.params_of(net)
     before = {k: v.clone() for k, v in params.items()}
     module_before = {k: v.detach().clone() for k, v in net.named_parameters()}
     sx, sy = batch.support_x[0], batch.support_y[0]
-    fast = fx.adapt(fn, params, sx, sy, steps=3, lr=0.2)
+    with context(per_task):
+        fast = fx.adapt(fn, params, sx, sy, steps=3, lr=0.2)
     manual = {k: v.clone().requires_grad_() for k, v in params.items()}
     for _ in range(3):
         loss = F.cross_entropy(net_forward(net, manual, sx), sy)
@@ -79,18 +88,52 @@ def test_adapt_per_parameter_lr_and_trainable_subset() -> None:
     assert all(not torch.equal(fast[k], params[k]) for k in head)
 
 
-def test_adapt_first_order_keeps_only_the_identity_path() -> None:
+@pytest.mark.parametrize("per_task", [False, True])
+def test_adapt_first_order_keeps_only_the_identity_path(per_task: bool) -> None:
     net, batch = tiny_conv(), image_batch()
     fn = fx.functional(net)
     params = {k: v.requires_grad_() for k, v in fx.params_of(net).items()}
     sx, sy = batch.support_x[0], batch.support_y[0]
-    fast = fx.adapt(fn, params, sx, sy, steps=2, lr=0.3, first_order=True)
+    with context(per_task):
+        fast = fx.adapt(fn, params, sx, sy, steps=2, lr=0.3, first_order=True)
+        second = fx.adapt(fn, params, sx, sy, steps=2, lr=0.3)
     # φ = θ − α·const: dΣφ/dθ is exactly one everywhere.
     grads = torch.autograd.grad(sum(v.sum() for v in fast.values()), list(params.values()))
     assert all(torch.equal(g, torch.ones_like(g)) for g in grads)
-    second = fx.adapt(fn, params, sx, sy, steps=2, lr=0.3)
     grads = torch.autograd.grad(sum(v.sum() for v in second.values()), list(params.values()))
     assert any(not torch.equal(g, torch.ones_like(g)) for g in grads)
+
+
+@pytest.mark.parametrize("head_only", [False, True])
+def test_per_task_inner_gradients_equal_torch_funcs_to_second_order(head_only: bool) -> None:
+    """torch.autograd in per-task code, torch.func elsewhere: one meta-gradient (float64).
+
+    With the head alone adapted (ANIL), the frozen backbone still gets its outer gradient; a
+    parameter the network never reads gets a zero inner gradient and stays as it was.
+    """
+    net, batch = tiny_conv(), image_batch()
+    model = fx.functional(net)
+
+    def fn(p: dict[str, Tensor], x: Tensor) -> Tensor:
+        return model({k: v for k, v in p.items() if k != "unused"}, x)
+
+    base = {**fx.params_of(net), "unused": torch.ones(3, dtype=torch.float64)}
+    trainable = [k for k in base if k.startswith("head.") or k == "unused"] if head_only else None
+    sx, sy, qx, qy = batch.support_x[0], batch.support_y[0], batch.query_x[0], batch.query_y[0]
+    results = []
+    for per_task in (False, True):
+        params = {k: v.clone().requires_grad_() for k, v in base.items()}
+        with context(per_task):
+            fast = fx.adapt(fn, params, sx, sy, steps=2, lr=0.3, trainable=trainable)
+            query = F.cross_entropy(fn(fast, qx), qy)
+        assert torch.equal(fast["unused"], base["unused"])
+        results.append(torch.autograd.grad(query, list(params.values()), allow_unused=True))
+    for k, a, b in zip(base, *results, strict=True):
+        if k == "unused":
+            assert a is None and b is None
+            continue
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12), k
+        assert a.abs().max() > 0 or k.endswith("conv.bias"), k  # BatchNorm cancels conv biases
 
 
 def test_adapt_rejects_unknown_names() -> None:

@@ -1,13 +1,13 @@
 """Opt-in speed paths for the per-task loop: a compiled task, a CUDA graph, bfloat16 autocast.
 
 Second-order MAML differentiates the support pass twice: the inner gradient, then the outer
-gradient through it. Written with ``torch.func.grad`` (as :func:`metalearner.functional.adapt`
-is), the inner gradient is traced by ``torch.compile`` into ordinary forward operations, so a
-whole task (every inner step and the query pass) becomes one graph that AOTAutograd
-differentiates once: BatchNorm, ReLU, pooling and their derivatives run as a few fused loops
-instead of one kernel per operation. Its meta-gradient equals the eager loop's up to rounding
-(tests/test_speed.py checks it in float64; benchmarks/maml_speed.py in float32, where several
-inner steps amplify rounding differences).
+gradient through it. Written with ``torch.func.grad`` (which :func:`metalearner.functional.adapt`
+uses in code being compiled), the inner gradient is traced by ``torch.compile`` into ordinary
+forward operations, so a whole task (every inner step and the query pass) becomes one graph
+that AOTAutograd differentiates once: BatchNorm, ReLU, pooling and their derivatives run as a
+few fused loops instead of one kernel per operation. Its meta-gradient equals the eager loop's
+up to rounding (tests/test_speed.py checks it in float64; benchmarks/maml_speed.py in float32,
+where several inner steps amplify rounding differences).
 
 On a GPU the per-task loop is launch-bound: on an H100 it took 0.35-0.40 s for a 5-way
 meta-batch of 32 tasks, while the vmapped path ran all 32 tasks' arithmetic in 0.07 s
