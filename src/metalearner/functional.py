@@ -159,9 +159,9 @@ def _inner_grad(
     ``torch.func.grad`` works inside ``vmap`` and is traced by ``torch.compile``. In eager
     per-task code (:func:`metalearner.layers.per_task_kernels`), plain ``torch.autograd.grad``
     takes the same derivative without functorch's layer around every operation, and lets the
-    fused BatchNorm's custom second derivative (:mod:`metalearner.norm`) run unwrapped: a
-    20-way, five-step second-order meta-step took 3.57 s instead of 4.21 s on this project's CPU
-    with both, against 3.78 s with the BatchNorm alone (benchmarks/RESULTS.md, 2026-11-27).
+    fused BatchNorm's custom second derivative (:mod:`metalearner.norm`) run unwrapped. On this
+    project's CPU a 20-way, five-step second-order meta-step took 3.56 s with both, 3.79 s with
+    the BatchNorm alone and 4.37 s with neither (benchmarks/second_order.py, in RESULTS.md).
     """
     if not per_task_eager():
         if first_order:
