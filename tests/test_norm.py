@@ -61,9 +61,7 @@ def second_order(norm: Norm, args: list[Tensor], use: str) -> tuple[Tensor, ...]
         "db": (db * db.cos()).sum(),
         "all": dx.sin().sum() + (dw * dw).sum() + (db * db.cos()).sum(),
     }
-    return torch.autograd.grad(
-        losses[use], (x, w, b, g), allow_unused=True, materialize_grads=True
-    )
+    return torch.autograd.grad(losses[use], (x, w, b, g), allow_unused=True, materialize_grads=True)
 
 
 @pytest.mark.parametrize("use", ["dx", "dw", "db", "all"])
