@@ -14,10 +14,12 @@ References:
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from .plan import SearchPlan
@@ -32,26 +34,45 @@ def storage_url(plan: SearchPlan, out: Path) -> str:
 
 def open_study(plan: SearchPlan, out: Path, *, worker: int = 0) -> optuna.Study:
     """The plan's study (created on first use, loaded after), with worker ``worker``'s sampler."""
-    url = storage_url(plan, out)
-    # SQLite serialises writers: wait for the lock rather than fail when workers write at once.
-    engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and relied on
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = RDBStorage(
-            url,
-            engine_kwargs=engine,
-            heartbeat_interval=HEARTBEAT,
-            grace_period=GRACE,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )
     return optuna.create_study(
-        storage=storage,
+        storage=_storage(storage_url(plan, out)),
         study_name=plan.study_name,
         direction="maximize" if plan.metric == "accuracy" else "minimize",
         sampler=make_sampler(plan.sampler, plan.seed + worker, plan.trials),
         pruner=make_pruner(plan.pruner),
         load_if_exists=True,
     )
+
+
+def _storage(url: str, *, attempts: int = 5) -> RDBStorage:
+    """Optuna's RDB storage at ``url``, retried while another process creates its tables.
+
+    Optuna creates a new database's tables on first connection, without a lock, so workers
+    started together on one new database collide: "table studies already exists", or a
+    duplicate ``alembic_version`` row (optuna/optuna#1092). The retry finds the tables made and
+    goes on; any other database error is raised at once.
+    """
+    # SQLite serialises writers: wait for the lock rather than fail when workers write at once.
+    engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, relied on
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine,
+                    heartbeat_interval=HEARTBEAT,
+                    grace_period=GRACE,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                )
+        except sqlalchemy.exc.DBAPIError as error:
+            created_meanwhile = isinstance(error, sqlalchemy.exc.IntegrityError) or (
+                "already exists" in str(error.orig)
+            )
+            if not created_meanwhile or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
