@@ -116,14 +116,10 @@ class _BatchNormGrad(torch.autograd.Function):
     def backward(
         ctx: Any, u: Tensor | None, u_w: Tensor | None, u_b: Tensor | None
     ) -> tuple[Tensor | None, ...]:
-        missing = [t is None for t in (u, u_w, u_b)]
-        if all(missing):
-            return None, None, None, None, None, None
         g, x, weight, mean, invstd = ctx.saved_tensors
         m = x.numel() // x.shape[1]
-        zero = torch.zeros_like(invstd) if any(missing) else invstd
-        u_w = zero if u_w is None else u_w
-        u_b = zero if u_b is None else u_b
+        u_w = torch.zeros_like(invstd) if u_w is None else u_w
+        u_b = torch.zeros_like(invstd) if u_b is None else u_b
         # Per-channel vectors are combined first, so that each full-size result takes one
         # fused multiply-add (addcmul) per term: on a GPU every operation is a kernel.
         r, w = invstd, weight.to(invstd.dtype)
@@ -132,7 +128,7 @@ class _BatchNormGrad(torch.autograd.Function):
         g_mean, gx_mean = g.mean(_DIMS), (g * xhat).mean(_DIMS)
         k = wr * gx_mean
         if u is None:
-            u_mean = ux_mean = q = zero
+            u_mean = ux_mean = q = torch.zeros_like(invstd)
         else:
             u_mean, ux_mean = u.mean(_DIMS), (u * xhat).mean(_DIMS)
             q = torch.addcmul((u * g).mean(_DIMS), u_mean, g_mean, value=-1)
