@@ -54,25 +54,29 @@ def _storage(url: str, *, attempts: int = 5) -> RDBStorage:
     """
     # SQLite serialises writers: wait for the lock rather than fail when workers write at once.
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None
-    for attempt in range(attempts):
+
+    def connect() -> RDBStorage:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and relied on
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=HEARTBEAT,
+                grace_period=GRACE,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+
+    for attempt in range(attempts - 1):
         try:
-            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, relied on
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(
-                    url,
-                    engine_kwargs=engine,
-                    heartbeat_interval=HEARTBEAT,
-                    grace_period=GRACE,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-                )
+            return connect()
         except sqlalchemy.exc.DBAPIError as error:
             created_meanwhile = isinstance(error, sqlalchemy.exc.IntegrityError) or (
                 "already exists" in str(error.orig)
             )
-            if not created_meanwhile or attempt == attempts - 1:
+            if not created_meanwhile:
                 raise
             time.sleep(0.1 * (attempt + 1))
-    raise AssertionError("unreachable")  # the loop returns or raises
+    return connect()  # the last attempt: any error is raised
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
