@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import torch
 from PIL import Image
 
 import metalearner
+from cli_runner import run_cli as cli
 from metalearner.config import load_config
 from metalearner.errors import DataError
 from metalearner.strategies import available
@@ -105,17 +104,6 @@ def task(tmp_path: Path) -> tuple[Path, Path]:
         for f in files[1:]:  # other drawings than the support's
             f.rename(tmp_path / "query" / name / f.name)
     return tmp_path / "support", tmp_path / "query"
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "metalearner", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def files_of(folder: Path) -> tuple[list[Path], list[str]]:
@@ -239,6 +227,47 @@ def test_bad_support_and_query_files_are_named(
     result = cli("adapt", run, "--support", str(support), "--query", *glob, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "predicted 3 items" in result.stdout and "accuracy" not in result.stdout
+
+
+def test_a_bad_output_path_is_refused_before_any_work_and_leaves_nothing(
+    runs: dict[str, Path], task: tuple[Path, Path], tmp_path: Path
+) -> None:
+    support, query = task
+    run = str(runs["protonet"])
+    (tmp_path / "taken").write_text("a file")
+    for output, words in [
+        ("query", "is a folder; give a file name such as query/predictions.csv"),
+        ("taken/p.csv", "lies under taken, which is a file"),
+    ]:
+        result = cli("adapt", run, "--support", str(support), "--query", str(query),
+                     "--output", output, cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    from metalearner.predictions import _write_csv
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(IsADirectoryError):
+        _write_csv(tmp_path / "out", [["item", "prediction"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_support_set_of_one_class_is_refused(
+    runs: dict[str, Path], task: tuple[Path, Path], tmp_path: Path
+) -> None:
+    support, query = task
+    for other in ("beta", "gamma"):
+        for f in (support / other).iterdir():
+            f.unlink()
+        (support / other).rmdir()
+    result = cli("adapt", str(runs["protonet"]), "--support", str(support), "--query",
+                 str(query / "alpha"), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "has only class 'alpha'" in result.stderr and "at least 2 classes" in result.stderr
+    assert not (tmp_path / "predictions.csv").exists()
 
 
 @pytest.fixture(scope="module")

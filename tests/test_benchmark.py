@@ -11,13 +11,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cli_runner import run_cli as run
 from omniglot_fixture import write_fake_omniglot, write_fake_runs
 
 # 7 background alphabets (lake split: 5 for validation, 2 for training), 2 evaluation ones.
@@ -48,17 +48,6 @@ strategy_overrides:
 SECTIONS = ["## Setup", "## Results", "## Paired comparisons", "## Training and adaptation",
             "### Scarce data", "### Noisy labels", "### Cross-domain"]  # fmt: skip
 FIGURES = ["scores", "validation", "steps", "shots", "noise", "cross"]
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "metalearner", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +115,10 @@ def test_a_rerun_reuses_runs_and_scores_and_a_changed_plan_is_refused(benchmark:
     assert again.returncode == 0, again.stderr
     assert "trained already" in again.stdout and "scoring" not in again.stdout
     assert (out / "results" / "maml.json").stat().st_mtime_ns == stamp
-    changed = run("benchmark", "plan.yaml", "--budget", "4steps", "--data-dir", "data",
-                  "--out", "b", cwd=benchmark)  # fmt: skip
-    assert changed.returncode == 2
-    assert "another plan" in changed.stderr and "Traceback" not in changed.stderr
+    changed = run("benchmark", "plan.yaml", "--cross-domain", "--budget", "4steps",
+                  "--data-dir", "data", "--out", "b", cwd=benchmark)  # fmt: skip
+    assert changed.returncode == 2 and "Traceback" not in changed.stderr
+    assert "another plan (budget: '3steps' there, '4steps' now" in changed.stderr
 
 
 def test_bad_options_get_one_sentence(tmp_path: Path) -> None:
@@ -139,6 +128,39 @@ def test_bad_options_get_one_sentence(tmp_path: Path) -> None:
     missing = run("benchmark", "--strategies", "maml", "--data-dir", "nowhere", cwd=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.count("\n") == 1
+    no_plan = run("benchmark", "plan.yaml", cwd=tmp_path)
+    assert no_plan.returncode == 2 and no_plan.stderr.count("\n") == 1
+    assert (
+        "Plan file plan.yaml does not exist" in no_plan.stderr and "--preset" not in no_plan.stderr
+    )
+
+
+SINUSOID = ("benchmark", "--dataset", "sinusoid", "--shots", "5", "--strategies", "maml",
+            "--budget", "20steps", "--tasks", "5", "--sweep-tasks", "5", "--sweep-shots", "5",
+            "--label-noise", "", "--set", "threads=1", "-q", "--out", "b")  # fmt: skip
+
+
+def test_a_bad_plan_writes_nothing_so_the_corrected_command_runs(tmp_path: Path) -> None:
+    wrong = [(("--set", "stepz=3"), "Unknown setting 'stepz'"),
+             (("--dataset", "mnist"), "must be one of sinusoid"),
+             (("--strategies", "protonet"), "protonet needs classification tasks"),
+             (("--budget", "20"), "Budget '20' has no unit; write 20steps")]  # fmt: skip
+    for options, message in wrong:
+        bad = run(*SINUSOID, *options, cwd=tmp_path)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+        assert not (tmp_path / "b").exists()  # checked in full before anything is written
+    # Only the plan of an attempt that did nothing (as earlier versions left it): replaced.
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "benchmark.yaml").write_text("dataset: sinusoid\nbudget: 99steps\n")
+    good = run(*SINUSOID, cwd=tmp_path)
+    assert good.returncode == 0, good.stderr
+    # A folder with results keeps its plan, but a bad option is still named for what it is.
+    bad = run(*SINUSOID, "--dataset", "mnist", cwd=tmp_path)
+    assert bad.returncode == 2 and "must be one of sinusoid" in bad.stderr
+    changed = run(*SINUSOID, "--budget", "30steps", cwd=tmp_path)
+    assert changed.returncode == 2
+    assert "another plan (budget: '20steps' there, '30steps' now" in changed.stderr
 
 
 def chromium() -> str | None:

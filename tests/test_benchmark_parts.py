@@ -11,6 +11,7 @@ import torch
 from metalearner.benchmark import BenchmarkPlan, holm, load_plan, paired, parse_budget
 from metalearner.benchmark.document import Bullets, Document, Heading, Image, Paragraph, Table
 from metalearner.errors import ConfigError
+from metalearner.plans import keep_plan, same_plan
 from metalearner.tasks import EpisodeSampler, LabeledSet, NoisyLabels
 
 # --- budgets and plans -------------------------------------------------------------------
@@ -18,7 +19,7 @@ from metalearner.tasks import EpisodeSampler, LabeledSet, NoisyLabels
 
 @pytest.mark.parametrize(
     ("text", "seconds", "steps"),
-    [("10m", 600.0, None), ("90s", 90.0, None), ("1.5h", 5400.0, None), ("2000", None, 2000),
+    [("10m", 600.0, None), ("90s", 90.0, None), ("1.5h", 5400.0, None),
      ("2000steps", None, 2000), ("1 step", None, 1)],
 )  # fmt: skip
 def test_budgets_parse_to_seconds_or_steps(text: str, seconds: float, steps: int) -> None:
@@ -29,7 +30,8 @@ def test_budgets_parse_to_seconds_or_steps(text: str, seconds: float, steps: int
 @pytest.mark.parametrize(
     ("text", "message"),
     [("", "write e.g. 10m"), ("ten minutes", "write e.g. 10m"), ("0m", "write e.g. 10m"),
-     ("-5s", "write e.g. 10m"), ("10d", "write e.g. 10m"), ("1.5steps", "whole number")],
+     ("-5s", "write e.g. 10m"), ("10d", "write e.g. 10m"), ("1.5steps", "whole number"),
+     ("2000", "has no unit; write 2000steps for outer steps, or a duration such as 2000m")],
 )  # fmt: skip
 def test_bad_budgets_are_refused_with_an_example(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -49,6 +51,17 @@ def test_each_strategy_gets_its_preset_or_the_maml_anchor_and_the_same_budget() 
         assert cfg.time_budget == 600.0 and cfg.val_every_seconds == 100.0
         assert (cfg.data.ways, cfg.data.shots, cfg.seed) == (5, 1, 0)
         assert cfg.data.split == "vinyals"
+
+
+@pytest.mark.parametrize("shots", [1, 20])
+def test_sinusoids_of_a_k_without_a_preset_take_the_nearest_ks_settings(shots: int) -> None:
+    # Omniglot's defaults (inner step 0.4) send sinusoid regression to inf; the MAML paper ran
+    # every K with the same settings.
+    plan = BenchmarkPlan(dataset="sinusoid", shots=shots, strategies=("maml", "fomaml"),
+                         budget="5steps")  # fmt: skip
+    maml, fomaml = (plan.run_config(s) for s in plan.strategies)
+    assert maml.strategy_config["inner_lr"] == fomaml.strategy_config["inner_lr"] == 0.01
+    assert maml.meta_batch == 25 and maml.optimizer.lr == 0.001 and maml.data.shots == shots
 
 
 def test_a_step_budget_sets_steps_and_cross_domain_trains_on_background_alphabets() -> None:
@@ -81,11 +94,41 @@ def test_plans_read_yaml_and_options_override_it(tmp_path: Path) -> None:
      ({"sweep_shots": "1,x"}, "take numbers"),
      ({"dataset": "folder"}, "needs path"),
      ({"dataset": "sinusoid", "cross_domain": True}, "needs Omniglot"),
-     ({"tasks": 1}, "at least 2")],
+     ({"tasks": 1}, "at least 2"),
+     ({"overrides": ["stepz=3"]}, "Unknown setting 'stepz'"),
+     ({"dataset": "mnist"}, "must be one of sinusoid"),
+     ({"strategies": "maml", "strategy_overrides": {"protonet": ["meta_batch=2"]}},
+      "strategy_overrides names 'protonet', which is not among the strategies \\(maml\\)"),
+     ({"strategy_overrides": {"maml": ["strategy_config.inner_stepz=2"]}}, "no setting")],
 )  # fmt: skip
 def test_bad_plans_are_refused_naming_the_setting(given: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_plan(None, **given)
+
+
+def test_a_missing_plan_file_is_named_without_advice_the_command_cannot_take(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match=r"Plan file .*nope\.yaml does not exist") as err:
+        load_plan(tmp_path / "nope.yaml")
+    assert "--preset" not in str(err.value)
+
+
+def test_a_folder_keeps_its_plan_once_work_started_and_takes_a_new_one_before(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "benchmark.yaml"
+    keep_plan(file, {"budget": "20steps", "workers": 1}, free={"workers"}, what="benchmark")
+    same = {"budget": "20steps", "workers": 2}
+    assert same_plan(file, same, free={"workers"})
+    keep_plan(file, same, free={"workers"}, what="benchmark", started=True)  # workers are free
+    other = {"budget": "30steps", "workers": 1}
+    assert not same_plan(file, other, free={"workers"})
+    with pytest.raises(ConfigError, match="another plan \\(budget: '20steps' there, '30steps' now"):
+        keep_plan(file, other, free={"workers"}, what="benchmark", started=True)
+    # Nothing done yet (an earlier attempt failed): the corrected plan replaces it.
+    keep_plan(file, other, free={"workers"}, what="benchmark", started=False)
+    assert same_plan(file, other, free={"workers"})
 
 
 # --- paired statistics -------------------------------------------------------------------

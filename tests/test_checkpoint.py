@@ -61,6 +61,40 @@ def test_crash_between_the_renames_still_loads_the_previous_checkpoint(tmp_path:
     assert load_checkpoint(tmp_path / "ck").meta["step"] == 1
 
 
+def test_of_several_moved_aside_checkpoints_the_whole_one_of_the_latest_step_loads(
+    tmp_path: Path,
+) -> None:
+    # Earlier crashes left checkpoints of steps 1463 and 1500 aside (pid 9000 sorts after pid
+    # 10000 by name), and one half removed; none may shadow the whole one of the latest step.
+    for pid, step in ((10000, 1500), (9000, 1463), (6173, 1600)):
+        save_checkpoint(tmp_path / "made", tensors(), {"step": step})
+        os.replace(tmp_path / "made", tmp_path / f".ck.old-{pid}")
+    (tmp_path / ".ck.old-6173" / META).unlink()  # a removal cut short
+    assert load_checkpoint(tmp_path / "ck").meta["step"] == 1500
+
+
+def test_a_save_removes_what_earlier_killed_saves_left(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "ck", tensors(), {"step": 1})
+    os.replace(tmp_path / "ck", tmp_path / ".ck.old-999999998")  # no process has these pids
+    (tmp_path / ".ck.tmp-999999999").mkdir()
+    live = [f".ck.old-{os.getppid()}", f".ck.tmp-{os.getppid()}"]  # may be mid-save: kept
+    for name in live:
+        (tmp_path / name).mkdir()
+    save_checkpoint(tmp_path / "ck", tensors(), {"step": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*live, "ck"]
+    assert load_checkpoint(tmp_path / "ck").meta["step"] == 2
+
+
+def test_a_save_succeeds_over_what_a_killed_process_with_our_pid_left(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "ck", tensors(), {"step": 1})
+    for kind in ("old", "tmp"):  # pids are reused: in a container every run may be pid 1
+        (tmp_path / f".ck.{kind}-{os.getpid()}").mkdir()
+        (tmp_path / f".ck.{kind}-{os.getpid()}" / "leftover").write_text("x")
+    save_checkpoint(tmp_path / "ck", tensors(), {"step": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+    assert load_checkpoint(tmp_path / "ck").meta["step"] == 2
+
+
 def test_damaged_tensors_are_detected(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "ck", tensors(), {})
     data = bytearray((path / TENSORS).read_bytes())

@@ -15,6 +15,8 @@ import torch
 from metalearner.checkpoint import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cli_runner import command
+from cli_runner import run_cli as run
 from omniglot_fixture import write_fake_omniglot
 
 SINE = ["--preset", "sinusoid-k5-maml", "--set", "val_tasks=4", "--set", "meta_batch=5"]
@@ -32,16 +34,6 @@ TINY_OMNIGLOT = [
         "threads=1",
     )
 ]
-
-
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "metalearner", *args]
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command(*args), cwd=cwd, capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 def final_params(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -74,6 +66,12 @@ def test_train_then_evaluate_omniglot_layout(tmp_path: Path) -> None:
     result = run("evaluate", "r", "--tasks", "6", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "accuracy " in result.stdout and "% ± " in result.stdout and "(6 tasks)" in result.stdout
+    # Resumed (here: extended by two steps) from where it found its data, with no --data-dir.
+    config = tmp_path / "r/config.yaml"
+    config.write_text(config.read_text().replace("steps: 4", "steps: 6"))
+    result = run("train", "--resume", "--out=r", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "trained 6 steps" in result.stdout
 
 
 @pytest.mark.slow
@@ -106,6 +104,23 @@ def test_a_killed_run_resumes_bit_identical(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     a, b = final_params(tmp_path / "whole"), final_params(tmp_path / "killed")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_so_and_the_run_resumes(tmp_path: Path) -> None:
+    args = [*SINE, "--set=steps=3000", "--set=val_every=100000", "--set=log_every=1", "--quiet"]
+    proc = subprocess.Popen(
+        command("train", *args, "--out=r"), cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "r/metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "interrupted", err
+    assert not (tmp_path / "r/checkpoints/latest").exists(), "it got to a checkpoint; raise steps"
+    resumed = run("train", "--resume", "--out=r", "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "trained 3000 steps" in resumed.stdout
 
 
 def test_evaluate_refuses_a_device_it_cannot_use(tmp_path: Path) -> None:

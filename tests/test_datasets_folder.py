@@ -104,7 +104,17 @@ def test_unreadable_image_is_named(tmp_path: Path, damage: str) -> None:
     good = (root / "cat" / "b.png").read_bytes()
     bad = root / "cat" / "broken.png"
     bad.write_bytes(b"no image here" if damage == "garbage" else good[: len(good) // 2])
-    with pytest.raises(DataError, match=rf"Cannot read image {bad}.*replace or delete"):
+    with pytest.raises(DataError, match=rf"Cannot read image {bad}.*replace or delete") as err:
+        load_image_folder(root)
+    assert "BytesIO" not in str(err.value)  # the file is named, not Pillow's in-memory buffer
+
+
+def test_a_dangling_link_is_named_with_its_target(tmp_path: Path) -> None:
+    root = _mixed_folder(tmp_path / "pets")
+    (root / "cat" / "gone.png").symlink_to(tmp_path / "moved.png")
+    with pytest.raises(
+        DataError, match=r"pets/cat/gone\.png is a link to .*moved\.png, which does"
+    ):
         load_image_folder(root)
 
 
@@ -148,8 +158,11 @@ def test_csv_numeric_labels_sort_as_numbers_and_label_column_is_configurable(
 
 def test_csv_without_label_column_lists_the_columns(tmp_path: Path) -> None:
     path = _csv(tmp_path, "a,b,c\n1,2,3\n")
-    with pytest.raises(DataError, match=r"no label column 'label' \(its columns are a, b, c\)"):
+    with pytest.raises(
+        DataError, match=r"no label column 'label' \(its columns are a, b, c\)"
+    ) as err:
         load_table(path)
+    assert str(err.value).endswith("rename the column that holds the class labels to 'label'.")
 
 
 def test_ragged_csv_row_names_the_line(tmp_path: Path) -> None:
@@ -191,8 +204,16 @@ def test_bad_npz_tables(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="one label per row"):
         load_table(path)
     np.savez(path, x=np.array([{"a": 1}, {"b": 2}], dtype=object), y=np.zeros(2))
-    with pytest.raises(DataError, match=r"Cannot read .*t\.npz"):
+    with pytest.raises(DataError, match=r"t\.npz holds object arrays, which are not loaded"):
         load_table(path)  # object arrays need pickle, which is never allowed
+    for text in (b"hello", b"", b"PK\x03\x04 torn"):
+        path.write_bytes(text)  # numpy would say it "contains pickled (object) data"
+        with pytest.raises(DataError, match=r"t\.npz is not a valid \.npz file"):
+            load_table(path)
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    (tmp_path / "a.npy").rename(path)  # one array, not an archive of x and y
+    with pytest.raises(DataError, match=r"t\.npz is not a valid \.npz file"):
+        load_table(path)
     with pytest.raises(DataError, match="does not exist"):
         load_table(tmp_path / "absent.csv")
     (tmp_path / "t.parquet").write_bytes(b"")

@@ -49,7 +49,8 @@ def test_missing_runs_say_where_to_put_them(tmp_path: Path) -> None:
         load_lake_runs(tmp_path)
     message = str(err.value)
     assert str(tmp_path / "omniglot") in message and "all_runs.zip" in message
-    assert "--data-dir" in message and "--download" in message
+    assert "--data-dir" in message and "--download" not in message  # no command has it
+    assert "https://" in message and message.rstrip(".").endswith("all_runs.zip")
 
 
 def _write(tmp_path: Path, files: dict[str, bytes]) -> Path:

@@ -6,6 +6,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
+
+from metalearner.devices import threads, torch_device
+from metalearner.errors import ConfigError
 
 # Ten times over, holds two 60 MB tensors (the size of a 20-way task's first conv4 activation;
 # glibc always maps blocks over 32 MB afresh) and frees them; prints the minor page faults that
@@ -43,3 +47,20 @@ def test_retained_memory_is_reused_without_page_faults() -> None:
     # few blocks once, not every block every time.
     assert default > 20 * 14_000
     assert retained < default / 4
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_cuda_names_no_option_a_command_may_lack() -> None:
+    # train takes --set device=cpu, evaluate and adapt take --device: the message fits both.
+    with pytest.raises(ConfigError, match="'cuda' is not available") as err:
+        torch_device("cuda")
+    assert "--set" not in str(err.value) and "choose device cpu" in str(err.value)
+
+
+def test_thread_counts_below_one_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="'threads' must be at least 1"), threads(0):
+        pass
+    before = torch.get_num_threads()
+    with threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

@@ -113,3 +113,44 @@ def test_one_pass_curves_equal_adapting_afresh_for_each_step(name: str) -> None:
     for row, s in zip(curves, steps, strict=True):
         assert torch.allclose(row, task_scores(strategy, params, tasks, steps=s), rtol=1e-6)
     assert not torch.equal(curves[0], curves[-1])  # adaptation changed the predictions
+
+
+def test_a_folder_run_evaluated_from_elsewhere_says_its_path_is_relative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    from metalearner.errors import DataError
+
+    for c in range(8):
+        (tmp_path / "data" / f"c{c}").mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (10, 10), 25 * c + i).save(tmp_path / "data" / f"c{c}" / f"{i}.png")
+    monkeypatch.chdir(tmp_path)  # train where the data is, with a relative data.path
+    cfg = load_config(
+        overrides=[
+            *("data.dataset=folder", "data.path=data", "data.ways=2", "data.queries=1"),
+            *("data.meta_train_classes=4", "data.val_classes=2", "model.width=4", "model.depth=2"),
+            *("strategy=protonet", "strategy_config.train_ways=2", "steps=2", "val_every=2"),
+            *("val_tasks=2", "threads=1"),
+        ]
+    )
+    meta_train(cfg, tmp_path / "run", quiet=True)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match=r"data\.path data is relative to the folder training ran"):
+        evaluate(tmp_path / "run", num_tasks=2)
+    result = evaluate(tmp_path / "run", num_tasks=2, data_path=Path("../data"))
+    assert result.metric == "accuracy" and result.num_tasks == 2
+
+
+def test_a_split_of_a_dataset_without_splits_is_refused(tmp_path: Path) -> None:
+    from metalearner.errors import ConfigError
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("data:\n  dataset: sinusoid\n")
+    with pytest.raises(ConfigError, match="A sinusoid run has no splits") as err:
+        evaluate(tmp_path / "run", split="pubmed")
+    assert "vinyals" not in str(err.value)
+    with pytest.raises(ConfigError, match="--path is for runs trained on a folder or table"):
+        evaluate(tmp_path / "run", data_path=tmp_path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from metalearner.runs import read_run_config
 from metalearner.train import meta_train
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cli_runner import run_cli as cli
 from fewrel_fixture import write_fake_fewrel
 
 TINY = [
@@ -32,17 +32,6 @@ TINY = [
     "meta_batch=2",
     "threads=1",
 ]
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "metalearner", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def sentence(relation: str, name: str) -> dict[str, object]:

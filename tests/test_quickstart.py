@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from cli_runner import run_cli as run
 from metalearner.errors import ConfigError
 from metalearner.models import build_model
 from metalearner.strategies import build
 from metalearner.tasks import EpisodeSampler, LabeledSet, SinusoidTasks, TaskBatch
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "metalearner", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
 
 
 def test_scratch_never_moves_and_pretrain_fits_the_average_task() -> None:

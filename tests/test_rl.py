@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli_runner import command, run_cli
 from metalearner.checkpoint import load_checkpoint
 from metalearner.errors import ConfigError, DataError
 from metalearner.rl import families
@@ -382,6 +383,19 @@ def test_a_stopped_and_resumed_run_ends_bit_identical(tmp_path: Path, env: str, 
         train_rl(cfg, tmp_path / "nowhere", resume=True, quiet=True)
 
 
+def test_a_resume_refuses_an_edited_config_that_changes_the_policy(tmp_path: Path) -> None:
+    cfg = load_rl_config("navigation2d", [*TINY, "iterations=3"])
+    train_rl(cfg, tmp_path / "run", quiet=True, stop_at=2)
+    # What `metalearner rl train --resume` does after an edit of the run's config.yaml.
+    edited = dataclasses.replace(cfg, hidden=(50, 50))
+    write_config(tmp_path / "run/config.yaml", edited)
+    with pytest.raises(ConfigError, match=r"sets hidden to \[50, 50\].*put that back"):
+        train_rl(edited, tmp_path / "run", resume=True, quiet=True)
+    longer = dataclasses.replace(cfg, iterations=4)  # a run is extended by raising iterations
+    write_config(tmp_path / "run/config.yaml", longer)
+    assert train_rl(longer, tmp_path / "run", resume=True, quiet=True).iteration == 4
+
+
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path: Path) -> None:
     cfg = load_rl_config("navigation2d", [*TINY, "iterations=3", "save_every=10"])
     whole = train_rl(cfg, tmp_path / "whole", quiet=True)
@@ -432,14 +446,8 @@ def test_a_short_navigation_run_adapts_on_fixed_test_tasks(tmp_path: Path) -> No
 # -------------------------------------------------------------------- command line
 
 
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "metalearner", "rl", *args]
-
-
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command(*args), cwd=cwd, capture_output=True, text=True, timeout=300, check=False
-    )
+    return run_cli("rl", *args, cwd=cwd)
 
 
 def test_train_then_evaluate_from_the_command_line(tmp_path: Path) -> None:
@@ -509,7 +517,8 @@ def test_a_killed_run_resumes_bit_identical(tmp_path: Path) -> None:
         == 0
     )
     proc = subprocess.Popen(
-        command("train", "--env", "navigation2d", *sets, "--out", "killed", "-q"), cwd=tmp_path
+        command("rl", "train", "--env", "navigation2d", *sets, "--out", "killed", "-q"),
+        cwd=tmp_path,
     )
     meta = tmp_path / "killed/checkpoints/latest/meta.json"
     deadline = time.time() + 120

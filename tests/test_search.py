@@ -3,6 +3,8 @@ set before the end, survives a kill, and shares one study between worker process
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -15,6 +17,7 @@ import optuna
 import pytest
 import sqlalchemy.exc
 
+from metalearner.checkpoint import load_checkpoint
 from metalearner.config import load_config
 from metalearner.errors import ConfigError
 from metalearner.experiment import Experiment
@@ -100,6 +103,170 @@ def test_space_is_conditional_narrowable_and_checked() -> None:
 def test_bad_search_plans_are_refused(given: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_search_plan(None, dataset="sinusoid", strategies="maml", **given)
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [({"inner_lr": [0.01, 0.001]}, r"from high to low; write it \[low, high\], as \[0.001, 0.01\]"),
+     ({"inner_lr": [-0.01, 0.1]}, "log scale, so its range needs bounds above 0"),
+     ({"inner_lr": [0, 0.1]}, "log scale, so its range needs bounds above 0"),
+     ({"inner_steps": [1.5, 3]}, "takes whole numbers"),
+     ({"inner_steps": [0, 3]}, r"space.maml.inner_steps = 0: .*inner_steps must be >= 1"),
+     ({"inner_lr": "fast"}, r"space.maml.inner_lr = 'fast': .*must be a number"),
+     ({"meta_batch": [4, "x", 8]}, r"space.maml.meta_batch = 'x'"),
+     ({"colour": 1}, "space.maml.colour is not a searched setting of maml")],
+)  # fmt: skip
+def test_a_bad_space_is_refused_before_any_trial(space: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_search_plan(None, dataset="sinusoid", strategies="maml", space={"maml": space})
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [({"overrides": ["stepz=1"]}, "Unknown setting 'stepz'"),
+     ({"dataset": "mnist"}, "must be one of sinusoid"),
+     ({"start": [{"strategy": "maml", "inner_rate": 1}]}, "sets 'inner_rate', which is not"),
+     ({"start": [{"strategy": "maml", "inner_lr": -1}]}, "start trial inner_lr = -1: ")],
+)  # fmt: skip
+def test_bad_run_settings_are_refused_before_any_trial(given: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_search_plan(None, **({"dataset": "sinusoid", "strategies": "maml"} | given))
+
+
+def search_cli(out: str, *extra: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    args = ["search", "--dataset", "sinusoid", "--shots", "5", "--strategies", "maml",
+            "--trials", "1", "--trial-budget", "10steps", "--budget", "10steps", "--set",
+            "threads=1", "--out", out, *extra]  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "metalearner", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+def one_line(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+
+
+def test_the_command_sets_how_many_tasks_score_the_trials_and_test_the_winner(
+    tmp_path: Path,
+) -> None:
+    result = search_cli("s", "--val-tasks", "3", "--tasks", "7", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "(7 tasks)" in result.stdout
+    assert json.loads((tmp_path / "s/best/eval.json").read_text())["num_tasks"] == 7
+    assert read_run_config(tmp_path / "s/trials/0000").val_tasks == 3
+
+
+def test_what_no_trial_could_run_fails_at_once_in_one_line_writing_nothing(
+    tmp_path: Path,
+) -> None:
+    for extra, message in [
+        (("--set", "stepz=1"), "Unknown setting 'stepz'"),
+        (("--strategies", "protonet"), "protonet needs classification tasks"),
+        (("--budget", "10"), "Budget '10' has no unit"),
+        (("--storage", "notaurl"), "'notaurl' is not a database URL; write e.g. sqlite:///"),
+        (("--storage", "sqlite:////no/such/folder/s.db"), "Cannot reach the database"),
+        (("search.yaml",), "Plan file search.yaml does not exist; give a search plan"),
+    ]:
+        one_line(search_cli("s", *extra, cwd=tmp_path), message)
+        assert not (tmp_path / "s").exists()
+    driver = search_cli("s", "--storage", "postgresql://user:secret@nohost:1/db", cwd=tmp_path)
+    assert driver.returncode == 2 and driver.stderr.count("\n") == 1, driver.stderr
+    assert "secret" not in driver.stderr
+    # Without the driver: the package to install; with it: no server there.
+    assert "pip install 'psycopg[binary]'" in driver.stderr or "Cannot reach" in driver.stderr
+
+
+def test_an_error_in_a_trial_ends_the_search_in_one_line_and_a_diverged_one_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from metalearner.errors import DataError
+    from metalearner.train import TrainingDivergedError, TrainResult
+
+    def logged() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name.startswith("optuna")]
+
+    def fails(*args: object, **kwargs: object) -> object:
+        raise DataError("The data went away; put it back.")
+
+    p = plan(trials=1, trial_budget="10steps", budget="10steps")
+    monkeypatch.setattr("metalearner.search.objective.meta_train", fails)
+    with pytest.raises(DataError, match="went away"):
+        search_trials(p, tmp_path / "a", log=lambda _: None)
+    assert logged() == []  # the command line says it, once, without a traceback
+
+    def diverges(*args: object, **kwargs: object) -> object:
+        raise TrainingDivergedError("Training diverged at step 3; lower the step size.")
+
+    monkeypatch.setattr("metalearner.search.objective.meta_train", diverges)
+    study = search_trials(p, tmp_path / "b", log=lambda _: None)  # the search goes on
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
+    (record,) = logged()
+    assert "Trial 0 failed" in record.getMessage() and "diverged at step 3" in record.getMessage()
+    assert record.exc_info is None  # no traceback
+
+    def no_finite_validation(cfg: object, folder: Path, **kwargs: object) -> TrainResult:
+        return TrainResult(folder, 10, {}, None, "mse")  # every validation was nan
+
+    caplog.clear()
+    monkeypatch.setattr("metalearner.search.objective.meta_train", no_finite_validation)
+    study = search_trials(p, tmp_path / "c", log=lambda _: None)  # a failed trial, no crash
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
+    (record,) = logged()
+    assert "no validation score was finite" in record.getMessage() and record.exc_info is None
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_search_in_one_line_and_the_cut_off_trial_runs_again(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "s"
+    args = command(out, 2)
+    args[args.index("--trial-budget") + 1] = "1000steps"  # some seconds: time to interrupt
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run = out / "trials" / "0000"
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoints" / "latest" / "meta.json").exists():  # validated at step 20
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert (
+        err == "interrupted; run the same command again to continue the search where it stopped.\n"
+    )
+    trials = load(out).get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]  # queued to run again
+    saved = load_checkpoint(run / "checkpoints" / "latest").meta["step"]
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    cut_off = load(out).trials[1]
+    assert cut_off.state.name == "COMPLETE" and cut_off.params == trials[0].params
+    # Resumed in its own folder from its checkpoint, not trained anew: one unbroken log.
+    assert cut_off.user_attrs["run"] == "trials/0000" and not (out / "trials" / "0001").exists()
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 1000 and saved >= 20
+
+
+def test_a_folder_with_only_the_plan_of_an_attempt_that_ran_no_trial_takes_a_new_plan(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "search.yaml").write_text("dataset: omniglot\nstrategies: [protonet]\n")
+    optuna.create_study(storage=f"sqlite:///{out / 'study.db'}", study_name="metalearner",
+                        direction="maximize")  # fmt: skip
+    p = plan(trials=1, trial_budget="10steps", budget="10steps")
+    study = search_trials(p, out, log=lambda _: None)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE  # made afresh for MSE
+    assert len(finished(study)) == 1
+    changed = plan(trials=1, trial_budget="20steps", budget="10steps")
+    with pytest.raises(ConfigError, match="another plan \\(trial_budget: '10steps' there"):
+        search_trials(changed, out, log=lambda _: None)
+    # A study of another name has no trials yet, but the folder's trial runs are work.
+    renamed = plan(trials=1, trial_budget="10steps", budget="10steps", study_name="other")
+    with pytest.raises(ConfigError, match="another plan \\(study_name: 'metalearner' there"):
+        search_trials(renamed, out, log=lambda _: None)
 
 
 def command(out: Path, trials: int, *extra: str) -> list[str]:

@@ -14,7 +14,13 @@ import metalearner.train as train_module
 from metalearner.checkpoint import load_checkpoint
 from metalearner.config import RunConfig, load_config
 from metalearner.errors import ConfigError
-from metalearner.runs import read_metrics, read_run_config
+from metalearner.runs import (
+    append_metrics,
+    create_run,
+    read_metrics,
+    read_run_config,
+    run_lock,
+)
 from metalearner.tasks import TaskBatch
 from metalearner.train import TrainingDivergedError, lr_factor, meta_train
 
@@ -159,3 +165,94 @@ def test_validation_by_the_clock_is_not_charged_to_the_budget(tmp_path: Path) ->
     assert (tmp_path / "run/metrics.jsonl").read_text().count("\n") == len(lines)
     with pytest.raises(ConfigError, match="val_every_seconds"):
         sine("val_every_seconds=0")
+
+
+def test_a_run_stopped_before_its_first_checkpoint_can_be_resumed_or_replaced(
+    tmp_path: Path,
+) -> None:
+    cfg = sine("steps=6", "val_every=3")
+    whole = meta_train(cfg, tmp_path / "whole", quiet=True)
+    # What a kill (or a divergence) before the first checkpoint leaves: config and a log line.
+    run = tmp_path / "run"
+    create_run(run, cfg)
+    append_metrics(run, {"step": 2, "loss": 1.0})
+    resumed = meta_train(read_run_config(run), run, resume=True, quiet=True)
+    assert all(torch.equal(v, resumed.params[k]) for k, v in whole.params.items())
+    assert [r["step"] for r in read_metrics(run)] == [3, 6]  # the stale line is gone
+    # A new run with another config takes over such a folder, but never one with a checkpoint.
+    stuck = tmp_path / "stuck"
+    create_run(stuck, sine("strategy_config.inner_lr=0.5"))
+    meta_train(cfg, stuck, quiet=True)
+    assert read_run_config(stuck) == cfg
+    with pytest.raises(ConfigError, match="already holds a run; pass --resume"):
+        meta_train(cfg, stuck, quiet=True)
+
+
+def test_a_validation_logged_just_before_a_kill_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = train_module.save_state
+
+    def killed_after_saving(path: Path, state: Any, *args: Any) -> None:
+        real(path, state, *args)
+        if state.step == 8:  # the checkpoint is on disk; the process dies right after
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_state", killed_after_saving)
+    cfg = sine("steps=12", "val_every=4", "log_every=100")
+    with pytest.raises(KeyboardInterrupt):
+        meta_train(cfg, tmp_path / "run", quiet=True)
+    monkeypatch.setattr(train_module, "save_state", real)
+    meta_train(read_run_config(tmp_path / "run"), tmp_path / "run", resume=True, quiet=True)
+    assert [r["step"] for r in read_metrics(tmp_path / "run") if "val_mse" in r] == [4, 8, 12]
+
+
+def test_a_resume_refuses_an_edited_config_that_changes_what_is_learned(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    meta_train(sine("steps=8", "val_every=4"), run, quiet=True, stop_at=4)
+    original = (run / "config.yaml").read_text()
+    for was, now, name in (("name: adam", "name: sgd", "optimizer.name"),
+                           ("shots: 5", "shots: 3", "data.shots")):  # fmt: skip
+        assert was in original, was
+        (run / "config.yaml").write_text(original.replace(was, now))
+        with pytest.raises(ConfigError, match=rf"sets {name} to .*put that back to resume"):
+            meta_train(read_run_config(run), run, resume=True, quiet=True)
+    # When, how long and in what precision it runs may change: a run is extended by raising
+    # its steps, and MAML (whose strategy_config follows precision) finishes in bfloat16.
+    assert "precision: float32" in original and original.count("precision:") == 1
+    edited = original.replace("steps: 8", "steps: 10").replace("float32", "bfloat16")
+    (run / "config.yaml").write_text(edited)
+    assert meta_train(read_run_config(run), run, resume=True, quiet=True).step == 10
+
+
+def test_a_validation_that_is_not_finite_is_never_the_best(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = train_module.task_scores
+    calls = {"n": 0}
+
+    def diverging_first(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        scores = real(*args, **kwargs)
+        return scores * math.nan if calls["n"] == 1 else scores
+
+    monkeypatch.setattr(train_module, "task_scores", diverging_first)
+    result = meta_train(sine("steps=6", "val_every=3"), tmp_path / "run", quiet=True)
+    assert result.best is not None and result.best["step"] == 6
+    assert math.isfinite(result.best["score"])
+
+
+def test_a_folder_another_process_trains_in_is_neither_taken_over_nor_resumed(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "run"
+    create_run(run, sine())  # a run training now, before its first checkpoint
+    append_metrics(run, {"step": 1, "loss": 1.0})
+    before = {f: (run / f).read_text() for f in ("config.yaml", "metrics.jsonl")}
+    with run_lock(run):  # what the training process holds (flock: per open file, not process)
+        for resume in (False, True):
+            with pytest.raises(ConfigError, match="being trained by another process"):
+                meta_train(sine("seed=7"), run, resume=resume, quiet=True)
+    assert {f: (run / f).read_text() for f in before} == before
+    meta_train(sine("steps=3"), run, quiet=True)  # that process gone: the folder is free
+    assert read_run_config(run).steps == 3

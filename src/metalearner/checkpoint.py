@@ -74,7 +74,10 @@ def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[str
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    # Folders of these names can only be left by a killed process that had our pid (pids are
+    # reused; in a container every run may be pid 1): ours to remove, or the renames fail.
     shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
     tmp.mkdir()
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     save_file(cpu, str(tmp / TENSORS))
@@ -88,7 +91,30 @@ def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[str
     os.replace(tmp, path)
     _fsync_dir(path.parent)
     shutil.rmtree(old, ignore_errors=True)
+    _remove_leftovers(path)
     return path
+
+
+def _remove_leftovers(path: Path) -> None:
+    # Saves killed mid-way by earlier processes leave their temporary and moved-aside folders;
+    # a complete checkpoint now stands at ``path``, so they are superseded. A folder is removed
+    # only if the process named in it is gone: one still alive may be between its two renames.
+    for pattern in (f".{path.name}.old-*", f".{path.name}.tmp-*"):
+        for leftover in path.parent.glob(pattern):
+            if not _alive(leftover.name.rsplit("-", 1)[-1]):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists but belongs to someone else
+    return True
 
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
@@ -159,9 +185,25 @@ def checkpoint_exists(path: Path | str) -> bool:
 def _located(path: Path) -> Path:
     if path.exists():
         return path
-    # A crash between the two renames of a save leaves the previous checkpoint moved aside.
-    aside = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
-    return aside[-1] if aside else path
+    # A crash between the two renames of a save leaves the previous checkpoint moved aside;
+    # earlier crashes, or one during the removal of a moved-aside folder, may have left others,
+    # whole or in part. The whole one of the latest step is the checkpoint.
+    aside = list(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
+    steps = {folder: _step(folder) for folder in aside}
+    whole = [folder for folder in aside if steps[folder] is not None]
+    return max(whole, key=lambda folder: steps[folder] or 0) if whole else path
+
+
+def _step(folder: Path) -> int | None:
+    """The step of a whole checkpoint folder (0 if it records none), or None if it is not one."""
+    try:
+        meta = json.loads((folder / META).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not (folder / TENSORS).is_file():
+        return None
+    step = meta.get("step", 0)
+    return step if isinstance(step, int) else 0
 
 
 def _fsync_file(file: Path) -> None:

@@ -13,7 +13,6 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
 from rich.console import Console
 
@@ -21,7 +20,8 @@ from metalearner.cli_adapt import adapt_cmd
 from metalearner.cli_benchmark import benchmark_cmd
 from metalearner.cli_rl import rl_app
 from metalearner.cli_search import search_cmd
-from metalearner.errors import ConfigError, MetalearnerError
+from metalearner.cli_tasks import DataDir, tasks_app
+from metalearner.errors import ConfigError, MetalearnerError, file_above, file_error
 
 if TYPE_CHECKING:
     from metalearner.distributed import Backend
@@ -32,7 +32,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-tasks_app = typer.Typer(help="Task generators: sample and look at tasks.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
 
 _DEBUG_ENV = "METALEARNER_DEBUG"
@@ -49,62 +48,6 @@ def _root(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="Folder holding the datasets (default: $METALEARNER_DATA)."),
-]
-
-
-@tasks_app.command("demo")
-def tasks_demo(
-    dataset: Annotated[str, typer.Option(help="sinusoid, omniglot, or folder (with --path).")] = (
-        "sinusoid"
-    ),
-    data_dir: DataDir = None,
-    path: Annotated[
-        Path | None,
-        typer.Option(
-            help="A folder of class sub-folders, or a CSV/.npz table, for --dataset folder."
-        ),
-    ] = None,
-    ways: Annotated[int, typer.Option(help="N, classes per task.")] = 5,
-    shots: Annotated[int, typer.Option(help="K, support examples per class (or points).")] = 1,
-    queries: Annotated[int, typer.Option(help="Q, query examples per class (or points).")] = 15,
-    download: Annotated[
-        bool, typer.Option(help="Fetch Omniglot from its canonical source if it is missing.")
-    ] = False,
-    num_tasks: Annotated[int, typer.Option("--tasks", help="How many tasks to sample.")] = 3,
-    seed: Annotated[int, typer.Option(help="Seed of the task generator.")] = 0,
-    out: Annotated[Path, typer.Option(help="Where to write the picture.")] = Path(
-        "runs/demo/tasks.png"
-    ),
-) -> None:
-    """Sample a few tasks, print what they are made of, and draw them to a PNG."""
-    from metalearner.tasks.demo import episode_demo, sinusoid_demo
-    from metalearner.tasks.regression import SinusoidTasks
-
-    console = Console()
-    if dataset == "sinusoid":
-        shots_ = shots if shots > 1 else 10  # one point does not show a sinusoid
-        tasks = SinusoidTasks(shots=shots_, queries=queries)
-        written = sinusoid_demo(tasks, num_tasks=num_tasks, seed=seed, out=out, console=console)
-    else:
-        from metalearner.tasks.datasets.registry import load_for_demo
-
-        data, sampler = load_for_demo(
-            dataset,
-            data_dir=data_dir,
-            path=path,
-            ways=ways,
-            shots=shots,
-            queries=queries,
-            download=download,
-        )
-        batch = sampler.sample(num_tasks, generator=torch.Generator().manual_seed(seed))
-        written = episode_demo(data, batch, out=out, console=console)
-    console.print(f"wrote {written}")
 
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
@@ -188,6 +131,11 @@ def train(
         score = best["score"]
         shown = f"{100 * score:.2f}%" if result.metric == "accuracy" else f"{score:.4g}"
         console.print(f"best validation {result.metric} {shown} at step {int(best['step'])}")
+    elif result.step > 0:
+        console.print(
+            f"warning: no validation {result.metric} was finite (the adaptation diverged); "
+            "lower strategy_config.inner_lr or optimizer.lr and train again."
+        )
     console.print(f"trained {result.step} steps; run folder {out}")
     console.print(f"next: metalearner evaluate {out}")
 
@@ -215,6 +163,13 @@ def evaluate_cmd(
             "for a wiki run); writes eval-SPLIT.json."
         ),
     ] = None,
+    path: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where a run trained on your folder or table finds it now (its data.path is "
+            "relative to where training ran)."
+        ),
+    ] = None,
 ) -> None:
     """Score a run on its fixed test tasks (mean ± 95% CI, curve over steps); write eval.json."""
     from metalearner.evaluate import evaluate
@@ -233,6 +188,7 @@ def evaluate_cmd(
         device=device,
         backend=_backend(backend),
         split=split,
+        data_path=path,
     )
     if not _main_rank():
         return
@@ -277,6 +233,9 @@ def quickstart_cmd(
 
     if steps < 1 or tasks < 2:
         raise ConfigError("--steps must be at least 1 and --tasks at least 2.")
+    blocker = out if out.exists() and not out.is_dir() else file_above(out)
+    if blocker is not None:  # found now, not after minutes of training
+        raise ConfigError(f"--out {out}: {blocker} is a file, not a folder; give another path.")
     result = quickstart(out, steps=steps, test_tasks=tasks, seed=seed, quiet=quiet)
     table = Table(title=f"test MSE ± 95% CI, {tasks} sinusoids per K (lower is better)")
     for column in HEADER:
@@ -298,11 +257,20 @@ def main() -> None:
     """Entry point: runs the app and turns user errors into one clear line."""
     try:
         app()
+    except SystemExit as exit_:
+        # Typer turns Ctrl-C into a silent exit 130 (a typer.Exit raised from the interrupt).
+        cause = exit_.__context__
+        if isinstance(cause, typer.Exit) and isinstance(cause.__cause__, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+        raise
     except MetalearnerError as err:
         if os.environ.get(_DEBUG_ENV) == "1":
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except OSError as err:  # last resort: an output path that cannot be written, a full disk
+        message = file_error(err)
+        if message is None or os.environ.get(_DEBUG_ENV) == "1":
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)

@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from metalearner.plans import interrupted
+
 
 def benchmark_cmd(
     config: Annotated[
@@ -91,9 +93,12 @@ def benchmark_cmd(
     )
     console = Console(width=max(Console().width, 120))
     command = "metalearner " + shlex.join(sys.argv[1:])
-    result = run_benchmark(
-        plan, out, data_dir=data_dir, command=command, quiet=quiet, log=console.print
-    )
+    try:
+        result = run_benchmark(
+            plan, out, data_dir=data_dir, command=command, quiet=quiet, log=console.print
+        )
+    except KeyboardInterrupt:
+        interrupted("benchmark")
     metric = plan.metric
     table = Table(title=f"test {metric} ± 95% CI, {plan.tasks} tasks")
     for column in ("strategy", metric, "training", "adapt per task"):

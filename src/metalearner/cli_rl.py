@@ -93,9 +93,8 @@ def rl_evaluate(
     from metalearner.rl.evaluate import evaluate_rl
 
     if not run_dir.is_dir():
-        raise ConfigError(
-            f"{run_dir} does not exist; give a folder written by `metalearner rl train`."
-        )
+        what = "is a file, not a run folder" if run_dir.exists() else "does not exist"
+        raise ConfigError(f"{run_dir} {what}; give a folder written by `metalearner rl train`.")
     result = evaluate_rl(run_dir, num_tasks=tasks, steps=steps)
     steps_done = len(result.curves[0].mean)
     table = Table(

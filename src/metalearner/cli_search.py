@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from metalearner.plans import interrupted
+
 
 def search_cmd(
     config: Annotated[
@@ -27,6 +29,12 @@ def search_cmd(
         str | None, typer.Option(help="Comma-separated, e.g. maml,fomaml,reptile,protonet.")
     ] = None,
     trials: Annotated[int | None, typer.Option(help="Finished trials in all (40).")] = None,
+    val_tasks: Annotated[
+        int | None, typer.Option(help="Validation tasks that score each trial (100).")
+    ] = None,
+    tasks: Annotated[
+        int | None, typer.Option("--tasks", help="Test tasks of the winner (600).")
+    ] = None,
     sampler: Annotated[
         str | None, typer.Option(help="tpe (default), gp, cmaes, nsga2 or random.")
     ] = None,
@@ -57,12 +65,16 @@ def search_cmd(
 
     plan = load_search_plan(
         config, dataset=dataset, path=path, ways=ways, shots=shots, strategies=strategies,
-        trials=trials, sampler=sampler, pruner=pruner, trial_budget=trial_budget, budget=budget,
-        workers=workers, storage=storage, seed=seed, overrides=overrides or None,
+        trials=trials, val_tasks=val_tasks, tasks=tasks, sampler=sampler, pruner=pruner,
+        trial_budget=trial_budget, budget=budget, workers=workers, storage=storage, seed=seed,
+        overrides=overrides or None,
     )  # fmt: skip
     console = Console()
     command = "metalearner " + shlex.join(sys.argv[1:])
-    result = run_search(plan, out, data_dir=data_dir, command=command, log=console.print)
+    try:
+        result = run_search(plan, out, data_dir=data_dir, command=command, log=console.print)
+    except KeyboardInterrupt:
+        interrupted("search")
     strategy = result.best.params["strategy"]
     console.print(f"best: trial {result.best.number} ({strategy}); test {result.test.line()}")
     console.print(f"wrote {out / 'best.yaml'}, {result.report}, run folder {out / 'best'}")

@@ -16,17 +16,21 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from metalearner.config_data import DataConfig, resolve_data
+from metalearner.config_data import DataConfig, resolve_data, training_classes
 from metalearner.errors import ConfigError
 from metalearner.typecheck import describe_type, match_type
+from metalearner.yamlfiles import dump_yaml, parse_setting, read_yaml
+
+SEED_MAX = 2**63 - 1
+"""The largest seed: torch.Generator takes up to 2**64 - 1, and runs derive seed + 1 etc."""
 
 
 @dataclass(frozen=True)
@@ -109,34 +113,33 @@ def load_config(
     """
     raw: dict[str, Any] = dict(base) if base is not None else {}
     if base is None and path is not None:
-        raw = read_yaml(Path(path))
+        path = Path(path)
+        if (path / "config.yaml").is_file():  # `train runs/x`: most likely meant to continue it
+            raise ConfigError(
+                f"{path} is a run folder, not a config file; to continue the run use --resume "
+                f"--out {path}, or give its {path / 'config.yaml'} to start a new run like it."
+            )
+        raw = read_yaml(path)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r} is not key=value; write e.g. --set steps=100.")
-        _assign(raw, key.strip(), _parse_value(value))
+        _assign(raw, key.strip(), parse_setting(value))
     return resolve(from_dict(RunConfig, raw, ""))
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML file as a mapping, or a ConfigError that names the file."""
-    if not path.is_file():
-        raise ConfigError(f"Config file {path} does not exist; give a YAML file or --preset.")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        where = getattr(err, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise ConfigError(f"{path} is not valid YAML{line}; fix its syntax.") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of settings, not {type(data).__name__}.")
-    return data
 
 
 def from_dict(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
     """Builds dataclass ``cls`` from a mapping, checking every key and value type."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"Setting {prefix.rstrip('.')!r} must be a mapping of settings.")
+        if not prefix:
+            raise ConfigError(
+                "A run config must be a mapping of settings (key: value lines), not a "
+                f"{type(data).__name__}."
+            )
+        raise ConfigError(
+            f"Setting {prefix.rstrip('.')!r} must be a mapping of settings (key: value), not "
+            f"{data!r}."
+        )
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
@@ -160,18 +163,29 @@ def resolve(cfg: RunConfig) -> RunConfig:
     """Fills every ``auto``/``None`` left to the strategy and checks ranges and combinations."""
     from metalearner.strategies import get_strategy, resolve_config
 
-    settings = _tuples(cfg.strategy_config)
-    own = {f.name for f in dataclasses.fields(get_strategy(cfg.strategy).default_config)}
+    default = get_strategy(cfg.strategy).default_config
+    hints = typing.get_type_hints(type(default))
+    settings = {
+        k: whole_numbers(v, hints[k]) if k in hints else v
+        for k, v in _tuples(cfg.strategy_config).items()
+    }
+    own = set(hints)
     if "precision" in own:
         # A strategy with a precision option of its own applies it where it pays (train.py
         # autocasts the others): one setting, the run's, drives both.
         if settings.get("precision", cfg.precision) != cfg.precision:
             raise ConfigError(
                 f"strategy_config.precision ({settings['precision']}) differs from precision "
-                f"({cfg.precision}); set only precision."
+                f"({cfg.precision}); set only precision (remove strategy_config.precision)."
             )
         settings["precision"] = cfg.precision
     strat = resolve_config(cfg.strategy, settings)
+    data = resolve_data(cfg.data)
+    classes = training_classes(data)
+    if "train_ways" not in settings and classes and getattr(strat, "train_ways", 0) > classes:
+        # ProtoNets' default of 60 training ways is Omniglot's; with fewer training classes
+        # a user expects all of them, not an error about a setting they never gave.
+        strat = dataclasses.replace(strat, train_ways=max(classes, data.ways))
     if getattr(strat, "cuda_graph", False) and cfg.device != "cuda":
         raise ConfigError(
             f"strategy_config.cuda_graph records CUDA graphs, but device is {cfg.device!r}; set "
@@ -186,15 +200,18 @@ def resolve(cfg: RunConfig) -> RunConfig:
     if schedule == "step" and decay is None:
         decay = getattr(strat, "lr_halve_every", None) or max(cfg.steps // 4, 1)
     lr = opt.lr if opt.lr is not None else float(getattr(strat, "meta_lr", 1e-3))
-    batch = cfg.meta_batch or int(getattr(strat, "meta_batch_size", 1))
+    batch = cfg.meta_batch
+    if batch is None:
+        batch = int(getattr(strat, "meta_batch_size", 1))
     out = dataclasses.replace(
         cfg,
         strategy_config=dataclasses.asdict(strat),
         optimizer=dataclasses.replace(opt, name=name, schedule=schedule, decay_every=decay, lr=lr),
         meta_batch=batch,
-        data=resolve_data(cfg.data),
+        data=data,
     )
     _check_ranges(out)
+    _check_training_ways(out)
     return out
 
 
@@ -204,36 +221,56 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 
 def to_yaml(cfg: RunConfig) -> str:
-    """The resolved config as YAML, in field order."""
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    """The resolved config as YAML, in field order.
+
+    A strategy's own ``precision`` is left out: it is the run's ``precision`` (see
+    :func:`resolve`), so a user who edits that one line changes both.
+    """
+    out = to_dict(cfg)
+    out["strategy_config"].pop("precision", None)
+    return dump_yaml(out)
 
 
 def _check_ranges(cfg: RunConfig) -> None:
+    opt = cfg.optimizer
     positive = {
         "steps": cfg.steps,
-        "meta_batch": cfg.meta_batch or 0,
+        "meta_batch": cfg.meta_batch,
         "val_every": cfg.val_every,
         "val_tasks": cfg.val_tasks,
         "test_tasks": cfg.test_tasks,
         "log_every": cfg.log_every,
-        "threads": cfg.threads or 1,
+        "threads": cfg.threads,
         "model.width": cfg.model.width,
         "model.depth": cfg.model.depth,
+        "optimizer.decay_every": opt.decay_every,
     }
     for key, value in positive.items():
-        if value < 1:
+        if value is not None and value < 1:
             raise ConfigError(f"Setting {key!r} must be at least 1, got {value}.")
+    for key, seed in (("seed", cfg.seed), ("val_seed", cfg.val_seed), ("test_seed", cfg.test_seed)):
+        check_seed(key, seed)
     for key in ("time_budget", "val_every_seconds"):
         seconds = getattr(cfg, key)
         if seconds is not None and not seconds > 0:
             raise ConfigError(f"Setting {key!r} must be > 0 seconds or null, got {seconds}.")
-    lr = cfg.optimizer.lr or 0.0
-    if not lr > 0:
-        raise ConfigError(f"Setting 'optimizer.lr' must be > 0, got {cfg.optimizer.lr}.")
-    if cfg.optimizer.clip is not None and not cfg.optimizer.clip > 0:
+    lr = opt.lr or 0.0
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"Setting 'optimizer.lr' must be a number > 0, got {opt.lr}.")
+    if opt.clip is not None and not opt.clip > 0:
+        raise ConfigError(f"Setting 'optimizer.clip' must be > 0 or null, got {opt.clip}.")
+    # The "step" schedule multiplies the step size by decay_rate every decay_every steps: above
+    # 1 it would grow, and at or below 0 it would stop or reverse (ascend) the descent.
+    if not 0 < opt.decay_rate <= 1:
         raise ConfigError(
-            f"Setting 'optimizer.clip' must be > 0 or null, got {cfg.optimizer.clip}."
+            f"Setting 'optimizer.decay_rate' must be in (0, 1], got {opt.decay_rate}."
         )
+    for i, beta in enumerate(opt.betas):
+        if not 0 <= beta < 1:
+            raise ConfigError(
+                f"Setting 'optimizer.betas' must be two numbers in [0, 1), got {beta} at "
+                f"position {i + 1}."
+            )
     if len({cfg.seed, cfg.val_seed, cfg.test_seed}) < 3:
         raise ConfigError(
             f"seed ({cfg.seed}), val_seed ({cfg.val_seed}) and test_seed ({cfg.test_seed}) must "
@@ -241,11 +278,53 @@ def _check_ranges(cfg: RunConfig) -> None:
         )
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        return text  # not YAML: keep the string, the type check says what was expected
+def _check_training_ways(cfg: RunConfig) -> None:
+    # Caught here, the message names the settings to change; the task sampler can only say
+    # that a split is too small.
+    classes, d = training_classes(cfg.data), cfg.data
+    if classes is None:
+        return
+    train_ways = cfg.strategy_config.get("train_ways")
+    if d.ways > classes:  # the tasks' ways first: a larger train_ways follows from them
+        key, ways = "data.ways", d.ways
+    elif train_ways and train_ways > classes:
+        key, ways = "strategy_config.train_ways", train_ways
+    else:
+        return
+    rotated = d.dataset == "omniglot" and d.rotations
+    if d.dataset == "fewrel" and d.val_classes == 0:
+        source = f"data.meta_train_classes {d.meta_train_classes}"
+    else:
+        source = f"data.meta_train_classes {d.meta_train_classes} minus data.val_classes "
+        source += f"{d.val_classes}" + (", times 4 rotations" if rotated else "")
+    raise ConfigError(
+        f"{key} is {ways} but only {max(classes, 0)} training classes are left ({source}); "
+        f"lower {key} or raise data.meta_train_classes."
+    )
+
+
+def check_seed(key: str, seed: int) -> None:
+    """Raises ConfigError unless seed ``key`` is in 0..SEED_MAX (what torch.Generator takes)."""
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"Setting {key!r} must be an integer from 0 to {SEED_MAX}, got {seed}.")
+
+
+def whole_numbers(value: Any, hint: Any) -> Any:
+    """``value`` with whole floats (``1e3`` is read as 1000.0) as ints where ``hint`` takes an
+    int and not that float; anything else unchanged."""
+    if isinstance(value, float) and value.is_integer() and not match_type(value, hint)[0]:
+        return int(value) if match_type(int(value), hint)[0] else value
+    origin = typing.get_origin(hint)
+    if origin is tuple and isinstance(value, list | tuple):
+        args = typing.get_args(hint)
+        if len(args) == len(value):
+            return type(value)(whole_numbers(v, a) for v, a in zip(value, args, strict=True))
+    if origin in (typing.Union, types.UnionType) and isinstance(value, list | tuple):
+        for arg in typing.get_args(hint):
+            fixed = whole_numbers(value, arg)
+            if match_type(fixed, arg)[0]:
+                return fixed
+    return value
 
 
 def _assign(raw: dict[str, Any], dotted: str, value: Any) -> None:
@@ -263,7 +342,7 @@ def _assign(raw: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    ok, out = match_type(value, hint)
+    ok, out = match_type(whole_numbers(value, hint), hint)
     if not ok:
         raise ConfigError(f"Setting {key!r} must be {describe_type(hint)}, got {value!r}.")
     return out

@@ -105,3 +105,27 @@ def check_data(d: DataConfig) -> None:
         )
     if d.dataset == "folder" and not d.path:
         raise ConfigError("data.dataset 'folder' needs data.path: a class-folder tree or a table.")
+    if not 0 <= d.split_seed <= 2**63 - 1:
+        raise ConfigError(
+            f"Setting 'data.split_seed' must be an integer from 0 to {2**63 - 1}, got "
+            f"{d.split_seed}."
+        )
+    held_out = d.dataset == "folder" or (d.dataset == "omniglot" and d.split == "vinyals")
+    if held_out and d.val_classes is not None and d.val_classes < d.ways:
+        raise ConfigError(
+            f"data.val_classes {d.val_classes} cannot make {d.ways}-way validation tasks; set "
+            f"data.val_classes to at least data.ways ({d.ways})."
+        )
+
+
+def training_classes(d: DataConfig) -> int | None:
+    """Classes that training tasks draw from (Omniglot's rotations count as classes), where the
+    settings alone fix it (a resolved ``d``); ``None`` where it depends on the data."""
+    if d.dataset == "sinusoid" or d.meta_train_classes is None or d.val_classes is None:
+        return None
+    if d.dataset == "omniglot" and d.split != "vinyals":
+        return None  # Lake's split holds out whole alphabets: counted once the data is read
+    if d.dataset == "fewrel" and d.val_classes == 0:
+        return d.meta_train_classes  # validates on held-out sentences of every relation
+    train = d.meta_train_classes - d.val_classes
+    return 4 * train if d.dataset == "omniglot" and d.rotations else train

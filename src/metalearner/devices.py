@@ -35,8 +35,10 @@ def torch_device(name: str) -> torch.device:
         raise ConfigError(f"Unknown device {name!r}; use 'cpu' or 'cuda'.")
     if name == "cuda":
         if not torch.cuda.is_available():
+            # No option named: train takes --set device=..., evaluate and adapt take --device.
             raise ConfigError(
-                "device 'cuda' is not available on this machine; use --set device=cpu."
+                "device 'cuda' is not available on this machine (PyTorch finds no CUDA GPU); "
+                "choose device cpu."
             )
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     else:
@@ -77,7 +79,13 @@ def retain_freed_memory() -> bool:
 
 @contextlib.contextmanager
 def threads(count: int | None) -> Iterator[None]:
-    """Runs the block with ``count`` CPU threads per op (``None``: unchanged), then restores."""
+    """Runs the block with ``count`` CPU threads per op (``None``: unchanged), then restores.
+
+    Raises:
+        ConfigError: ``count`` is below 1.
+    """
+    if count is not None and count < 1:
+        raise ConfigError(f"Setting 'threads' must be at least 1 or null, got {count}.")
     previous = torch.get_num_threads()
     if count is not None:
         torch.set_num_threads(count)

@@ -26,8 +26,8 @@ from torch import Tensor
 from metalearner.config import RunConfig
 from metalearner.devices import threads, torch_device
 from metalearner.distributed import Backend, Group, joined
-from metalearner.errors import ConfigError
-from metalearner.runs import EVAL, checkpoint_path, load_state, read_run_config
+from metalearner.errors import ConfigError, DataError
+from metalearner.runs import CONFIG, EVAL, checkpoint_path, load_state, read_run_config
 from metalearner.strategies import Params, Strategy
 from metalearner.tasks import TaskSet, iter_batches
 
@@ -162,6 +162,7 @@ def evaluate(
     device: str | None = None,
     backend: Backend = "auto",
     split: str | None = None,
+    data_path: Path | None = None,
 ) -> EvalResult:
     """Scores a run's checkpoint on its fixed test tasks and writes ``eval.json`` into the run.
 
@@ -179,17 +180,23 @@ def evaluate(
         split: score on the test classes of another split of the run's data with the same
             meta-training classes (FewRel: ``pubmed`` for a ``wiki`` run, a cross-domain test);
             the result goes to ``eval-<split>.json`` and ``eval.json`` is left as it is.
+        data_path: where a run trained on a user's folder or table finds it now (its
+            ``data.path`` is as training gave it: relative to the folder training ran in).
 
     Raises:
-        DataError: ``run_dir`` is not a run folder, has no checkpoint, or its data is missing.
-        ConfigError: ``split`` is not a split of the run's dataset, or trains on other classes.
+        DataError: ``run_dir`` is not a run folder (or is an RL run), has no checkpoint, or its
+            data is missing.
+        ConfigError: ``split`` is not a split of the run's dataset, or trains on other classes;
+            ``data_path`` is given for a run not trained on a folder or table.
 
     Example:
         >>> result = evaluate("runs/sinusoid-maml-k10", num_tasks=600)
         >>> print(result.line())
         mse 0.0123 ± 0.0021 (600 tasks)
     """
-    cfg = read_run_config(Path(run_dir))
+    if run_kind(Path(run_dir)) == "rl":
+        raise DataError(f"{run_dir} is an RL run; use `metalearner rl evaluate {run_dir}`.")
+    cfg = _with_data_path(read_run_config(Path(run_dir)), data_path)
     out = EVAL
     if split is not None and split != cfg.data.split:
         cfg = _other_split(cfg, split)
@@ -205,10 +212,56 @@ def evaluate(
 _SAME_TRAINING = {("fewrel", "wiki", "pubmed"), ("fewrel", "pubmed", "wiki")}
 
 
+def run_kind(folder: Path) -> str | None:
+    """``"rl"`` or ``"supervised"``, told by the settings in a run folder's ``config.yaml``;
+    ``None`` when there is none, or it is neither (the loaders then say what is wrong)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load((folder / CONFIG).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    if "env" in raw and not {"strategy", "data"} & raw.keys():
+        return "rl"
+    if "env" not in raw and {"strategy", "data"} & raw.keys():
+        return "supervised"
+    return None
+
+
+def _with_data_path(cfg: RunConfig, data_path: Path | None) -> RunConfig:
+    """``cfg`` reading its folder or table from ``data_path``; or, without it, checked that its
+    ``data.path`` is found from here."""
+    d = cfg.data
+    if data_path is not None:
+        if d.dataset != "folder":
+            raise ConfigError(
+                f"--path is for runs trained on a folder or table, not on {d.dataset}; drop it "
+                "(--data-dir says where Omniglot or FewRel is)."
+            )
+        return dataclasses.replace(cfg, data=dataclasses.replace(d, path=str(data_path)))
+    if d.dataset == "folder" and d.path and not Path(d.path).expanduser().exists():
+        if Path(d.path).expanduser().is_absolute():
+            raise DataError(
+                f"The run's data {d.path} no longer exists; pass --path with its new location."
+            )
+        raise DataError(
+            f"The run's data.path {d.path} is relative to the folder training ran in and is not "
+            "found from here; run evaluate from that folder, or pass --path with its location."
+        )
+    return cfg
+
+
 def _other_split(cfg: RunConfig, split: str) -> RunConfig:
-    from metalearner.config_data import resolve_data
+    from metalearner.config_data import SPLITS, resolve_data
 
     d = cfg.data
+    if d.dataset not in SPLITS:
+        raise ConfigError(
+            f"A {d.dataset} run has no splits, so it cannot be scored on split {split!r}; drop "
+            "--split (it scores a FewRel run on other test relations: pubmed for a wiki run)."
+        )
     data = resolve_data(dataclasses.replace(d, split=split))  # type: ignore[arg-type]
     if (d.dataset, d.split, split) not in _SAME_TRAINING:
         raise ConfigError(

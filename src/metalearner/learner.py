@@ -6,8 +6,9 @@ rebuilds its backbone and strategy from the recorded config, and returns a :clas
 whose ``predict`` gives class names and probabilities (or regression predictions).
 
 Inputs are converted exactly as in training, from what the checkpoint recorded: image files,
-bytes, PIL images or arrays of any size and mode are decoded, converted to the stored channels,
-resized with the same filter, inverted if training inverted them, and scaled to ``[0, 1]``.
+bytes or PIL images of any size and mode are decoded, converted to the stored channels, resized
+with the same filter, inverted if training inverted them, and scaled to ``[0, 1]``. An array or
+tensor is taken as already converted: it must have the model's input shape.
 
 BatchNorm is transductive, as in the MAML and Reptile papers and in our training and
 evaluation: a batch is normalised with its own statistics. ``predict`` therefore scores the

@@ -155,7 +155,9 @@ def build_model(
         vocab, length = textcnn_size(input_shape, options)
     elif len(input_shape) != want or min(input_shape) < 1:
         raise ConfigError(
-            f"Model {name!r} takes inputs of {want} dimension(s), got shape {tuple(input_shape)}."
+            f"Model {name!r} takes inputs of {want} dimension(s), got shape {tuple(input_shape)}; "
+            "set model.name=auto (conv4 for images, textcnn for sentences, mlp for vectors) or a "
+            "model that fits this data."
         )
     with torch.device("meta"):
         if name == "conv4":

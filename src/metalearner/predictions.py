@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from metalearner.errors import DataError
+from metalearner.errors import ConfigError, DataError, file_above
 from metalearner.learner import Learner, Prediction, load
 from metalearner.taskfiles import read_items, read_support
 
@@ -89,10 +89,19 @@ def adapt_files(
     known. It is written atomically.
 
     Raises:
-        DataError: any input that does not fit (one sentence, naming the file).
+        DataError: any input that does not fit (one sentence, naming the file), such as a
+            classification support set of a single class.
+        ConfigError: ``output`` is a folder or lies under a file (checked before any work).
     """
+    _check_output(output)  # before any work
     learner = load(run, device=device, which=which)
     shots = read_support(support, learner, label=label)
+    classes = sorted(set(shots.labels or []))
+    if learner.kind == "classification" and len(classes) == 1:
+        raise DataError(
+            f"The support set {support} has only class {classes[0]!r}, but a task needs at "
+            "least 2 classes to tell apart; add examples of another class."
+        )
     items = read_items(query, learner, label=label)
     started = time.perf_counter()
     task = learner.adapt(shots.x, shots.labels or [], steps=steps)
@@ -138,10 +147,26 @@ def _rows(
     return [head, *rows]
 
 
+def _check_output(path: Path) -> None:
+    """Refuses an output path that cannot become a file, before a model is loaded."""
+    if path.is_dir():
+        raise ConfigError(
+            f"The output {path} is a folder; give a file name such as {path / 'predictions.csv'}."
+        )
+    blocker = file_above(path)
+    if blocker is not None:
+        raise ConfigError(
+            f"The output {path} lies under {blocker}, which is a file; give another path."
+        )
+
+
 def _write_csv(path: Path, rows: list[list[str]]) -> None:
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text.getvalue())
-    os.replace(tmp, path)  # a reader never sees half a file
+    try:
+        tmp.write_text(text.getvalue())
+        os.replace(tmp, path)  # a reader never sees half a file
+    finally:
+        tmp.unlink(missing_ok=True)  # left only when writing or renaming failed

@@ -18,8 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from metalearner.config import read_yaml
 from metalearner.errors import ConfigError
+from metalearner.yamlfiles import read_yaml
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ run exactly where it was, so a resumed run ends bit-identical to one never inter
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from torch import Tensor
 from metalearner.checkpoint import Checkpoint, checkpoint_exists, load_checkpoint, save_checkpoint
 from metalearner.config import RunConfig, from_dict, resolve, to_dict, to_yaml
 from metalearner.errors import ConfigError, DataError
+from metalearner.yamlfiles import read_saved_yaml
 
-CONFIG, METRICS, EVAL = "config.yaml", "metrics.jsonl", "eval.json"
+CONFIG, METRICS, EVAL, LOCK = "config.yaml", "metrics.jsonl", "eval.json", ".lock"
 LATEST, BEST = "checkpoints/latest", "checkpoints/best"
 
 
@@ -51,15 +53,91 @@ class TrainState:
 def create_run(folder: Path, cfg: RunConfig) -> None:
     """Makes a new run folder holding the resolved config.
 
+    A run that stopped before its first checkpoint (killed, diverged, misconfigured) has
+    nothing to resume or lose, so a new run takes its folder over, config and log replaced.
+
     Raises:
-        ConfigError: if ``folder`` already holds a run (resume it or choose another folder).
+        ConfigError: if ``folder`` already holds a run with a checkpoint (resume it or choose
+            another folder).
     """
     if (folder / CONFIG).exists():
-        raise ConfigError(
-            f"{folder} already holds a run; pass --resume to continue it or choose another --out."
-        )
+        if has_checkpoint(folder):
+            raise ConfigError(
+                f"{folder} already holds a run; pass --resume to continue it or choose another "
+                "--out."
+            )
+        (folder / METRICS).unlink(missing_ok=True)
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
     write_atomic(folder / CONFIG, to_yaml(cfg))
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Holds ``folder``'s lock while the block runs: one process trains in a run folder at a
+    time. The lock is the operating system's (``flock``), so a killed process lets go of it.
+
+    Raises:
+        ConfigError: another process holds it (that run is still training).
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX (Windows): no lock, as before
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"{folder} is being trained by another process right now; wait for it to end "
+                "(or stop it), or choose another --out."
+            ) from None
+        yield
+
+
+def has_checkpoint(folder: Path) -> bool:
+    """Whether a run folder holds a checkpoint (latest or best, or one a crash moved aside)."""
+    return checkpoint_exists(folder / LATEST) or checkpoint_exists(folder / BEST)
+
+
+def check_resumable(
+    folder: Path, trained: Any, now: Mapping[str, Any], may_change: frozenset[str]
+) -> None:
+    """Refuses to resume a run whose ``config.yaml`` was edited since its checkpoint was saved.
+
+    Args:
+        folder: the run folder.
+        trained: the config saved in the checkpoint (JSON types); not a mapping: not checked.
+        now: the config the run would resume with.
+        may_change: dotted names of the settings a resumed run may change (its schedule).
+
+    Raises:
+        ConfigError: naming the first other setting that differs.
+    """
+    if not isinstance(trained, Mapping):
+        return
+    changed = _changed(trained, json.loads(json.dumps(now)), may_change)  # tuples as lists
+    if changed is not None:
+        name, was, value = changed
+        raise ConfigError(
+            f"{folder / CONFIG} sets {name} to {value!r}, but the run was trained with {was!r}; "
+            "put that back to resume, or start a new run with another --out."
+        )
+
+
+def _changed(
+    trained: Mapping[str, Any], now: Mapping[str, Any], may_change: frozenset[str], prefix: str = ""
+) -> tuple[str, Any, Any] | None:
+    for key in sorted(trained.keys() & now.keys()):  # settings of another version: not compared
+        name, was, value = f"{prefix}{key}", trained[key], now[key]
+        if isinstance(was, Mapping) and isinstance(value, Mapping):
+            found = _changed(was, value, may_change, f"{name}.")
+            if found is not None:
+                return found
+        elif was != value and name not in may_change:
+            return name, was, value
+    return None
 
 
 def read_run_config(folder: Path) -> RunConfig:
@@ -74,13 +152,7 @@ def read_run_config(folder: Path) -> RunConfig:
             f"{folder} is not a run folder (it has no {CONFIG}); give a folder written by "
             "`metalearner train`."
         )
-    import yaml
-
-    try:
-        raw = yaml.safe_load(file.read_text())
-    except yaml.YAMLError:
-        raise DataError(f"{file} is damaged (not YAML); retrain or restore it.") from None
-    return resolve(from_dict(RunConfig, raw or {}, ""))
+    return resolve(from_dict(RunConfig, read_saved_yaml(file), ""))
 
 
 def checkpoint_path(folder: Path, which: str = "best") -> Path:
@@ -187,7 +259,13 @@ def read_metrics(folder: Path) -> list[dict[str, Any]]:
     file = folder / METRICS
     if not file.exists():
         return []
-    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    records = []
+    for line in file.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # a half-written last line of a killed run (a resume drops it)
+    return [r for r in records if isinstance(r, dict)]
 
 
 def _step_of(line: str) -> int | None:

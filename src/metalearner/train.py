@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metalearner.config import RunConfig
+from metalearner.checkpoint import checkpoint_exists, load_checkpoint
+from metalearner.config import RunConfig, to_dict
 from metalearner.devices import deterministic, precision, threads, torch_device
 from metalearner.distributed import Backend, Group, joined
 from metalearner.errors import ConfigError, MetalearnerError
@@ -43,8 +45,10 @@ from metalearner.runs import (
     LATEST,
     TrainState,
     append_metrics,
+    check_resumable,
     create_run,
     load_state,
+    run_lock,
     save_state,
     truncate_metrics,
 )
@@ -92,7 +96,8 @@ def meta_train(
         run_dir: the run folder (created unless ``resume``).
         resume: continue from ``checkpoints/latest``: step, parameters, optimiser state and
             every RNG state are restored.
-        data_dir: where the dataset is (default ``$METALEARNER_DATA``).
+        data_dir: where the dataset is (default ``$METALEARNER_DATA``; on resume, where the run
+            found it).
         quiet: no progress bar (it is also off when stderr is not a terminal).
         stop_at: stop (with a checkpoint) once this many steps are done, as if interrupted.
         on_validation: called with (step, validation score) after each validation, once its
@@ -115,8 +120,10 @@ def meta_train(
         >>> cfg = load_config(overrides=["data.dataset=sinusoid", "steps=200"])
         >>> result = meta_train(cfg, "runs/sine")
     """
-    with threads(cfg.threads), joined(cfg.device, backend) as group:
-        return _train(cfg, Path(run_dir), resume, data_dir, quiet, stop_at, on_validation, group)
+    with threads(cfg.threads), joined(cfg.device, backend) as group, ExitStack() as hold:
+        return _train(
+            cfg, Path(run_dir), resume, data_dir, quiet, stop_at, on_validation, group, hold
+        )
 
 
 def _train(
@@ -128,18 +135,29 @@ def _train(
     stop_at: int | None,
     on_validation: Callable[[int, float], None] | None,
     group: Group,
+    hold: ExitStack,
 ) -> TrainResult:
     device = group.device(torch_device(cfg.device).type)
     group.check_meta_batch(cfg.meta_batch or 1)
     deterministic()
+    restoring = resume and checkpoint_exists(folder / LATEST)
+    if restoring and data_dir is None:
+        recorded = load_checkpoint(folder / LATEST).meta.get("data_dir")
+        data_dir = Path(recorded) if recorded else None  # where the run found its data
     exp = build_experiment(cfg, data_dir=data_dir)
     metric = "accuracy" if cfg.data.dataset != "sinusoid" else "mse"
     params = {k: v.to(device) for k, v in exp.strategy.init_params(seeded(cfg.seed)).items()}
     optimizer = make_optimizer(cfg.optimizer, list(params.values()))
     tasks_rng = seeded(cfg.seed)
     state = TrainState(0, params, optimizer.state_dict(), {}, None, 0.0)
-    if resume:
-        state = _restore(folder, params, optimizer, tasks_rng, device, group.is_main)
+    if group.is_main:  # held until training ends: no second process writes this folder
+        hold.enter_context(run_lock(folder))
+    if restoring:
+        state = _restore(folder, cfg, params, optimizer, tasks_rng, device, group.is_main)
+    elif resume:
+        # Stopped before its first checkpoint: nothing to restore, so it starts again.
+        if group.is_main:
+            truncate_metrics(folder, 0)
     elif group.is_main:
         create_run(folder, cfg)
     val_tasks = exp.val_tasks(cfg)
@@ -188,12 +206,20 @@ def _train(
                 mine = task_scores(exp.strategy, params, my_val_tasks, device=device)
                 val = summarize(group.gather(mine, len(val_tasks)))
                 record[f"val_{metric}"], record["val_ci95"] = val.mean, val.ci95
-                better = best is None or (
+                improved = best is None or (
                     val.mean > best["score"] if metric == "accuracy" else val.mean < best["score"]
                 )
+                better = improved and math.isfinite(val.mean)  # nan, inf: a diverged adaptation
                 if better:
                     best = {"score": val.mean, "step": step}
                 last_val, validated = f"{val.mean:.4g}", elapsed
+            if group.is_main and (record or step % cfg.log_every == 0):
+                # Logged before the checkpoint: a kill between the two leaves a line that the
+                # resumed run drops and logs again, never a step whose line is lost.
+                times = {"time": round(elapsed, 3), "wall": round(time.perf_counter() - started, 3)}
+                append_metrics(folder, _record(step, times, window, metric, record, optimizer))
+                window = {}
+            if record:
                 state = TrainState(
                     step, params, optimizer.state_dict(), _rng_states(tasks_rng), best, elapsed
                 )
@@ -201,10 +227,6 @@ def _train(
                     save_state(folder / LATEST, state, cfg, info, metric)
                 if better and group.is_main:
                     save_state(folder / BEST, state, cfg, info, metric)
-            if group.is_main and (record or step % cfg.log_every == 0):
-                times = {"time": round(elapsed, 3), "wall": round(time.perf_counter() - started, 3)}
-                append_metrics(folder, _record(step, times, window, metric, record, optimizer))
-                window = {}
             if record and on_validation is not None:
                 on_validation(step, record[f"val_{metric}"])
             bar.update(step, loss=float(metrics["loss"]), val=last_val, tasks_per_s=rate)
@@ -214,6 +236,7 @@ def _train(
 
 def _restore(
     folder: Path,
+    cfg: RunConfig,
     params: dict[str, Tensor],
     optimizer: torch.optim.Optimizer,
     rng: torch.Generator,
@@ -221,6 +244,7 @@ def _restore(
     writer: bool,
 ) -> TrainState:
     state, ckpt = load_state(folder / LATEST)
+    check_resumable(folder, ckpt.meta.get("config"), to_dict(cfg), RESUMABLE)
     if list(state.params) != list(params):
         raise ConfigError(
             f"{ckpt.path} holds parameters of another model; resume it with its own config.yaml."
@@ -236,6 +260,14 @@ def _restore(
     if writer:
         truncate_metrics(folder, state.step)
     return state
+
+
+# What a resumed run may change in its config.yaml: when and where it runs, how long, and
+# where its data now lies; not what is learned, from which tasks, or how.
+RESUMABLE = frozenset(
+    {"steps", "time_budget", "val_every", "val_every_seconds", "log_every", "test_tasks",
+     "precision", "strategy_config.precision", "device", "threads", "data.path"}
+)  # fmt: skip
 
 
 def _rng_states(tasks: torch.Generator) -> dict[str, Tensor]:

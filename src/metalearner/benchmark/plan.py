@@ -46,7 +46,10 @@ class Budget:
 
 
 def parse_budget(text: str) -> Budget:
-    """``"10m"``, ``"90s"``, ``"1.5h"`` (time) or ``"2000"``/``"2000steps"`` (outer steps).
+    """``"10m"``, ``"90s"``, ``"1.5h"`` (time) or ``"2000steps"`` (outer steps).
+
+    A bare number is refused: ``10`` could mean ten steps or ten minutes, and the two differ
+    by orders of magnitude of compute.
 
     Raises:
         ConfigError: for anything else.
@@ -57,7 +60,12 @@ def parse_budget(text: str) -> Budget:
             f"Budget {text!r} is not a duration or step count; "
             "write e.g. 10m, 90s, 1h or 2000steps."
         )
-    number, unit = float(match.group(1)), match.group(2) or "steps"
+    if match.group(2) is None:
+        raise ConfigError(
+            f"Budget {text!r} has no unit; write {match.group(1)}steps for outer steps, or a "
+            f"duration such as {match.group(1)}m, 90s or 1h."
+        )
+    number, unit = float(match.group(1)), match.group(2)
     if unit.startswith("step"):
         if number != int(number):
             raise ConfigError(f"Budget {text!r}: a step count must be a whole number.")
@@ -132,6 +140,14 @@ class BenchmarkPlan:
         if self.dataset == "folder" and not self.path:
             raise ConfigError("dataset 'folder' needs path: a class-folder tree or a table.")
         parse_budget(self.budget)
+        stray = [s for s in self.strategy_overrides if s not in self.strategies]
+        if stray:
+            raise ConfigError(
+                f"strategy_overrides names {stray[0]!r}, which is not among the strategies "
+                f"({', '.join(self.strategies)}); add it to strategies or remove its overrides."
+            )
+        for strategy in self.strategies:  # every setting checked before any work starts
+            self.run_config(strategy)
 
     @property
     def metric(self) -> str:
@@ -150,19 +166,34 @@ class BenchmarkPlan:
 
     def _base(self, strategy: str) -> dict[str, Any]:
         presets = {p.name: p for p in list_presets()}
-        own, anchor = self.preset_name(strategy), self.preset_name("maml")
+        own, anchor = self.preset_name(strategy), self._anchor(set(presets))
         if own in presets:
             return presets[own].load()
         if anchor not in presets:
             data = {"dataset": self.dataset, "path": self.path}
             return {"strategy": strategy, "data": data}
         raw = presets[anchor].load()
+        if strategy == "maml":
+            return raw  # MAML's own preset at a neighbouring K: every setting carries over
         inner = raw.get("strategy_config", {}) if strategy in MAML_FAMILY else {}
         raw["strategy"] = strategy
         raw["strategy_config"] = {k: v for k, v in inner.items() if k in INNER}
         raw.pop("optimizer", None)  # each strategy's own outer optimiser and batch
         raw.pop("meta_batch", None)
         return raw
+
+    def _anchor(self, presets: set[str]) -> str:
+        """The MAML preset the other strategies' settings start from: this task shape's, or
+        for sinusoids of a K without one, the nearest K's (the MAML paper trained K = 5, 10
+        and 20 with the same settings; Omniglot's defaults diverge on regression)."""
+        name = self.preset_name("maml")
+        if name in presets or self.dataset != "sinusoid":
+            return name
+        found = (re.fullmatch(r"sinusoid-k(\d+)-maml", n) for n in presets)
+        shots = [int(m.group(1)) for m in found if m]
+        if not shots:
+            return name
+        return f"sinusoid-k{min(shots, key=lambda k: (abs(k - self.shots), k))}-maml"
 
     def preset_name(self, strategy: str) -> str:
         """The name of ``strategy``'s preset for this dataset and task shape (it may not exist)."""

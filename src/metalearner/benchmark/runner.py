@@ -19,18 +19,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from metalearner.checkpoint import checkpoint_exists
 from metalearner.devices import threads
-from metalearner.plans import keep_plan
+from metalearner.plans import check_same_plan, keep_plan, same_plan
 from metalearner.provenance import provenance
-from metalearner.runs import checkpoint_path, load_state
+from metalearner.runs import LATEST, checkpoint_path, load_state
 
 from .plan import BenchmarkPlan
 from .report import write_report
 from .scoring import StrategyResult, load_result, save_result, score_strategy
 from .suite import build_suite
-from .training import Trained, train_all
+from .training import Trained, check_trainable, train_all
 
 PLAN_FILE = "benchmark.yaml"
+FREE = {"workers"}  # what a rerun may change
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,16 @@ def run_benchmark(
         ConfigError: ``out`` holds a benchmark with another plan, or the plan is inconsistent.
         DataError: the data is missing.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    keep_plan(out / PLAN_FILE, plan.to_dict(), free={"workers"}, what="benchmark")
     configs = {name: plan.run_config(name) for name in plan.strategies}
-    suite = build_suite(plan, configs, data_dir)  # before training: bad data fails at once
+    plan_file, settings = out / PLAN_FILE, plan.to_dict()
+    begun = started(out)
+    if not same_plan(plan_file, settings, free=FREE):  # a new plan: can every strategy train?
+        if begun:
+            check_same_plan(plan_file, settings, free=FREE, what="benchmark")  # refused at once
+        check_trainable(configs, data_dir)
+    suite = build_suite(plan, configs, data_dir)  # before anything is written: bad data fails
+    out.mkdir(parents=True, exist_ok=True)
+    keep_plan(plan_file, settings, free=FREE, what="benchmark", started=begun)
     trained = train_all(configs, out, data_dir=data_dir, workers=plan.workers, quiet=quiet, log=log)
     results = []
     key_plan = {k: v for k, v in plan.to_dict().items() if k != "workers"}
@@ -86,6 +94,13 @@ def run_benchmark(
         notes=suite.notes,
     )  # fmt: skip
     return BenchmarkResult(results, md, page)
+
+
+def started(out: Path) -> bool:
+    """Whether ``out`` holds any of a benchmark's work: a score, or a trained checkpoint."""
+    if any((out / "results").glob("*.json")):
+        return True
+    return out.is_dir() and any(checkpoint_exists(d / LATEST) for d in out.iterdir() if d.is_dir())
 
 
 def _checkpoint_id(t: Trained) -> dict[str, object]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import multiprocessing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +85,25 @@ def train_all(
         state, _ = load_state(run / LATEST)
         result[name] = Trained(name, cfg, run, state.step, state.elapsed, threads)
     return result
+
+
+def check_trainable(configs: Mapping[str, RunConfig], data_dir: Path | None) -> None:
+    """Builds each run and takes one meta-gradient on one task, so a strategy that does not fit
+    the data (ProtoNets on regression, say) or missing data fails before anything is written.
+
+    Raises:
+        ConfigError, DataError: the first run that cannot train, in the strategy's own words.
+    """
+    from metalearner.devices import precision, torch_device
+    from metalearner.experiment import build_experiment, seeded
+
+    for cfg in configs.values():
+        device = torch_device(cfg.device)
+        exp = build_experiment(cfg, data_dir=data_dir)
+        params = {k: v.to(device) for k, v in exp.strategy.init_params(seeded(cfg.seed)).items()}
+        batch = exp.train.sample(1, generator=seeded(cfg.seed)).to(device)
+        with precision(cfg.precision, device, exp.strategy.config):
+            exp.strategy.meta_grads(params, batch)
 
 
 def _shares_training(name: str, cfg: RunConfig, configs: dict[str, RunConfig]) -> str | None:

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from metalearner.config import check_seed, whole_numbers
 from metalearner.errors import ConfigError, DataError
 from metalearner.rl.families import get_family
 from metalearner.runs import write_atomic
 from metalearner.typecheck import describe_type, match_type
+from metalearner.yamlfiles import dump_yaml, parse_setting, read_saved_yaml
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,8 @@ class RLConfig:
             raise ConfigError(
                 f"Setting 'time_budget' must be > 0 seconds or null, got {self.time_budget}."
             )
+        check_seed("seed", self.seed)
+        check_seed("test_seed", self.test_seed)
         # Training tasks come from seed + 1's stream (θ₀ takes seed's), test tasks from
         # test_seed's and their rollouts from test_seed + 1's: no two may be the same stream.
         if self.test_seed in (self.seed, self.seed + 1):
@@ -152,7 +154,7 @@ def from_mapping(data: Mapping[str, Any]) -> RLConfig:
             raise ConfigError(f"Unknown setting {key!r}; use one of {', '.join(names)}.")
         if key == "env" and isinstance(value, str):
             get_family(value)  # an unknown name gets the family list, not a type message
-        ok, out = match_type(value, hints[key])
+        ok, out = match_type(whole_numbers(value, hints[key]), hints[key])
         if not ok:
             kind = describe_type(hints[key])
             raise ConfigError(f"Setting {key!r} must be {kind}, got {value!r}.")
@@ -173,10 +175,7 @@ def load_rl_config(env: str, overrides: Sequence[str] = (), seed: int | None = N
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r} is not key=value; write e.g. --set iterations=100.")
-        try:
-            raw[key.strip()] = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            raw[key.strip()] = text  # not YAML: the type check says what was expected
+        raw[key.strip()] = parse_setting(text)
     if seed is not None:
         raw["seed"] = seed
     return resolve(from_mapping(raw))
@@ -189,22 +188,19 @@ def to_dict(cfg: RLConfig) -> dict[str, Any]:
 
 def write_config(path: Path, cfg: RLConfig) -> None:
     """Writes ``cfg`` as YAML, in field order."""
-    write_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    write_atomic(path, dump_yaml(to_dict(cfg)))
 
 
 def read_config(path: Path) -> RLConfig:
     """The resolved config of a run folder's ``config.yaml``.
 
     Raises:
-        DataError: the file is missing or not YAML.
+        DataError: the file is missing or damaged (not UTF-8 text, not YAML, empty, not a
+            mapping).
     """
     if not path.is_file():
         raise DataError(
             f"{path.parent} is not an RL run folder (it has no {path.name}); give a folder "
             "written by `metalearner rl train`."
         )
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
-        raise DataError(f"{path} is damaged (not YAML); retrain or restore it.") from None
-    return resolve(from_mapping(raw))
+    return resolve(from_mapping(read_saved_yaml(path)))

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from metalearner.devices import deterministic, threads
-from metalearner.errors import ConfigError
+from metalearner.errors import ConfigError, DataError
 from metalearner.rl.config import RLConfig
 from metalearner.rl.families import Family, TaskVectorEnv, get_family
 from metalearner.rl.objectives import inner_step
@@ -135,14 +135,19 @@ def evaluate_rl(
         it, see ``--baselines``) and the randomly initialised policy.
 
     Raises:
-        DataError: ``run_dir`` is not an RL run folder or has no checkpoint.
+        DataError: ``run_dir`` is not an RL run folder (or is a supervised run) or has no
+            checkpoint.
         ConfigError: ``num_tasks`` < 2 or ``steps`` < 0.
 
     Example:
         >>> result = evaluate_rl("runs/rl-navigation2d", num_tasks=40)
         >>> result.curves[0].mean  # MAML's return after 0, 1, 2, 3 steps
     """
+    from metalearner.evaluate import run_kind
+
     folder = Path(run_dir)
+    if run_kind(folder) == "supervised":
+        raise DataError(f"{folder} is a supervised run; use `metalearner evaluate {folder}`.")
     cfg, params, meta = load_policy(folder)
     n = num_tasks if num_tasks is not None else cfg.test_tasks
     S = steps if steps is not None else cfg.eval_steps

@@ -16,12 +16,17 @@ import torch
 from torch import Tensor
 
 from metalearner.checkpoint import Checkpoint, checkpoint_exists, load_checkpoint, save_checkpoint
-from metalearner.errors import ConfigError, DataError
+from metalearner.errors import DataError
 from metalearner.rl.config import RLConfig, read_config, to_dict
 from metalearner.rl.families import get_family
 from metalearner.rl.policy import Params
 from metalearner.rl.ppo import AdamState
-from metalearner.runs import CONFIG, LATEST
+from metalearner.runs import CONFIG, LATEST, check_resumable
+
+# What a resumed run may change in its config.yaml: how long and on how many threads it runs,
+# how often it saves, and how it is scored; not what is learned, from which tasks, or how.
+RESUMABLE = frozenset({"iterations", "time_budget", "save_every", "threads", "eval_steps",
+                       "test_tasks", "baselines"})  # fmt: skip
 
 
 @dataclass
@@ -85,12 +90,11 @@ def restore_state(folder: Path, cfg: RLConfig) -> State:
     """The state of a run folder's latest checkpoint, which must have been trained with ``cfg``.
 
     Raises:
-        ConfigError: the folder was trained with another config.
+        ConfigError: its config.yaml was edited since (beyond :data:`RESUMABLE`).
         DataError: no usable checkpoint.
     """
-    saved_cfg, ckpt = _load(folder)
-    if to_dict(saved_cfg) != to_dict(cfg):
-        raise ConfigError(f"{folder} was trained with another config; resume it with its own.")
+    _, ckpt = _load(folder)
+    check_resumable(folder, ckpt.meta.get("config"), to_dict(cfg), RESUMABLE)
     params = ckpt.group("params")
     generator = torch.Generator()
     generator.set_state(ckpt.tensors["rng/train"])

@@ -2,8 +2,10 @@
 return the best score on the fixed validation tasks. The test tasks are never touched here.
 
 Every trial trains into ``trials/<number>/``, a normal run folder, reporting each validation to
-the pruner, which may stop it there. A trial whose training diverges fails (and the search goes
-on): a step size that blows up is an answer, not a crash.
+the pruner, which may stop it there. A trial whose training diverges, or whose adaptation gives
+no finite validation score, fails (and the search goes on): a step size that blows up is an
+answer, not a crash. A trial cut off (Ctrl-C, a killed worker) is queued again with its run
+folder, and its rerun resumes that run from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ from typing import Any
 
 import optuna
 
+from metalearner.checkpoint import checkpoint_exists, load_checkpoint
 from metalearner.config import RunConfig
 from metalearner.evaluate import summarize, task_scores
 from metalearner.experiment import build_experiment, seeded
+from metalearner.runs import LATEST, read_metrics
 from metalearner.strategies import get_strategy
-from metalearner.train import meta_train
+from metalearner.train import TrainingDivergedError, meta_train
 
 from .plan import SearchPlan
-from .space import Fixed, Param, default_space, narrow
+from .space import Fixed, Param, candidates, default_space, narrow
 
 
 def trial_config(plan: SearchPlan, trial: optuna.Trial, budget: str) -> RunConfig:
@@ -44,6 +48,12 @@ def config_of(plan: SearchPlan, strategy: str, values: dict[str, Any], budget: s
     return plan.with_values(strategy, budget, {keys[n]: v for n, v in values.items()})
 
 
+def first_values(plan: SearchPlan, strategy: str) -> dict[str, Any]:
+    """A value of each of ``strategy``'s settings: the low end of each range, the first choice,
+    the fixed values (a cheap point of the space, to check that a run can start)."""
+    return {p.name: candidates(p)[0] for p in space_of(plan, strategy)}
+
+
 def values_of(trial: optuna.trial.FrozenTrial) -> tuple[str, dict[str, Any]]:
     """A finished trial's strategy and its values by name (searched and fixed)."""
     strategy = str(trial.params["strategy"])
@@ -59,16 +69,30 @@ class Objective:
         self.plan, self.out, self.data_dir = plan, out, data_dir
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:
+            # Optuna marks the trial failed; queue its values and run folder, so that the
+            # search continued later resumes it (as it does a trial whose process was killed:
+            # Optuna's retry copies the user attributes).
+            trial.study.enqueue_trial(dict(trial.params), user_attrs=dict(trial.user_attrs))
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
         cfg = trial_config(self.plan, trial, self.plan.trial_budget)
-        folder = self.out / "trials" / f"{trial.number:04d}"
-        trial.set_user_attr("run", str(folder.relative_to(self.out)))
+        # A rerun of a cut-off trial carries its run folder: resumed there, not trained anew.
+        rerun = "run" in trial.user_attrs
+        run = str(trial.user_attrs["run"]) if rerun else f"trials/{trial.number:04d}"
+        folder = self.out / run
+        trial.set_user_attr("run", run)
         trial.set_user_attr("worker", os.getpid())  # which process ran it (parallel searches)
         if not getattr(get_strategy(cfg.strategy), "meta_learns", True):
             # Nothing to train: score θ₀ (meta_train builds its own experiment otherwise).
             exp = build_experiment(cfg, data_dir=self.data_dir)
             params = exp.strategy.init_params(seeded(cfg.seed))
             return summarize(task_scores(exp.strategy, params, exp.val_tasks(cfg))).mean
-        validations = 0
+        resume = rerun and checkpoint_exists(folder / LATEST)
+        validations = _validations_done(folder) if resume else 0
 
         def report(step: int, score: float) -> None:
             nonlocal validations
@@ -77,6 +101,18 @@ class Objective:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"validation {score:.4g} at step {step}")
 
-        result = meta_train(cfg, folder, data_dir=self.data_dir, quiet=True, on_validation=report)
-        assert result.best is not None  # the last step always validates
+        result = meta_train(
+            cfg, folder, resume=resume, data_dir=self.data_dir, quiet=True, on_validation=report
+        )
+        if result.best is None:  # the last step always validates: none of them was finite
+            raise TrainingDivergedError(
+                f"trial {trial.number}: no validation score was finite (the adaptation diverged)"
+            )
         return float(result.best["score"])
+
+
+def _validations_done(folder: Path) -> int:
+    """The validations a run folder's latest checkpoint has behind it (each saves one), so a
+    resumed trial reports its n-th validation as the n-th."""
+    step = load_checkpoint(folder / LATEST).meta.get("step", 0)
+    return sum(1 for r in read_metrics(folder) if r.get("step", 0) <= step and "val_ci95" in r)

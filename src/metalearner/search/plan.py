@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from metalearner.benchmark.plan import BenchmarkPlan, parse_budget
 from metalearner.config import RunConfig, load_config, to_dict
 from metalearner.errors import ConfigError
 from metalearner.plans import read_settings
+
+from .space import Param, check_space, default_space, narrow
 
 SAMPLERS = ("tpe", "gp", "cmaes", "nsga2", "random")
 PRUNERS = ("median", "hyperband", "none")
@@ -79,11 +82,43 @@ class SearchPlan:
                 f"({', '.join(self.strategies)})."
             )
         for trial in self.start:
-            if trial.get("strategy") not in self.strategies:
+            if not isinstance(trial, Mapping) or trial.get("strategy") not in self.strategies:
+                strategy = trial.get("strategy") if isinstance(trial, Mapping) else trial
                 raise ConfigError(
-                    f"A start trial's strategy {trial.get('strategy')!r} is not searched; use "
+                    f"A start trial's strategy {strategy!r} is not searched; use "
                     f"one of {', '.join(self.strategies)}."
                 )
+        self._check_spaces()
+
+    def _check_spaces(self) -> None:
+        """Every strategy's space and start trials make valid run configs (see ``check_space``),
+        so a bad range or value fails here, before any trial."""
+        bench = self.benchmark_plan(self.trial_budget)
+        for strategy in self.strategies:
+            cfg = bench.run_config(strategy)
+            base = to_dict(cfg)
+            space = narrow(default_space(strategy, cfg), self.space.get(strategy, {}), strategy)
+
+            def build(values: Mapping[str, Any], base: dict[str, Any] = base) -> RunConfig:
+                return _apply(base, values)
+
+            check_space(space, strategy, build)
+            searched = {p.name: p.key for p in space if isinstance(p, Param)}
+            for trial in self.start:
+                if trial["strategy"] != strategy:
+                    continue
+                for name, value in trial.items():
+                    if name == "strategy":
+                        continue
+                    if name not in searched:
+                        raise ConfigError(
+                            f"A start trial sets {name!r}, which is not a searched setting of "
+                            f"{strategy}; use one of {', '.join(searched)}."
+                        )
+                    try:
+                        build({searched[name]: value})
+                    except ConfigError as err:
+                        raise ConfigError(f"start trial {name} = {value!r}: {err}") from None
 
     @property
     def metric(self) -> str:
@@ -105,8 +140,7 @@ class SearchPlan:
 
     def with_values(self, strategy: str, budget: str, values: Mapping[str, Any]) -> RunConfig:
         """``strategy``'s run config with ``values`` (run config key → value) applied."""
-        base = to_dict(self.base_config(strategy, budget))
-        return load_config(base=base, overrides=[f"{k}={v}" for k, v in values.items()])
+        return _apply(to_dict(self.base_config(strategy, budget)), values)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON types."""
@@ -116,6 +150,13 @@ class SearchPlan:
         out["start"] = [dict(t) for t in self.start]
         out["space"] = {k: dict(v) for k, v in self.space.items()}
         return out
+
+
+def _apply(base: Mapping[str, Any], values: Mapping[str, Any]) -> RunConfig:
+    """The run config ``base`` (left as it is) with ``values`` (run config key → value) set."""
+    return load_config(
+        base=copy.deepcopy(dict(base)), overrides=[f"{k}={v}" for k, v in values.items()]
+    )
 
 
 def load_search_plan(file: Path | None = None, **given: Any) -> SearchPlan:

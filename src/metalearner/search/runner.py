@@ -17,26 +17,30 @@ are kept in the database, and a trial cut off mid-way is run again.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import multiprocessing
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
 
-from metalearner.benchmark.training import train_or_resume
+from metalearner.benchmark.training import check_trainable, train_or_resume
 from metalearner.config import to_yaml
-from metalearner.errors import ConfigError
+from metalearner.errors import ConfigError, MetalearnerError
 from metalearner.evaluate import EvalResult, evaluate
-from metalearner.plans import keep_plan
+from metalearner.plans import check_same_plan, keep_plan, same_plan
 from metalearner.train import TrainingDivergedError
 
-from .objective import Objective, config_of, values_of
+from .objective import Objective, config_of, first_values, values_of
 from .plan import SearchPlan
-from .study import finished, open_study
+from .study import check_storage, finished, open_study, storage_url
 
 PLAN_FILE = "search.yaml"
+FREE = {"workers", "trials"}  # what a rerun may change
 
 
 @dataclass(frozen=True)
@@ -65,12 +69,32 @@ def run_search(
 def search_trials(
     plan: SearchPlan, out: Path, *, data_dir: Path | None = None, log: Callable[[str], None] = print
 ) -> optuna.Study:
-    """Runs trials until the study has ``plan.trials`` finished ones; validation only."""
+    """Runs trials until the study has ``plan.trials`` finished ones; validation only.
+
+    A new plan is checked in full before anything is written (:func:`check_plan`); the plan
+    file is written once it is known good.
+
+    Raises:
+        ConfigError, DataError: the plan cannot run, or ``out`` holds a search with another plan.
+    """
+    plan_file, settings = out / PLAN_FILE, plan.to_dict()
+    replaced = plan_file.is_file() and not same_plan(plan_file, settings, free=FREE)
+    if replaced and _trial_runs(out):
+        check_same_plan(plan_file, settings, free=FREE, what="search")  # refused at once
+    if replaced or not plan_file.is_file():
+        check_plan(plan, data_dir)
     out.mkdir(parents=True, exist_ok=True)
-    # More trials or workers continue the same study.
-    keep_plan(out / PLAN_FILE, plan.to_dict(), free={"workers", "trials"}, what="search")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_failures()
     study = open_study(plan, out)
+    # More trials or workers continue the same study; a folder whose study (under any name)
+    # ran no trial holds no work yet.
+    started = bool(study.trials) or _trial_runs(out)
+    keep_plan(plan_file, settings, free=FREE, what="search", started=started)
+    if replaced and plan.storage is None and not study.trials:
+        # This folder's own study, made for another plan (its direction, say) by an earlier
+        # attempt that ran no trial: made afresh. (A shared database's study is left alone.)
+        optuna.delete_study(study_name=plan.study_name, storage=storage_url(plan, out))
+        study = open_study(plan, out)
     if finished(study) == 0 and not study.trials:
         for start in plan.start:  # the user's first trials, e.g. the paper's settings
             strategy = start["strategy"]
@@ -84,21 +108,59 @@ def search_trials(
     if plan.workers == 1:
         _work(plan, out, data_dir, 0, torch.get_num_threads())
     else:
-        threads = max(torch.get_num_threads() // plan.workers, 1)
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(plan.workers, mp_context=context) as pool:
-            jobs = [
-                pool.submit(_work, plan, out, data_dir, w, threads) for w in range(plan.workers)
-            ]
-            for job in concurrent.futures.as_completed(jobs):
-                job.result()
+        _work_in_parallel(plan, out, data_dir)
     return open_study(plan, out)
+
+
+def _trial_runs(out: Path) -> bool:
+    """Whether ``out`` holds the run folder of a trial (of this study or of one renamed since)."""
+    trials = out / "trials"
+    return trials.is_dir() and any(trials.iterdir())
+
+
+def check_plan(plan: SearchPlan, data_dir: Path | None) -> None:
+    """Everything a trial would find wrong, found before any trial: the storage answers, and
+    each strategy builds and takes a meta-gradient on the data (at its space's low ends)."""
+    check_trainable(
+        {s: config_of(plan, s, first_values(plan, s), plan.trial_budget) for s in plan.strategies},
+        data_dir,
+    )
+    if plan.storage is not None:
+        check_storage(plan.storage)  # a bad URL, a missing driver, no server: said here
+
+
+def _work_in_parallel(plan: SearchPlan, out: Path, data_dir: Path | None) -> None:
+    """``plan.workers`` processes of :func:`_work`; Ctrl-C stops them all (their trials are run
+    again when the search continues, as after a kill)."""
+    threads = max(torch.get_num_threads() // plan.workers, 1)
+    context = multiprocessing.get_context("spawn")
+    pool = concurrent.futures.ProcessPoolExecutor(
+        plan.workers, mp_context=context, initializer=_ignore_interrupts
+    )
+    try:
+        jobs = [pool.submit(_work, plan, out, data_dir, w, threads) for w in range(plan.workers)]
+        for job in concurrent.futures.as_completed(jobs):
+            job.result()
+    except BaseException:
+        # Ctrl-C, or a worker's error that ends the search: stop the others now (each ignores
+        # Ctrl-C), rather than waiting for their trials; a trial cut off runs again later.
+        processes: dict[int, Any] = getattr(pool, "_processes", None) or {}
+        for process in list(processes.values()):
+            process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ignore_interrupts() -> None:
+    """In a worker process: Ctrl-C is the parent's to handle (it stops the workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _work(plan: SearchPlan, out: Path, data_dir: Path | None, worker: int, threads: int) -> None:
     """One worker: trials until the study as a whole has enough finished ones."""
     torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_failures()
     study = open_study(plan, out, worker=worker)
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     study.optimize(
@@ -107,6 +169,29 @@ def _work(plan: SearchPlan, out: Path, data_dir: Path | None, worker: int, threa
         callbacks=[optuna.study.MaxTrialsCallback(plan.trials, states=states)],
         catch=(TrainingDivergedError,),
     )
+
+
+class _OneLineFailures(logging.Filter):
+    """Optuna logs every failed trial with its traceback. A user's error or Ctrl-C ends the
+    search and the command line says it in one sentence, so its record goes; a diverged trial,
+    which the search survives, keeps its one line without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, TrainingDivergedError):
+            record.exc_info, record.exc_text = None, None
+        elif isinstance(error, MetalearnerError | KeyboardInterrupt):
+            return False
+        # "Trial 3 failed with value None.": the line before said why.
+        return not (isinstance(record.msg, str) and " failed with value " in record.msg)
+
+
+def quiet_failures() -> None:
+    """Optuna's logging at warnings, failed trials in one line (see :class:`_OneLineFailures`)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _OneLineFailures) for f in logger.filters):
+        logger.addFilter(_OneLineFailures())
 
 
 def finish(
@@ -125,8 +210,8 @@ def finish(
         best = study.best_trial
     except ValueError:
         raise ConfigError(
-            "No trial of the search finished; widen the space, raise --trial-budget, or look "
-            f"at the failed trials' runs in {out / 'trials'}."
+            f"No trial of the search finished (their runs are in {out / 'trials'}); search "
+            "again into another --out with a wider space or a larger --trial-budget."
         ) from None
     strategy, values = values_of(best)
     cfg = config_of(plan, strategy, values, plan.budget)

@@ -19,7 +19,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,15 +110,59 @@ def narrow(space: list[Param], given: Mapping[str, Any], strategy: str) -> list[
         if not isinstance(value, list):
             out.append(Fixed(p.name, p.key, value))
         elif len(value) == 2 and p.kind != "choice" and all(_number(v) for v in value):
-            low, high = sorted(float(v) for v in value)
-            if p.kind == "log" and low <= 0:
-                raise ConfigError(f"space.{strategy}.{p.name}: a log range needs low > 0.")
-            out.append(Param(p.name, p.key, p.kind, low, high))
+            out.append(_range(p, value, strategy))
         elif value:
             out.append(Param(p.name, p.key, "choice", choices=tuple(value)))
         else:
             raise ConfigError(f"space.{strategy}.{p.name} is an empty list; give values.")
     return out
+
+
+def _range(p: Param, value: list[Any], strategy: str) -> Param:
+    """``p`` over a user's ``[low, high]``, refused unless it is a range ``p`` can draw from."""
+    where = f"space.{strategy}.{p.name}"
+    low, high = (float(v) for v in value)
+    if low > high:
+        raise ConfigError(
+            f"{where} is {value}, a range from high to low; write it [low, high], as "
+            f"[{value[1]}, {value[0]}]."
+        )
+    if p.kind == "log" and low <= 0:
+        raise ConfigError(
+            f"{where} is searched on a log scale, so its range needs bounds above 0, not {value}."
+        )
+    if p.kind == "int" and not (low.is_integer() and high.is_integer()):
+        raise ConfigError(f"{where} counts, so its range takes whole numbers, not {value}.")
+    return Param(p.name, p.key, p.kind, low, high)
+
+
+def candidates(p: Param | Fixed) -> list[Any]:
+    """The values ``p`` can take that together check its whole range: its ends, each choice,
+    or its fixed value."""
+    if isinstance(p, Fixed):
+        return [p.value]
+    if p.kind == "choice":
+        return list(p.choices)
+    if p.kind == "int":
+        return [int(p.low), int(p.high)]
+    return [p.low, p.high]
+
+
+def check_space(
+    space: list[Param | Fixed], strategy: str, build: Callable[[dict[str, Any]], object]
+) -> None:
+    """Builds a run config (``build``: run config key → value) with every value of
+    :func:`candidates` of every parameter, so a value no run can take fails before any trial.
+
+    Raises:
+        ConfigError: naming the parameter and, in the config's words, what is wrong.
+    """
+    for p in space:
+        for value in candidates(p):
+            try:
+                build({p.key: value})
+            except ConfigError as err:
+                raise ConfigError(f"space.{strategy}.{p.name} = {value!r}: {err}") from None
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from metalearner.errors import ConfigError
 
 from .plan import SearchPlan
 
@@ -42,6 +45,15 @@ def open_study(plan: SearchPlan, out: Path, *, worker: int = 0) -> optuna.Study:
         pruner=make_pruner(plan.pruner),
         load_if_exists=True,
     )
+
+
+def check_storage(url: str) -> None:
+    """Connects to the database at ``url`` (creating Optuna's tables), creating no study.
+
+    Raises:
+        ConfigError: a bad URL, a missing database driver, or a database that does not answer.
+    """
+    _storage(url)
 
 
 def _storage(url: str, *, attempts: int = 5) -> RDBStorage:
@@ -68,15 +80,63 @@ def _storage(url: str, *, attempts: int = 5) -> RDBStorage:
 
     for attempt in range(attempts - 1):
         try:
-            return connect()
+            return _connect(connect, url)
         except sqlalchemy.exc.DBAPIError as error:
             created_meanwhile = isinstance(error, sqlalchemy.exc.IntegrityError) or (
                 "already exists" in str(error.orig)
             )
             if not created_meanwhile:
-                raise
+                raise _unreachable(url, error) from None
             time.sleep(0.1 * (attempt + 1))
-    return connect()  # the last attempt: any error is raised
+    try:
+        return _connect(connect, url)  # the last attempt: any error is raised
+    except sqlalchemy.exc.DBAPIError as error:
+        raise _unreachable(url, error) from None
+
+
+# The pip package of each database driver module SQLAlchemy imports (its default ones first).
+PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
+            "pymysql": "PyMySQL", "oracledb": "oracledb", "pyodbc": "pyodbc"}  # fmt: skip
+
+
+def _connect(connect: Callable[[], RDBStorage], url: str) -> RDBStorage:
+    """``connect()``, with a bad URL or a missing database driver said in one sentence."""
+    try:
+        return connect()
+    except sqlalchemy.exc.ArgumentError:
+        raise ConfigError(
+            f"--storage {_shown(url)!r} is not a database URL; write e.g. "
+            "sqlite:///path/to/study.db or postgresql://user:password@host/database."
+        ) from None
+    except ImportError as error:
+        cause = error.__cause__ if isinstance(error.__cause__, ImportError) else error
+        module = (cause.name or "").split(".")[0] or url.partition(":")[0]
+        raise ConfigError(
+            f"--storage {_shown(url)!r} needs the database driver {module}, which is not "
+            f"installed; install it (pip install '{PACKAGES.get(module, module)}') or use "
+            "another --storage."
+        ) from None
+
+
+def _unreachable(url: str, error: sqlalchemy.exc.DBAPIError) -> ConfigError:
+    reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else "no answer"
+    check = (
+        "that its folder exists and is writable"
+        if url.startswith("sqlite")
+        else "that its server runs and accepts connections"
+    )
+    return ConfigError(
+        f"Cannot reach the database of --storage {_shown(url)!r} ({reason.rstrip('.')}); check "
+        f"{check}, or use another --storage."
+    )
+
+
+def _shown(url: str) -> str:
+    """``url`` without its password."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:

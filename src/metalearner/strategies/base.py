@@ -91,6 +91,12 @@ def register(name: str) -> Callable[[F], F]:
     return decorate
 
 
+def name_of(strategy: object) -> str:
+    """The name a strategy (class or instance) is registered under, for messages."""
+    cls = strategy if isinstance(strategy, type) else type(strategy)
+    return next((name for name, c in _REGISTRY.items() if c is cls), cls.__name__)
+
+
 def available() -> tuple[str, ...]:
     """Names of all registered strategies, sorted."""
     return tuple(sorted(_REGISTRY))
@@ -121,7 +127,8 @@ def resolve_config(name: str, config: object | Mapping[str, Any] | None = None) 
         unknown = sorted(set(config) - names)
         if unknown:
             raise ConfigError(
-                f"Strategy {name!r} has no setting {unknown[0]!r}; use {', '.join(sorted(names))}."
+                f"Strategy {name!r} has no setting {unknown[0]!r}; remove strategy_config."
+                f"{unknown[0]} or use one of {', '.join(sorted(names))}."
             )
         return dataclasses.replace(default, **config)
     if type(config) is not type(default):
@@ -172,7 +179,7 @@ class ConfigBase:
             ok, normal = match_type(value, hints[f.name])
             if not ok:
                 raise ConfigError(
-                    f"{type(self).__name__}.{f.name} must be {describe_type(hints[f.name])}, "
+                    f"strategy_config.{f.name} must be {describe_type(hints[f.name])}, "
                     f"got {value!r}."
                 )
             if normal is not value:
@@ -182,7 +189,10 @@ class ConfigBase:
 def check_range(
     owner: object, name: str, *, low: float, strict: bool = False, high: float = math.inf
 ) -> None:
-    """Raises ConfigError unless ``low <(=) value <= high`` (``None`` values pass)."""
+    """Raises ConfigError unless ``low <(=) value <= high`` (``None`` values pass).
+
+    ``owner`` is a strategy config: the message names the run setting, ``strategy_config.NAME``.
+    """
     value = getattr(owner, name)
     if value is None:
         return
@@ -190,7 +200,7 @@ def check_range(
     if not ok or not math.isfinite(value):
         bound = f"> {low}" if strict else f">= {low}"
         upper = f" and <= {high}" if math.isfinite(high) else ""
-        raise ConfigError(f"{type(owner).__name__}.{name} must be {bound}{upper}, got {value!r}.")
+        raise ConfigError(f"strategy_config.{name} must be {bound}{upper}, got {value!r}.")
 
 
 def support_ways(support_y: Tensor) -> int:

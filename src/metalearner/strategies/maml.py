@@ -34,6 +34,7 @@ from metalearner.strategies.base import (
     Params,
     Predictor,
     check_range,
+    name_of,
     register,
     resolve_batching,
 )
@@ -95,10 +96,14 @@ class MAMLConfig(ConfigBase):
             low, high = self.inner_lr_init
             if not 0 < low <= high:
                 raise ConfigError(
-                    f"MAMLConfig.inner_lr_init {self.inner_lr_init} must satisfy 0 < low <= high."
+                    f"strategy_config.inner_lr_init {list(self.inner_lr_init)} must be "
+                    "[low, high] with 0 < low <= high."
                 )
             if not self.learn_inner_lr:
-                raise ConfigError("MAMLConfig.inner_lr_init needs learn_inner_lr=True (Meta-SGD).")
+                raise ConfigError(
+                    "strategy_config.inner_lr_init needs strategy_config.learn_inner_lr=true "
+                    "(Meta-SGD); set it or drop inner_lr_init."
+                )
 
 
 @register("maml")
@@ -137,8 +142,8 @@ class MAML:
     def __init__(self, model: nn.Module, config: MAMLConfig) -> None:
         if self.requires is not None and not getattr(config, self.requires):
             raise ConfigError(
-                f"{type(self).__name__} is defined by {self.requires}=True; use strategy "
-                "'maml' for other combinations."
+                f"Strategy {name_of(self)!r} is defined by strategy_config.{self.requires}=true; "
+                "use strategy 'maml' for other combinations."
             )
         self.model, self.config = model, config
         names = [k for k, _ in model.named_parameters()]

@@ -79,7 +79,9 @@ class ReptileConfig(ConfigBase):
         check_range(self, "meta_batch_size", low=1)
         check_range(self, "chunk_size", low=1)
         if not all(0.0 <= b < 1.0 for b in self.adam_betas):
-            raise ConfigError(f"ReptileConfig.adam_betas {self.adam_betas} must lie in [0, 1).")
+            raise ConfigError(
+                f"strategy_config.adam_betas {list(self.adam_betas)} must each lie in [0, 1)."
+            )
 
 
 @register("reptile")

@@ -39,6 +39,7 @@ from metalearner.strategies.base import (
     Params,
     Predictor,
     check_range,
+    name_of,
     register,
     support_ways,
 )
@@ -81,12 +82,14 @@ class _Transfer:
     def __init__(self, model: nn.Module, config: TransferConfig) -> None:
         features = getattr(model, "features", None)
         if not isinstance(features, nn.Module):
-            raise ConfigError(f"{type(self).__name__} needs a model with a .features backbone.")
+            raise ConfigError(
+                f"Strategy {name_of(self)!r} needs a model with a .features backbone."
+            )
         self.model, self.config = model, config
         self._embed = fx.functional(features)
         head = getattr(model, "head", None)
         if not isinstance(head, nn.Linear):
-            raise ConfigError(f"{type(self).__name__} needs a model with a linear .head.")
+            raise ConfigError(f"Strategy {name_of(self)!r} needs a model with a linear .head.")
         self._width = head.in_features  # the feature size, for the pretraining head
 
     def init_params(self, generator: torch.Generator | int) -> Params:
@@ -94,8 +97,9 @@ class _Transfer:
         classes = self.config.num_classes
         if classes is None:
             raise ConfigError(
-                f"{type(self).__name__} needs classification data: strategy_config.num_classes "
-                "(the number of training classes) is set from the data when a run is built."
+                f"Strategy {name_of(self)!r} needs classification data: "
+                "strategy_config.num_classes (the number of training classes) is set from the "
+                "data when a run is built."
             )
         g = (
             generator
@@ -114,7 +118,9 @@ class _Transfer:
     def meta_grads(self, params: Params, batch: TaskBatch) -> tuple[Params, dict[str, float]]:
         """Gradient of the cross-entropy over all training classes, every image of the batch."""
         if batch.classes is None:
-            raise ConfigError(f"{type(self).__name__} needs classification tasks, not regression.")
+            raise ConfigError(
+                f"Strategy {name_of(self)!r} needs classification tasks, not regression."
+            )
         x = torch.cat([batch.support_x, batch.query_x], dim=1).flatten(0, 1)
         labels = torch.cat([batch.support_y, batch.query_y], dim=1)
         y = batch.classes.gather(1, labels).flatten()  # the global class of every image

@@ -13,9 +13,11 @@ import matplotlib
 matplotlib.use("Agg")  # files only: the demo must run on machines without a display
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.backend_bases import FigureCanvasBase
 from rich.console import Console
 from rich.table import Table
 
+from metalearner.errors import ConfigError, file_above
 from metalearner.tasks.batch import TaskBatch
 from metalearner.tasks.labeled import LabeledSet
 from metalearner.tasks.regression import SinusoidTasks
@@ -98,7 +100,33 @@ def episode_demo(data: LabeledSet, batch: TaskBatch, *, out: Path, console: Cons
     return _save(fig, out)
 
 
+def picture_path(out: Path) -> Path:
+    """The file written for ``--out``: ``out`` itself, or ``out.png`` when it has no ending (as
+    matplotlib does), checked before any work so that a bad path fails at once.
+
+    Raises:
+        ConfigError: ``out`` is a folder, has an ending matplotlib cannot write, or lies under
+            a file.
+    """
+    out = Path(out)
+    if not out.suffix and not out.is_dir():
+        out = out.with_name(out.name + ".png")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name such as {out / 'tasks.png'}.")
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if out.suffix[1:].lower() not in kinds:
+        raise ConfigError(
+            f"--out {out}: matplotlib cannot write {out.suffix} files; end the name with one of "
+            f"{', '.join('.' + k for k in sorted(kinds))}."
+        )
+    blocker = file_above(out)
+    if blocker is not None:
+        raise ConfigError(f"--out {out} lies under {blocker}, which is a file; give another path.")
+    return out
+
+
 def _save(fig: plt.Figure, out: Path) -> Path:
+    out = picture_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out, dpi=90)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ from metalearner.tasks.datasets import cache
 from metalearner.tasks.datasets.images import IMAGE_SUFFIXES, ImageSettings, decode_many, list_tree
 from metalearner.tasks.labeled import LabeledSet
 
-_NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError)
+_NPZ_ERRORS = (OSError, EOFError, KeyError, zipfile.BadZipFile)
 
 
 def load_image_folder(
@@ -60,6 +62,12 @@ def load_image_folder(
         raise DataError(f"{root} is not a folder; give a folder with one sub-folder per class.")
     settings = ImageSettings.of(size, channels=channels, invert=invert, resample=resample)
     files = [n for n in list_tree(root) if n.count("/") >= 1 and n.lower().endswith(IMAGE_SUFFIXES)]
+    broken = next((n for n in files if not (root / n).exists()), None)  # a dangling link
+    if broken is not None:
+        raise DataError(
+            f"{root / broken} is a link to {os.readlink(root / broken)}, which does not exist; "
+            "fix the link or delete it."
+        )
     classes = sorted({n.split("/", 1)[0] for n in files})
     empty = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     empty = [c for c in empty if c not in classes]
@@ -196,7 +204,7 @@ def _read_csv(file: Path, label: str) -> tuple[np.ndarray, list[str], list[str]]
     if label not in header:
         raise DataError(
             f"{file} has no label column {label!r} (its columns are {', '.join(header)}); "
-            "name the label column or pass its name as label."
+            f"rename the column that holds the class labels to {label!r}."
         )
     col = header.index(label)
     features = [h for i, h in enumerate(header) if i != col]
@@ -212,13 +220,27 @@ def _read_csv(file: Path, label: str) -> tuple[np.ndarray, list[str], list[str]]
 
 
 def _read_npz(file: Path) -> tuple[np.ndarray, list[str]]:
+    # numpy reads a file that is no zip as a pickle, and says so; name the real problem.
+    if not zipfile.is_zipfile(file):
+        raise DataError(
+            f"{file} is not a valid .npz file (not a zip of arrays); save it with "
+            "numpy.savez(file, x=features, y=labels)."
+        )
     try:
         with np.load(file, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
+    except ValueError as err:
+        if "allow_pickle" not in str(err):
+            raise DataError(
+                f"Cannot read {file} ({err}); save it again with numpy.savez."
+            ) from None
+        raise DataError(
+            f"{file} holds object arrays, which are not loaded because they could run code; "
+            "save x and y as arrays of numbers (or strings) with numpy.savez."
+        ) from None
     except _NPZ_ERRORS as err:
         raise DataError(
-            f"Cannot read {file} ({err}); save it with numpy.savez(file, x=..., y=...) and "
-            "without object arrays."
+            f"Cannot read {file} ({err}); save it with numpy.savez(file, x=..., y=...)."
         ) from None
     if "x" not in arrays or "y" not in arrays:
         raise DataError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import zipfile
 import zlib
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from metalearner.errors import ConfigError, DataError
 
@@ -128,8 +129,14 @@ def decode_image(
                 pixels = pixels.resize((width, height), _RESAMPLE[settings.resample])
             array = np.asarray(pixels, dtype=np.uint8)
     except _DECODE_ERRORS as err:
+        # Pillow names the in-memory buffer (<_io.BytesIO object at 0x...>), not the file.
+        reason = (
+            "not an image format Pillow knows"
+            if isinstance(err, UnidentifiedImageError)
+            else re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the file", str(err))
+        )
         raise DataError(
-            f"Cannot read image {label} ({err}); replace or delete that file."
+            f"Cannot read image {label} ({reason}); replace or delete that file."
         ) from None
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     if settings.invert:

@@ -19,7 +19,7 @@ import torch
 from metalearner.errors import DataError
 from metalearner.tasks.batch import TaskBatch
 from metalearner.tasks.datasets.images import ImageSettings, decode_many, list_tree, read_tree
-from metalearner.tasks.datasets.omniglot import download_omniglot, omniglot_dir
+from metalearner.tasks.datasets.omniglot import URLS, download_omniglot, omniglot_dir
 from metalearner.tasks.labeled import to_float
 from metalearner.tasks.regression import FixedTasks
 
@@ -125,7 +125,7 @@ def _read_runs(
         raise DataError(
             f"Lake's one-shot runs are not in {folder}: put all_runs.zip (or its extracted "
             "folder all_runs/) there, point --data-dir or METALEARNER_DATA at the folder that "
-            "holds omniglot/, or pass --download to fetch it."
+            f"holds omniglot/, or download it from {URLS['all_runs.zip']}."
         )
     names = list_tree(source)
     label_files = [n for n in names if n.rsplit("/", 1)[-1] == LABELS]

@@ -122,8 +122,8 @@ def load_omniglot(
             f"Omniglot's {' and '.join(missing)} {'are' if len(missing) > 1 else 'is'} not in "
             f"{folder}: put "
             f"{', '.join(f'{s}.zip' for s in missing)} (or the extracted folder) there, point "
-            "--data-dir or METALEARNER_DATA at the folder that holds omniglot/, or pass "
-            "--download to fetch it."
+            "--data-dir or METALEARNER_DATA at the folder that holds omniglot/, or fetch them "
+            "with `metalearner tasks demo --dataset omniglot --download` (same --data-dir)."
         )
     found = {s: src for s, src in sources.items() if src is not None}
     # A zip is hashed as one file; listing its 20,000 entries is left to a cache miss.
