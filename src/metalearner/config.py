@@ -24,13 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from metalearner.config_data import DataConfig, resolve_data, training_classes
+from metalearner.config_data import DataConfig, check_seed, resolve_data, training_classes
 from metalearner.errors import ConfigError
 from metalearner.typecheck import describe_type, match_type
 from metalearner.yamlfiles import dump_yaml, parse_setting, read_yaml
-
-SEED_MAX = 2**63 - 1
-"""The largest seed: torch.Generator takes up to 2**64 - 1, and runs derive seed + 1 etc."""
 
 
 @dataclass(frozen=True)
@@ -301,12 +298,6 @@ def _check_training_ways(cfg: RunConfig) -> None:
         f"{key} is {ways} but only {max(classes, 0)} training classes are left ({source}); "
         f"lower {key} or raise data.meta_train_classes."
     )
-
-
-def check_seed(key: str, seed: int) -> None:
-    """Raises ConfigError unless seed ``key`` is in 0..SEED_MAX (what torch.Generator takes)."""
-    if not 0 <= seed <= SEED_MAX:
-        raise ConfigError(f"Setting {key!r} must be an integer from 0 to {SEED_MAX}, got {seed}.")
 
 
 def whole_numbers(value: Any, hint: Any) -> Any:

@@ -105,11 +105,7 @@ def check_data(d: DataConfig) -> None:
         )
     if d.dataset == "folder" and not d.path:
         raise ConfigError("data.dataset 'folder' needs data.path: a class-folder tree or a table.")
-    if not 0 <= d.split_seed <= 2**63 - 1:
-        raise ConfigError(
-            f"Setting 'data.split_seed' must be an integer from 0 to {2**63 - 1}, got "
-            f"{d.split_seed}."
-        )
+    check_seed("data.split_seed", d.split_seed)
     held_out = d.dataset == "folder" or (d.dataset == "omniglot" and d.split == "vinyals")
     if held_out and d.val_classes is not None and d.val_classes < d.ways:
         raise ConfigError(
@@ -129,3 +125,13 @@ def training_classes(d: DataConfig) -> int | None:
         return d.meta_train_classes  # validates on held-out sentences of every relation
     train = d.meta_train_classes - d.val_classes
     return 4 * train if d.dataset == "omniglot" and d.rotations else train
+
+
+SEED_MAX = 2**63 - 1
+"""The largest seed: torch.Generator takes up to 2**64 - 1, and runs derive seed + 1 etc."""
+
+
+def check_seed(key: str, seed: int) -> None:
+    """Raises ConfigError unless seed ``key`` is in 0..SEED_MAX (what torch.Generator takes)."""
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"Setting {key!r} must be an integer from 0 to {SEED_MAX}, got {seed}.")

@@ -27,7 +27,7 @@ from metalearner.config import RunConfig
 from metalearner.devices import threads, torch_device
 from metalearner.distributed import Backend, Group, joined
 from metalearner.errors import ConfigError, DataError
-from metalearner.runs import CONFIG, EVAL, checkpoint_path, load_state, read_run_config
+from metalearner.runs import EVAL, checkpoint_path, load_state, read_run_config, run_kind
 from metalearner.strategies import Params, Strategy
 from metalearner.tasks import TaskSet, iter_batches
 
@@ -210,24 +210,6 @@ def evaluate(
 # Splits that keep the run's meta-training classes (and so its vocabulary), changing only the
 # test classes: a model trained on the first is scored on the second without retraining.
 _SAME_TRAINING = {("fewrel", "wiki", "pubmed"), ("fewrel", "pubmed", "wiki")}
-
-
-def run_kind(folder: Path) -> str | None:
-    """``"rl"`` or ``"supervised"``, told by the settings in a run folder's ``config.yaml``;
-    ``None`` when there is none, or it is neither (the loaders then say what is wrong)."""
-    import yaml
-
-    try:
-        raw = yaml.safe_load((folder / CONFIG).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    if not isinstance(raw, dict):
-        return None
-    if "env" in raw and not {"strategy", "data"} & raw.keys():
-        return "rl"
-    if "env" not in raw and {"strategy", "data"} & raw.keys():
-        return "supervised"
-    return None
 
 
 def _with_data_path(cfg: RunConfig, data_path: Path | None) -> RunConfig:

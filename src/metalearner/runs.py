@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import Tensor
 
 from metalearner.checkpoint import Checkpoint, checkpoint_exists, load_checkpoint, save_checkpoint
 from metalearner.config import RunConfig, from_dict, resolve, to_dict, to_yaml
 from metalearner.errors import ConfigError, DataError
-from metalearner.yamlfiles import read_saved_yaml
+from metalearner.yamlfiles import parse_yaml, read_saved_yaml
 
 CONFIG, METRICS, EVAL, LOCK = "config.yaml", "metrics.jsonl", "eval.json", ".lock"
 LATEST, BEST = "checkpoints/latest", "checkpoints/best"
@@ -137,6 +138,22 @@ def _changed(
                 return found
         elif was != value and name not in may_change:
             return name, was, value
+    return None
+
+
+def run_kind(folder: Path) -> str | None:
+    """``"rl"`` or ``"supervised"``, told by the settings in a run folder's ``config.yaml``;
+    ``None`` when there is none, or it is neither (the loaders then say what is wrong)."""
+    try:
+        raw = parse_yaml((folder / CONFIG).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    if "env" in raw and not {"strategy", "data"} & raw.keys():
+        return "rl"
+    if "env" not in raw and {"strategy", "data"} & raw.keys():
+        return "supervised"
     return None
 
 

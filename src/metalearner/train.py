@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metalearner.checkpoint import checkpoint_exists, load_checkpoint
+from metalearner.checkpoint import Checkpoint, checkpoint_exists
 from metalearner.config import RunConfig, to_dict
 from metalearner.devices import deterministic, precision, threads, torch_device
 from metalearner.distributed import Backend, Group, joined
@@ -140,9 +140,9 @@ def _train(
     device = group.device(torch_device(cfg.device).type)
     group.check_meta_batch(cfg.meta_batch or 1)
     deterministic()
-    restoring = resume and checkpoint_exists(folder / LATEST)
-    if restoring and data_dir is None:
-        recorded = load_checkpoint(folder / LATEST).meta.get("data_dir")
+    saved = load_state(folder / LATEST) if resume and checkpoint_exists(folder / LATEST) else None
+    if saved is not None and data_dir is None:
+        recorded = saved[1].meta.get("data_dir")
         data_dir = Path(recorded) if recorded else None  # where the run found its data
     exp = build_experiment(cfg, data_dir=data_dir)
     metric = "accuracy" if cfg.data.dataset != "sinusoid" else "mse"
@@ -152,8 +152,8 @@ def _train(
     state = TrainState(0, params, optimizer.state_dict(), {}, None, 0.0)
     if group.is_main:  # held until training ends: no second process writes this folder
         hold.enter_context(run_lock(folder))
-    if restoring:
-        state = _restore(folder, cfg, params, optimizer, tasks_rng, device, group.is_main)
+    if saved is not None:
+        state = _restore(folder, saved, cfg, params, optimizer, tasks_rng, device, group.is_main)
     elif resume:
         # Stopped before its first checkpoint: nothing to restore, so it starts again.
         if group.is_main:
@@ -236,6 +236,7 @@ def _train(
 
 def _restore(
     folder: Path,
+    saved: tuple[TrainState, Checkpoint],
     cfg: RunConfig,
     params: dict[str, Tensor],
     optimizer: torch.optim.Optimizer,
@@ -243,7 +244,7 @@ def _restore(
     device: torch.device,
     writer: bool,
 ) -> TrainState:
-    state, ckpt = load_state(folder / LATEST)
+    state, ckpt = saved
     check_resumable(folder, ckpt.meta.get("config"), to_dict(cfg), RESUMABLE)
     if list(state.params) != list(params):
         raise ConfigError(

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from metalearner.config import check_seed, whole_numbers
+from metalearner.config import whole_numbers
+from metalearner.config_data import check_seed
 from metalearner.errors import ConfigError, DataError
 from metalearner.rl.families import get_family
 from metalearner.runs import write_atomic

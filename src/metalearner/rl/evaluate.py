@@ -33,7 +33,7 @@ from metalearner.rl.policy import Params, per_task
 from metalearner.rl.rollouts import collect
 from metalearner.rl.state import has_checkpoint, load_policy
 from metalearner.rl.train import PRETRAIN, initial_params, make_batch
-from metalearner.runs import CONFIG, EVAL, write_atomic
+from metalearner.runs import CONFIG, EVAL, run_kind, write_atomic
 
 POLICIES = ("maml", "pretrained", "random")
 
@@ -143,8 +143,6 @@ def evaluate_rl(
         >>> result = evaluate_rl("runs/rl-navigation2d", num_tasks=40)
         >>> result.curves[0].mean  # MAML's return after 0, 1, 2, 3 steps
     """
-    from metalearner.evaluate import run_kind
-
     folder = Path(run_dir)
     if run_kind(folder) == "supervised":
         raise DataError(f"{folder} is a supervised run; use `metalearner evaluate {folder}`.")
