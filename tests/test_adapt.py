@@ -13,6 +13,7 @@ from PIL import Image
 
 import metalearner
 from cli_runner import run_cli as cli
+from image_classes import write_class
 from metalearner.config import load_config
 from metalearner.errors import DataError
 from metalearner.strategies import available
@@ -34,27 +35,6 @@ FOLDER = [
     "steps=8",
     "threads=1",
 ]
-
-
-def pattern(seed: int) -> np.ndarray:
-    """A class's look: a random 4x4 grey pattern blown up to 24x24."""
-    g = np.random.default_rng(seed)
-    return np.kron(g.integers(0, 256, (4, 4)), np.ones((6, 6))).astype(np.uint8)
-
-
-def write_class(folder: Path, seed: int, count: int, *, rgb: bool = False) -> list[Path]:
-    """``count`` noisy drawings of class ``seed``, saved as PNGs of varied size and mode."""
-    folder.mkdir(parents=True, exist_ok=True)
-    g = np.random.default_rng(seed + 1000)
-    files = []
-    for i in range(count):
-        pixels = np.clip(pattern(seed) + g.integers(-12, 12, (24, 24)), 0, 255).astype(np.uint8)
-        image = Image.fromarray(pixels).resize((20 + 4 * i, 20 + 4 * i))
-        if rgb:
-            image = image.convert("RGB")
-        files.append(folder / f"{i:02d}.png")
-        image.save(files[-1])
-    return files
 
 
 @pytest.fixture(scope="module")
