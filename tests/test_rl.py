@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+import metalearner.rl.train as rl_train
 from cli_runner import command, run_cli
 from metalearner.checkpoint import load_checkpoint
 from metalearner.errors import ConfigError, DataError
@@ -28,10 +29,13 @@ from metalearner.rl.config import RLConfig, load_rl_config, write_config
 from metalearner.rl.evaluate import evaluate_rl
 from metalearner.rl.navigation import Navigation2D, NavigationVectorEnv
 from metalearner.rl.objectives import Batch, MetaObjective, OldPolicy, inner_loss, inner_step
-from metalearner.rl.policy import init_policy, per_task
+from metalearner.rl.policy import LOG_STD, init_policy, per_task
+from metalearner.rl.ppo import adam_init
 from metalearner.rl.rollouts import Trajectories, collect
+from metalearner.rl.state import State
 from metalearner.rl.train import train_rl
 from metalearner.rl.trpo import flatten, hvp_fn, trpo_step, unflatten
+from metalearner.runs import run_lock
 
 TINY = ["meta_batch=4", "trajectories=5", "horizon=20", "save_every=2"]
 
@@ -148,6 +152,13 @@ def test_gymnasium_ids_are_registered() -> None:
     obs, _ = vec.reset(options={"reset_mask": mask})  # disabled autoreset: reset some by mask
     assert (obs[mask] == 0).all() and (obs[~mask] == 1.0).all()
     assert gym.spec("metalearner/HalfCheetahVel-v0").max_episode_steps == 200
+    for name, task in (("Vel", {"velocity": 2.0}), ("Dir", {"direction": -1})):
+        cheetah = gym.make(f"metalearner/HalfCheetah{name}-v0")
+        tasked = cheetah.unwrapped  # the task API where the navigation environment has it
+        tasked.set_task(task)  # type: ignore[attr-defined]
+        cheetah.reset(seed=0)
+        _, reward, *_, info = tasked.step(np.zeros(6))
+        assert reward == pytest.approx(tasked.task_reward(info["x_velocity"]))  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("name", ["navigation2d", "halfcheetah-vel"])
@@ -165,8 +176,12 @@ def test_vectorised_rollouts_have_the_right_shapes(name: str) -> None:
     again = collect(env, tasks, params, per_task=N, horizon=H, generator=gen(1))
     assert torch.equal(traj.rewards, again.rewards)  # the generator is the only randomness
     # A task's rollouts do not depend on the other tasks of its chunk: same per-task draws.
-    if name == "navigation2d":
-        assert bool((traj.obs[:, :, 0] == 0).all())  # every episode starts at the origin
+    two = per_task(init_policy(family.obs_dim, family.act_dim, generator=gen(0)), 2)
+    a_b = collect(env, tasks[:2], two, per_task=N, horizon=H, generator=gen(1))
+    a_c = collect(env, tasks[::2][:2], two, per_task=N, horizon=H, generator=gen(1))
+    assert torch.equal(a_b.actions[0], a_c.actions[0]) and torch.equal(a_b.obs[0], a_c.obs[0])
+    assert torch.equal(a_b.rewards[0], a_c.rewards[0])
+    assert not torch.equal(a_b.rewards[1], a_c.rewards[1])  # B and C are other tasks
 
 
 # ------------------------------------------------------------ estimators and losses
@@ -311,6 +326,38 @@ def test_kl_hessian_vector_product_equals_the_full_hessian_through_adaptation() 
     assert float(kl_of(flatten(params))) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_a_training_iteration_meta_learns_through_the_inner_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The objective that `rl train` builds, not one made by hand: on the same data (the same
+    # generator), its gradient must differ from first-order MAML's, and TRPO must move log σ.
+    family = families.get_family("navigation2d")
+    seen: list[tuple[dict[str, torch.Tensor], Any]] = []
+    real = rl_train.trpo_step
+
+    def spy(params: dict[str, torch.Tensor], loss_and_kl: Any, **settings: Any) -> Any:
+        seen.append((params, loss_and_kl))
+        return real(params, loss_and_kl, **settings)
+
+    monkeypatch.setattr(rl_train, "trpo_step", spy)
+    after = []
+    for first_order in ("false", "true"):
+        cfg = load_rl_config("navigation2d", [*TINY, f"first_order={first_order}"])
+        params = rl_train.initial_params(cfg, family)
+        state = State(0, params, adam_init(params), gen(1), 0.0)
+        rl_train.iteration(cfg, family, family.vector(4 * 5), state)
+        after.append(state.params)
+    grads = []
+    for theta, loss_and_kl in seen:
+        leaves = {k: v.clone().requires_grad_(True) for k, v in theta.items()}
+        loss = loss_and_kl(leaves, True)[0]
+        grads.append(flatten(torch.autograd.grad(loss, list(leaves.values()))))
+    second, first = grads
+    # ~2.5% here; float32 round-off would be ~1e-6, an objective without the term exactly 0.
+    assert float((second - first).norm()) > 1e-3 * float(second.norm())
+    assert not torch.equal(after[0][LOG_STD], seen[0][0][LOG_STD])
+
+
 def navigation_objective(max_tasks: int = 6) -> tuple[dict[str, torch.Tensor], MetaObjective]:
     cfg = load_rl_config("navigation2d", ["horizon=30", "trajectories=10"])
     family = families.get_family("navigation2d")
@@ -381,6 +428,21 @@ def test_a_stopped_and_resumed_run_ends_bit_identical(tmp_path: Path, env: str, 
         train_rl(cfg, tmp_path / "whole", quiet=True)
     with pytest.raises(DataError, match="not an RL run folder"):
         train_rl(cfg, tmp_path / "nowhere", resume=True, quiet=True)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_folder_another_process_trains_in_is_neither_taken_over_nor_resumed(
+    tmp_path: Path,
+) -> None:
+    cfg = load_rl_config("navigation2d", [*TINY, "iterations=2"])
+    run = tmp_path / "run"
+    train_rl(cfg, run, quiet=True, stop_at=1)
+    before = {f: (run / f).read_bytes() for f in ("config.yaml", "metrics.jsonl")}
+    held = pytest.raises(ConfigError, match="being trained by another process")
+    with run_lock(run), held:  # run_lock: what a process training in it holds
+        train_rl(cfg, run, resume=True, quiet=True)
+    assert {f: (run / f).read_bytes() for f in before} == before
+    assert train_rl(cfg, run, resume=True, quiet=True).iteration == 2  # free again
 
 
 def test_a_resume_refuses_an_edited_config_that_changes_the_policy(tmp_path: Path) -> None:

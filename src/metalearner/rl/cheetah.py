@@ -1,4 +1,4 @@
-"""HalfCheetah velocity and direction tasks on MuJoCo, wrapping Gymnasium's ``HalfCheetah-v5``.
+"""HalfCheetah velocity and direction tasks on MuJoCo, built on Gymnasium's ``HalfCheetah-v5``.
 
 The dynamics and observations are HalfCheetah-v5's (17 numbers: joint positions without the
 x coordinate, and velocities); only the reward depends on the task, computed from the forward
@@ -23,11 +23,15 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 import torch
+from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.vector import SyncVectorEnv
+from numpy.typing import NDArray
+
+Observation = NDArray[np.float64]
+Info = dict[str, np.float64]
 
 CTRL_COST = 0.05  # 0.5 · 0.1, the paper's control cost weight
 VELOCITY_LOW, VELOCITY_HIGH = 0.0, 2.0
@@ -56,19 +60,17 @@ def _quiet_mujoco() -> Iterator[None]:
         mujoco.set_mju_user_warning(previous)
 
 
-def half_cheetah() -> gym.Env[np.ndarray, np.ndarray]:
-    """A bare ``HalfCheetah-v5`` (no time limit or checker wrappers: the collector owns those)."""
-    from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+class _CheetahTask(HalfCheetahEnv):
+    """HalfCheetah-v5 with a task-dependent reward; subclasses define the task family.
 
-    with _quiet_mujoco():
-        return HalfCheetahEnv()
+    A subclass of the MuJoCo environment rather than a wrapper, so that what ``gym.make``
+    returns has the task API on ``env.unwrapped`` (``set_task``, ``sample_tasks``), as the
+    navigation environment has, and no step of it gives the untasked reward.
+    """
 
-
-class _CheetahTask(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.ndarray]):
-    """HalfCheetah-v5 with a task-dependent reward; subclasses define the task family."""
-
-    def __init__(self, task: dict[str, Any] | None = None) -> None:
-        super().__init__(half_cheetah())
+    def __init__(self, task: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        with _quiet_mujoco():
+            super().__init__(**kwargs)
         self.set_task(task or self.default_task())
 
     @classmethod
@@ -82,10 +84,10 @@ class _CheetahTask(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.ndarray]):
     def task_reward(self, velocity: float) -> float:
         raise NotImplementedError
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        obs, _, terminated, truncated, info = self.env.step(action)
+    def step(self, action: np.ndarray) -> tuple[Observation, np.float64, bool, bool, Info]:
+        obs, _, terminated, truncated, info = super().step(action)
         ctrl = CTRL_COST * float(np.square(action).sum())
-        reward = self.task_reward(float(info["x_velocity"])) - ctrl
+        reward = np.float64(self.task_reward(float(info["x_velocity"])) - ctrl)
         return obs, reward, terminated, truncated, info
 
 

@@ -42,7 +42,7 @@ from metalearner.rl.ppo import adam_init, ppo_step
 from metalearner.rl.rollouts import Trajectories, collect
 from metalearner.rl.state import State, has_checkpoint, restore_state, save_state
 from metalearner.rl.trpo import trpo_step
-from metalearner.runs import CONFIG, append_metrics, truncate_metrics
+from metalearner.runs import CONFIG, append_metrics, run_lock, truncate_metrics
 
 PRETRAIN = "pretrain"  # the pretrained baseline's run folder inside a MAML run
 SAVE_SECONDS = 120.0  # also checkpoint after this long: a HalfCheetah iteration takes ~1 min
@@ -136,9 +136,18 @@ def train_rl(
 def _train(
     cfg: RLConfig, folder: Path, resume: bool, quiet: bool, stop_at: int | None
 ) -> RLTrainResult:
-    family = get_family(cfg.env)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder} is a file; give a folder for --out.")
+    if resume and not folder.is_dir():
+        read_config(folder / CONFIG)  # DataError: not a run folder (and none made by the lock)
+    with run_lock(folder):  # one process trains in a run folder at a time
+        return _train_locked(cfg, folder, resume, quiet, stop_at)
+
+
+def _train_locked(
+    cfg: RLConfig, folder: Path, resume: bool, quiet: bool, stop_at: int | None
+) -> RLTrainResult:
+    family = get_family(cfg.env)
     if resume and not has_checkpoint(folder):
         # Killed before its first checkpoint: nothing to resume, so it starts again.
         if to_dict(read_config(folder / CONFIG)) != to_dict(cfg):  # DataError: not a run
