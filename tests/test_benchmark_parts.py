@@ -53,6 +53,13 @@ def test_each_strategy_gets_its_preset_or_the_maml_anchor_and_the_same_budget() 
         assert cfg.data.split == "vinyals"
 
 
+def test_meta_sgd_adapts_with_the_steps_it_learned_and_not_mamls_evaluation_steps() -> None:
+    plan = BenchmarkPlan(strategies=("maml", "metasgd", "anil"), budget="10m")
+    maml, metasgd, anil = (plan.run_config(s).strategy_config for s in plan.strategies)
+    assert maml["eval_steps"] == anil["eval_steps"] == 3  # MAML's preset: 1 step, tested with 3
+    assert metasgd["eval_steps"] == metasgd["inner_steps"] == 1
+
+
 @pytest.mark.parametrize("shots", [1, 20])
 def test_sinusoids_of_a_k_without_a_preset_take_the_nearest_ks_settings(shots: int) -> None:
     # Omniglot's defaults (inner step 0.4) send sinusoid regression to inf; the MAML paper ran

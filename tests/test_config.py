@@ -130,6 +130,24 @@ def test_protonets_default_training_ways_fit_the_training_classes() -> None:
         load_config(overrides=[*fewrel, "data.ways=20"])  # the tasks' ways, not the default's
 
 
+def test_meta_sgd_evaluation_steps_follow_its_inner_steps_unless_given() -> None:
+    def eval_steps(*settings: str) -> int:
+        return load_config(overrides=list(settings)).strategy_config["eval_steps"]
+
+    assert eval_steps("strategy=metasgd") == 1  # Li et al. train and test one step
+    assert eval_steps("strategy=metasgd", "strategy_config.inner_steps=3") == 3
+    assert eval_steps("strategy=metasgd", "strategy_config={inner_steps: 3, eval_steps: 5}") == 5
+    assert eval_steps("strategy=maml", "strategy_config.inner_steps=3") == 10  # MAML: its own
+
+
+def test_protonets_halve_the_step_size_every_2000_episodes_whatever_the_meta_batch() -> None:
+    def decay_every(batch: int) -> int | None:
+        cfg = load_config(overrides=["strategy=protonet", f"meta_batch={batch}"])
+        return cfg.optimizer.decay_every
+
+    assert (decay_every(1), decay_every(4), decay_every(3)) == (2000, 500, 667)
+
+
 def test_unreadable_files_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")

@@ -20,6 +20,8 @@ from metalearner.strategies import (
     get_strategy,
     register,
 )
+from metalearner.strategies.reptile import minibatch
+from metalearner.tasks import TaskBatch
 from strategy_contract import (
     TOY_SETTINGS,
     contract_cases,
@@ -112,6 +114,56 @@ def test_reptile_sgd_moves_theta_to_the_interpolation() -> None:
         expected = theta[n] + eps * (mean_phi - theta[n])
         assert torch.allclose(leaves[n].detach(), expected, rtol=1e-12, atol=1e-12), n
     assert metrics["loss"] > 0
+
+
+@pytest.mark.parametrize("batching", ["loop", "vmap"])
+def test_reptile_inner_minibatches_follow_the_batch_order(batching: str) -> None:
+    net, batch = tiny_conv(), image_batch(tasks=2, shots=2, queries=3)
+    batch = batch.with_order(torch.Generator().manual_seed(7))
+    size, k, lr = 4, 4, 0.1  # 15 examples a task: the 4th step wraps round
+    settings = {"inner_optimizer": "sgd", "inner_lr": lr, "inner_steps": k,
+                "inner_batch_size": size, "batching": batching}  # fmt: skip
+    reptile = build("reptile", net, settings)
+    theta = reptile.init_params(0)
+    fn = fx.functional(net)
+    pseudo, _ = reptile.meta_grads(theta, batch)
+    phis = []
+    for t in range(batch.num_tasks):  # SGD on runs of the task's shuffled examples, by hand
+        x = torch.cat([batch.support_x[t], batch.query_x[t]])
+        y = torch.cat([batch.support_y[t], batch.query_y[t]])
+        order = batch.info["order"][t].tolist()
+        assert sorted(order) == list(range(len(x)))
+        phi = dict(theta)
+        for step in range(k):
+            rows = [order[(step * size + i) % len(x)] for i in range(size)]
+            p = {n: v.detach().requires_grad_() for n, v in phi.items()}
+            loss = F.cross_entropy(fn(p, x[rows]), y[rows])
+            grads = torch.autograd.grad(loss, list(p.values()))
+            phi = {n: v.detach() - lr * g for (n, v), g in zip(p.items(), grads, strict=True)}
+        phis.append(phi)
+    for n in theta:
+        mean_phi = torch.stack([phi[n] for phi in phis]).mean(0)
+        assert torch.allclose(theta[n] - pseudo[n], mean_phi, rtol=1e-10, atol=1e-12), n
+
+
+def test_reptile_minibatches_draw_every_label_alike() -> None:
+    # The paper's Omniglot 20-way 1-shot setting: 5 inner steps of 10 examples out of each
+    # task's 20 + 300 (class by class). A fixed slicing skipped 6 of the 20 labels every time.
+    ways, shots, queries, size, steps = 20, 1, 15, 10, 5
+    labels = torch.cat([torch.arange(ways).repeat_interleave(n) for n in (shots, queries)])
+    n, tasks = len(labels), 400
+    batch = TaskBatch(
+        torch.zeros(tasks, ways * shots),
+        labels[:ways].expand(tasks, -1),
+        torch.zeros(tasks, ways * queries),
+        labels[ways:].expand(tasks, -1),
+    )
+    order = batch.with_order(torch.Generator().manual_seed(0)).info["order"]
+    seen = torch.cat([order[:, minibatch(s, size, n)] for s in range(steps)], dim=1)
+    counts = torch.bincount(labels[seen].flatten(), minlength=ways).double()
+    expected = tasks * size * steps / ways  # 1000: the draws are uniform over labels
+    assert ((counts - expected).abs() < 5 * expected**0.5).all(), counts
+    assert not torch.equal(order[0], order[1])  # each task its own order
 
 
 def test_reptile_adam_matches_torch_adam() -> None:
@@ -246,11 +298,13 @@ def test_contract_predictor_shapes(name: str, family: str) -> None:
         pytest.skip(f"{name} does not classify (its regression predictions are checked below)")
     strategy = toy_strategy(name, ways=5, family=family)
     params = strategy.init_params(0)
+    theta = {k: v.clone() for k, v in params.items()}
     batch = toy_family(name, family, ways=5).sample(1, generator=torch.Generator().manual_seed(0))
     predict = strategy.adapt(params, batch.support_x[0], batch.support_y[0], steps=1)
     out = predict(batch.query_x[0])
     assert out.shape == (15, 5) and bool(torch.isfinite(out).all())
-    assert all(not v.requires_grad for v in params.values())  # adaptation left θ alone
+    assert all(torch.equal(params[k], theta[k]) for k in theta)  # adaptation left θ alone
+    assert all(not v.requires_grad for v in params.values())
 
 
 @pytest.mark.parametrize("name", available())

@@ -21,7 +21,10 @@ from metalearner.runs import (
     read_run_config,
     run_lock,
 )
+from metalearner.strategies.maml import MAML
+from metalearner.strategies.reptile import Reptile
 from metalearner.tasks import TaskBatch
+from metalearner.tasks.batch import ORDER
 from metalearner.train import TrainingDivergedError, lr_factor, meta_train
 
 SINE = [
@@ -256,3 +259,40 @@ def test_a_folder_another_process_trains_in_is_neither_taken_over_nor_resumed(
     assert {f: (run / f).read_text() for f in before} == before
     meta_train(sine("steps=3"), run, quiet=True)  # that process gone: the folder is free
     assert read_run_config(run).steps == 3
+
+
+def spy_on_batches(monkeypatch: pytest.MonkeyPatch, strategy: type) -> list[TaskBatch]:
+    """Records each meta-batch ``strategy.meta_grads`` is given by the training loop."""
+    seen: list[TaskBatch] = []
+    real = strategy.meta_grads
+
+    def recording(self: Any, params: Any, batch: TaskBatch) -> Any:
+        seen.append(batch)
+        return real(self, params, batch)
+
+    monkeypatch.setattr(strategy, "meta_grads", recording)
+    return seen
+
+
+def test_the_training_tasks_are_drawn_apart_from_the_initialisation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With one generator seed for both, the first amplitudes were 0.1 + 4.9 u for the very
+    # uniforms u that drew the first layer's weights (bound 1): the tasks mirrored the init.
+    seen = spy_on_batches(monkeypatch, MAML)
+    result = meta_train(sine("steps=1", "val_every=1", "seed=3"), tmp_path / "run", quiet=True)
+    first = result.params["features.0.weight"].flatten()[:4]  # one step moved them a little
+    mirrored = 0.1 + 4.9 * (first + 1) / 2
+    assert not torch.allclose(seen[0].info["amplitude"], mirrored, atol=0.05)
+
+
+def test_reptile_gets_a_fresh_order_of_each_tasks_examples_every_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = spy_on_batches(monkeypatch, Reptile)
+    meta_train(sine("strategy=reptile", "strategy_config={}", "steps=3", "val_every=3"),
+               tmp_path / "run", quiet=True)  # fmt: skip
+    orders = [b.info[ORDER] for b in seen]
+    assert len(orders) == 3 and all(o.shape == (4, 10) for o in orders)
+    assert all(torch.equal(o.sort(1).values, torch.arange(10).expand(4, -1)) for o in orders)
+    assert not torch.equal(orders[0], orders[1])

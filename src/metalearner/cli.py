@@ -132,9 +132,12 @@ def train(
         shown = f"{100 * score:.2f}%" if result.metric == "accuracy" else f"{score:.4g}"
         console.print(f"best validation {result.metric} {shown} at step {int(best['step'])}")
     elif result.step > 0:
+        lower = "strategy_config.inner_lr"
+        if cfg.strategy == "metasgd":  # its step sizes are learned; too many steps diverge
+            lower = "strategy_config.eval_steps (to inner_steps)"
         console.print(
             f"warning: no validation {result.metric} was finite (the adaptation diverged); "
-            "lower strategy_config.inner_lr or optimizer.lr and train again."
+            f"lower {lower} or optimizer.lr and train again."
         )
     console.print(f"trained {result.step} steps; run folder {out}")
     console.print(f"next: metalearner evaluate {out}")

@@ -193,13 +193,14 @@ def resolve(cfg: RunConfig) -> RunConfig:
     schedule: Any = opt.schedule
     if schedule == "auto":
         schedule = {"reptile": "linear", "protonet": "step"}.get(cfg.strategy, "constant")
-    decay = opt.decay_every
-    if schedule == "step" and decay is None:
-        decay = getattr(strat, "lr_halve_every", None) or max(cfg.steps // 4, 1)
     lr = opt.lr if opt.lr is not None else float(getattr(strat, "meta_lr", 1e-3))
     batch = cfg.meta_batch
     if batch is None:
         batch = int(getattr(strat, "meta_batch_size", 1))
+    decay = opt.decay_every
+    if schedule == "step" and decay is None:
+        episodes = getattr(strat, "lr_halve_every", None)  # counted in tasks, decay in steps
+        decay = -(-episodes // batch) if episodes else max(cfg.steps // 4, 1)
     out = dataclasses.replace(
         cfg,
         strategy_config=dataclasses.asdict(strat),

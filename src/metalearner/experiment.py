@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -174,3 +175,13 @@ def _has_field(strategy: str, name: str) -> bool:
 def seeded(seed: int) -> torch.Generator:
     """A fresh CPU generator seeded with ``seed``."""
     return torch.Generator().manual_seed(seed)
+
+
+def task_stream(seed: int) -> torch.Generator:
+    """The generator of a run's training tasks, seeded apart from its initialisation's.
+
+    One seed for both made the first tasks a function of the initial weights (both read the
+    same uniform draws); ``SeedSequence`` mixes ``seed`` into an unrelated seed of the stream.
+    """
+    mixed = np.random.SeedSequence([seed, 1]).generate_state(1, np.uint64)[0]
+    return seeded(int(mixed))

@@ -37,7 +37,7 @@ from metalearner.devices import deterministic, precision, threads, torch_device
 from metalearner.distributed import Backend, Group, joined
 from metalearner.errors import ConfigError, MetalearnerError
 from metalearner.evaluate import summarize, task_scores
-from metalearner.experiment import build_experiment, seeded
+from metalearner.experiment import build_experiment, seeded, task_stream
 from metalearner.optim import lr_factor, make_optimizer
 from metalearner.progress import TrainingProgress
 from metalearner.runs import (
@@ -148,7 +148,7 @@ def _train(
     metric = "accuracy" if cfg.data.dataset != "sinusoid" else "mse"
     params = {k: v.to(device) for k, v in exp.strategy.init_params(seeded(cfg.seed)).items()}
     optimizer = make_optimizer(cfg.optimizer, list(params.values()))
-    tasks_rng = seeded(cfg.seed)
+    tasks_rng = task_stream(cfg.seed)
     state = TrainState(0, params, optimizer.state_dict(), {}, None, 0.0)
     if group.is_main:  # held until training ends: no second process writes this folder
         hold.enter_context(run_lock(folder))
@@ -179,6 +179,8 @@ def _train(
                 settings["lr"] = base_lr * lr_factor(cfg, step)
             # Every rank draws the whole meta-batch (same generator) and keeps its share.
             batch = exp.train.sample(cfg.meta_batch or 1, generator=tasks_rng)
+            if getattr(exp.strategy, "ordered", False):  # Reptile's minibatch shuffle
+                batch = batch.with_order(tasks_rng)
             batch = group.share(batch).to(device)
             with precision(cfg.precision, device, exp.strategy.config):
                 grads, metrics = exp.strategy.meta_grads(params, batch)

@@ -177,7 +177,9 @@ class BenchmarkPlan:
             return raw  # MAML's own preset at a neighbouring K: every setting carries over
         inner = raw.get("strategy_config", {}) if strategy in MAML_FAMILY else {}
         raw["strategy"] = strategy
-        raw["strategy_config"] = {k: v for k, v in inner.items() if k in INNER}
+        # Meta-SGD adapts with the steps its step sizes were learned for, not MAML's eval_steps.
+        keep = INNER if strategy != "metasgd" else ("inner_lr", "inner_steps")
+        raw["strategy_config"] = {k: v for k, v in inner.items() if k in keep}
         raw.pop("optimizer", None)  # each strategy's own outer optimiser and batch
         raw.pop("meta_batch", None)
         return raw

@@ -48,7 +48,9 @@ class Strategy(Protocol):
         """Meta-gradients for every entry of ``params`` (same keys and shapes) and metrics.
 
         The metrics include ``"loss"``; a descent step ``θ − lr·g`` improves the strategy's
-        meta-objective. Nothing is mutated.
+        meta-objective. Nothing is mutated. A strategy that trains on minibatches of a task's
+        examples sets the class attribute ``ordered = True``; the training loop then gives it
+        a fresh random order of them in ``batch.info["order"]`` (``TaskBatch.with_order``).
         """
         ...
 
@@ -116,6 +118,9 @@ def get_strategy(name: str) -> StrategyFactory:
 def resolve_config(name: str, config: object | Mapping[str, Any] | None = None) -> Any:
     """The strategy's config: its default, the given instance, or the default with overrides.
 
+    A strategy class may name settings that follow another's value when not given
+    (``follows = {"eval_steps": "inner_steps"}``: Meta-SGD adapts with the steps it learned).
+
     Raises:
         ConfigError: for an unknown key, a config of another strategy's type or a bad value.
     """
@@ -130,7 +135,9 @@ def resolve_config(name: str, config: object | Mapping[str, Any] | None = None) 
                 f"Strategy {name!r} has no setting {unknown[0]!r}; remove strategy_config."
                 f"{unknown[0]} or use one of {', '.join(sorted(names))}."
             )
-        return dataclasses.replace(default, **config)
+        follows: Mapping[str, str] = getattr(get_strategy(name), "follows", {})
+        tied = {k: config[v] for k, v in follows.items() if k not in config and v in config}
+        return dataclasses.replace(default, **tied, **config)
     if type(config) is not type(default):
         raise ConfigError(
             f"Strategy {name!r} takes a {type(default).__name__}, not {type(config).__name__}."

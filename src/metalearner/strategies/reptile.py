@@ -25,7 +25,7 @@ from metalearner.strategies.base import (
     register,
     resolve_batching,
 )
-from metalearner.tasks.batch import TaskBatch
+from metalearner.tasks.batch import ORDER, TaskBatch
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class ReptileConfig(ConfigBase):
     adam_betas: tuple[float, float] = (0.0, 0.999)
     adam_eps: float = 1e-8
     # Examples per inner step, from the task's support + query data (None: all of them). Steps
-    # walk through strided, class-interleaved minibatches, one epoch per ceil(n / size) steps.
+    # take consecutive minibatches of the task's examples in a random order (the batch's
+    # info["order"], drawn by the training loop), one epoch per ceil(n / size) steps.
     inner_batch_size: int | None = 10
     eval_steps: int = 50  # steps when adapting to a new task (on its support set)
     eval_batch_size: int | None = 5  # examples per adaptation step (None: the support set)
@@ -90,7 +91,10 @@ class Reptile:
 
     ``meta_grads`` returns θ − mean_t φ_t, so an SGD step with learning rate ε gives
     θ + ε(φ̄ − θ), the paper's batched update. BatchNorm uses each minibatch's statistics (the
-    paper's transductive setting).
+    paper's transductive setting). Inner minibatches are drawn without replacement from each
+    task's shuffled support + query examples, as in the paper's code; the shuffle is the batch's
+    ``info["order"]`` (:meth:`TaskBatch.with_order`, drawn by ``meta_train`` every meta-step),
+    so a meta-step stays a function of its arguments.
 
     References:
         Nichol, Achiam and Schulman, "On First-Order Meta-Learning Algorithms", 2018.
@@ -100,6 +104,8 @@ class Reptile:
     # Measured as for MAML.MEASURED (paper defaults: Adam, 5 steps, minibatches of 10): vmap
     # 0.28 s vs loop 0.31 s per meta-step on a 2-core CPU; CUDA: not measured yet.
     MEASURED: ClassVar[dict[str, str]] = {"cpu": "vmap", "cuda": "vmap"}
+    # meta_grads reads info["order"]: the training loop draws it before the batch is shared out.
+    ordered: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, config: ReptileConfig) -> None:
         self.model, self.config = model, config
@@ -112,18 +118,25 @@ class Reptile:
     def meta_grads(self, params: Params, batch: TaskBatch) -> tuple[Params, dict[str, float]]:
         """The pseudo-gradient θ − φ̄ and the mean loss of the last inner step."""
         c = self.config
+        if ORDER not in batch.info:
+            # Called outside meta_train: a fixed shuffle still mixes the classes of each
+            # minibatch, but only a fresh order per meta-step (with_order) makes them uniform.
+            batch = batch.with_order(torch.Generator().manual_seed(0))
         x = torch.cat([batch.support_x, batch.query_x], dim=1)
         y = torch.cat([batch.support_y, batch.query_y], dim=1)
         keys = list(params)
         theta = {k: v.detach() for k, v in params.items()}
 
-        def task(p: Params, xt: Tensor, yt: Tensor) -> tuple[Tensor, ...]:
-            phi, loss = self._train(p, xt, yt, steps=c.inner_steps, size=c.inner_batch_size)
+        def task(p: Params, xt: Tensor, yt: Tensor, order: Tensor) -> tuple[Tensor, ...]:
+            phi, loss = self._train(
+                p, xt, yt, steps=c.inner_steps, size=c.inner_batch_size, order=order
+            )
             return (*(phi[k] for k in keys), loss)
 
         vectorize = resolve_batching(c.batching, device=x.device, measured=self.MEASURED)
+        inputs = [x, y, batch.info[ORDER]]
         with torch.no_grad():  # no outer graph: Reptile never differentiates through φ
-            out = fx.map_tasks(task, theta, [x, y], vectorize=vectorize, chunk_size=c.chunk_size)
+            out = fx.map_tasks(task, theta, inputs, vectorize=vectorize, chunk_size=c.chunk_size)
             grads = {k: theta[k] - phi.mean(0) for k, phi in zip(keys, out[:-1], strict=True)}
         return grads, {"loss": float(out[-1].mean())}
 
@@ -144,9 +157,21 @@ class Reptile:
         return predict
 
     def _train(
-        self, params: Params, x: Tensor, y: Tensor, *, steps: int, size: int | None
+        self,
+        params: Params,
+        x: Tensor,
+        y: Tensor,
+        *,
+        steps: int,
+        size: int | None,
+        order: Tensor | None = None,
     ) -> tuple[Params, Tensor]:
-        """``steps`` steps of the inner optimiser on one task; returns φ and the last loss."""
+        """``steps`` steps of the inner optimiser on one task; returns φ and the last loss.
+
+        Minibatches of ``size`` examples: with ``order``, consecutive runs of it (wrapping
+        round); without (adapting on a support set, which comes class by class), the strided
+        slices ``x[c::chunks]``, which hold every class alike.
+        """
         c = self.config
         n = x.shape[0]
         chunks = 1 if size is None or size >= n else -(-n // size)
@@ -155,9 +180,13 @@ class Reptile:
         v2 = {k: torch.zeros_like(v) for k, v in params.items()}
         loss = torch.zeros((), dtype=x.dtype if x.is_floating_point() else torch.float32)
         for step in range(steps):
-            # Examples c, c + chunks, c + 2 chunks, ...: a class-balanced slice of episode data.
-            first = step % chunks
-            xb, yb = x[first::chunks], y[first::chunks]
+            if chunks == 1:
+                xb, yb = x, y
+            elif order is not None:
+                rows = order[minibatch(step, size or n, n, device=x.device)]
+                xb, yb = x[rows], y[rows]
+            else:
+                xb, yb = x[step % chunks :: chunks], y[step % chunks :: chunks]
 
             def batch_loss(p: Params, xb: Tensor = xb, yb: Tensor = yb) -> tuple[Tensor, Tensor]:
                 value = fx.task_loss(self._fn(p, xb), yb)
@@ -179,3 +208,9 @@ class Reptile:
                 for k, p in params.items()
             }
         return params, loss
+
+
+def minibatch(step: int, size: int, n: int, *, device: torch.device | None = None) -> Tensor:
+    """Positions of minibatch ``step`` in an order of ``n`` examples: ``size`` consecutive ones,
+    wrapping round at the end, so that ``ceil(n / size)`` steps see every example."""
+    return (torch.arange(size, device=device) + step * size) % n

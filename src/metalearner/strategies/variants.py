@@ -33,16 +33,20 @@ class MetaSGD(MAML):
     """Meta-SGD: learns a step size for every parameter entry along with the initialisation.
 
     The step sizes start from U(0.005, 0.1) as in the paper and are trained by the outer loop
-    like any other meta-parameter (keys ``"inner_lr.<name>"``).
+    like any other meta-parameter (keys ``"inner_lr.<name>"``). They are learned for
+    ``inner_steps`` steps, so a new task is adapted with as many (``eval_steps`` follows
+    ``inner_steps`` unless given): the paper trains and tests one step, and applying learned
+    step sizes more often than they were learned for can diverge.
 
     References:
         Li et al., "Meta-SGD: Learning to Learn Quickly for Few-Shot Learning", 2017.
     """
 
     default_config: ClassVar[MAMLConfig] = MAMLConfig(
-        learn_inner_lr=True, inner_lr_init=(0.005, 0.1)
+        learn_inner_lr=True, inner_lr_init=(0.005, 0.1), eval_steps=1
     )
     requires: ClassVar[str | None] = "learn_inner_lr"
+    follows: ClassVar[dict[str, str]] = {"eval_steps": "inner_steps"}
 
 
 @register("anil")

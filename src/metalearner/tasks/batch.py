@@ -9,6 +9,10 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+ORDER = "order"
+"""``TaskBatch.info[ORDER]``: a random order of each task's support + query examples (see
+:meth:`TaskBatch.with_order`)."""
+
 
 @dataclass(frozen=True)
 class TaskBatch:
@@ -67,6 +71,18 @@ class TaskBatch:
     def is_classification(self) -> bool:
         """Whether targets are class labels (and ``classes`` is set)."""
         return self.classes is not None
+
+    def with_order(self, generator: torch.Generator) -> TaskBatch:
+        """The batch with ``info["order"]``: ``[T, S + Q]``, a random permutation of each task's
+        support examples followed by its query examples.
+
+        Episodes come class by class; a strategy that trains on minibatches of a task's
+        examples (Reptile) takes them in this order, so that every minibatch is a uniform draw
+        and no label is left out, without randomness of its own.
+        """
+        n = self.support_x.shape[1] + self.query_x.shape[1]
+        order = torch.rand(self.num_tasks, n, generator=generator).argsort(1)
+        return replace(self, info={**self.info, ORDER: order.to(self.support_x.device)})
 
     def to(self, device: torch.device | str) -> TaskBatch:
         """Returns the batch on ``device`` (one call per tensor, nothing else copied)."""
