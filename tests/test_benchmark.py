@@ -72,6 +72,7 @@ def test_every_strategy_is_scored_on_the_same_tasks(benchmark: Path) -> None:
     assert set(results) == {"maml", "protonet", "reptile", "finetune", "baselinepp",
                             "nearest-centroid", "scratch"}  # fmt: skip
     assert {len(r["scores"]) for r in results.values()} == {8}
+    assert len({r["tasks"] for r in results.values()}) == 1  # one digest: the same 8 tasks
     # Trained strategies are normal run folders; scratch learns nothing and nearest-centroid
     # reuses finetune's pretraining, so neither has a folder of its own.
     for name in ("maml", "protonet", "reptile", "finetune", "baselinepp"):

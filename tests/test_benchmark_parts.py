@@ -10,6 +10,7 @@ import torch
 
 from metalearner.benchmark import BenchmarkPlan, holm, load_plan, paired, parse_budget
 from metalearner.benchmark.document import Bullets, Document, Heading, Image, Paragraph, Table
+from metalearner.benchmark.report import _published
 from metalearner.errors import ConfigError
 from metalearner.plans import keep_plan, same_plan
 from metalearner.tasks import EpisodeSampler, LabeledSet, NoisyLabels
@@ -51,6 +52,13 @@ def test_each_strategy_gets_its_preset_or_the_maml_anchor_and_the_same_budget() 
         assert cfg.time_budget == 600.0 and cfg.val_every_seconds == 100.0
         assert (cfg.data.ways, cfg.data.shots, cfg.seed) == (5, 1, 0)
         assert cfg.data.split == "vinyals"
+
+
+def test_the_published_column_names_the_adaptation_steps_where_the_paper_does() -> None:
+    sinusoid = BenchmarkPlan(dataset="sinusoid", shots=10, strategies=("maml",))
+    assert _published(sinusoid, "maml") == "MSE 0.77 ± 0.11 (after one adaptation step)"
+    assert _published(BenchmarkPlan(strategies=("maml",)), "maml") == "98.7 ± 0.4%"
+    assert _published(BenchmarkPlan(strategies=("anil",)), "anil") == "-"
 
 
 def test_meta_sgd_adapts_with_the_steps_it_learned_and_not_mamls_evaluation_steps() -> None:
@@ -184,24 +192,35 @@ def _tasks(tiny_images: LabeledSet, n: int = 6):  # type: ignore[no-untyped-def]
 def test_noise_mislabels_exactly_p_of_the_support_with_unseen_images_of_other_classes(
     tiny_images: LabeledSet,
 ) -> None:
-    clean_set = _tasks(tiny_images)
+    sampler = EpisodeSampler(tiny_images, torch.arange(12), ways=3, shots=2, queries=4)
+    clean_set = sampler.fixed(6, seed=5)
     clean = clean_set.batch(0, len(clean_set))
-    noisy = NoisyLabels(clean_set, 0.5, seed=3).batch(0, len(clean_set))
-    spares = clean.query_x.reshape(6, 3, 3, 1, 8, 8)[:, :, -1]  # the held-out query per class
+    noisy_set = NoisyLabels(clean_set, 0.5, seed=3)
+    h = noisy_set.spares
+    assert h == NoisyLabels.spares_needed(6, ways=3, shots=2, p=0.5, seed=3) >= 2
+    noisy = noisy_set.batch(0, len(clean_set))
+    by_class = clean.query_x.reshape(6, 3, 4, 1, 8, 8)
+    spares = by_class[:, :, 4 - h :]  # the held-out queries of each class
     assert torch.equal(noisy.support_y, clean.support_y)  # labels: each class keeps K = 2
     for t in range(6):
         changed = [
             s for s in range(6) if not torch.equal(noisy.support_x[t, s], clean.support_x[t, s])
         ]
         assert len(changed) == 3  # round(0.5 * 6)
+        used = []
         for s in changed:
             label = int(clean.support_y[t, s])
-            source = [c for c in range(3) if torch.equal(noisy.support_x[t, s], spares[t, c])]
-            assert source and label not in source  # an image of another class, held out
+            source = [
+                (c, i) for c in range(3) for i in range(h)
+                if torch.equal(noisy.support_x[t, s], spares[t, c, i])
+            ]  # fmt: skip
+            assert source and all(c != label for c, _ in source)  # another class, held out
+            used += source
+        assert len(set(used)) == len(changed)  # no image fills two slots
     # The spares are gone from the queries, which are otherwise the clean ones.
-    kept = clean.query_x.reshape(6, 3, 3, 1, 8, 8)[:, :, :2].reshape(6, 6, 1, 8, 8)
+    kept = by_class[:, :, : 4 - h].reshape(6, 3 * (4 - h), 1, 8, 8)
     assert torch.equal(noisy.query_x, kept)
-    assert torch.equal(noisy.query_y, torch.tensor([0, 0, 1, 1, 2, 2]).expand(6, 6))
+    assert torch.equal(noisy.query_y, torch.arange(3).repeat_interleave(4 - h).expand(6, -1))
 
 
 def test_noise_is_fixed_by_its_seed_whatever_the_batching(tiny_images: LabeledSet) -> None:
@@ -221,6 +240,8 @@ def test_noise_refuses_what_it_cannot_corrupt(tiny_images: LabeledSet) -> None:
     one_query = EpisodeSampler(tiny_images, torch.arange(12), ways=3, shots=1, queries=1)
     with pytest.raises(ConfigError, match="2 queries per class"):
         NoisyLabels(one_query.fixed(2, seed=0), 0.2, seed=0)
+    with pytest.raises(ConfigError, match=r"needs at least 2 classes and 5 queries.*1 asked for"):
+        NoisyLabels(_tasks(tiny_images), 1.0, seed=0, spares=1)  # 2 slots name one class
 
 
 # --- the document ------------------------------------------------------------------------

@@ -61,9 +61,12 @@ def test_quickstart_writes_table_plot_report_and_run_folders(tmp_path: Path) -> 
     assert set(curves) == {"maml", "pretrain", "scratch"}
     assert all(len(curves[m][k]) == 11 for m in curves for k in ("5", "10"))
     # The trained models are ordinary run folders.
-    evaluated = run("evaluate", "qs/maml", "--tasks", "10", "--no-curve", cwd=tmp_path)
-    assert evaluated.returncode == 0, evaluated.stderr
-    assert "mse" in evaluated.stdout and "(10 tasks)" in evaluated.stdout
+    for name in ("maml", "pretrain"):  # and the table scores them as `evaluate` does
+        evaluated = run("evaluate", f"qs/{name}", "--tasks", "20", "--no-curve", cwd=tmp_path)
+        assert evaluated.returncode == 0, evaluated.stderr
+        assert "mse" in evaluated.stdout and "(20 tasks)" in evaluated.stdout
+        score = json.loads((folder / name / "eval.json").read_text())["score"]
+        assert score["mean"] == pytest.approx(curves[name]["10"][10]["mean"], rel=1e-9)
     # Running it again resumes the finished runs instead of retraining them.
     again = run("quickstart", "--out", "qs", "--steps", "60", "--tasks", "20", "--quiet",
                 cwd=tmp_path)  # fmt: skip

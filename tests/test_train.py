@@ -15,8 +15,10 @@ from metalearner.checkpoint import load_checkpoint
 from metalearner.config import RunConfig, load_config
 from metalearner.errors import ConfigError
 from metalearner.runs import (
+    BEST,
     append_metrics,
     create_run,
+    load_state,
     read_metrics,
     read_run_config,
     run_lock,
@@ -208,6 +210,31 @@ def test_a_validation_logged_just_before_a_kill_is_kept(
     monkeypatch.setattr(train_module, "save_state", real)
     meta_train(read_run_config(tmp_path / "run"), tmp_path / "run", resume=True, quiet=True)
     assert [r["step"] for r in read_metrics(tmp_path / "run") if "val_mse" in r] == [4, 8, 12]
+
+
+def test_a_kill_between_the_best_and_latest_checkpoints_leaves_the_best_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = sine("steps=12", "val_every=4", "log_every=100")
+    whole = meta_train(cfg, tmp_path / "whole", quiet=True)
+    assert whole.best is not None
+    real, killed = train_module.save_state, []
+
+    def killed_between(path: Path, state: Any, *args: Any) -> None:
+        real(path, state, *args)
+        if state.step == whole.best["step"] and not killed:  # one of the two is on disk
+            killed.append(path.name)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_state", killed_between)
+    with pytest.raises(KeyboardInterrupt):
+        meta_train(cfg, tmp_path / "run", quiet=True)
+    monkeypatch.setattr(train_module, "save_state", real)
+    meta_train(cfg, tmp_path / "run", resume=True, quiet=True)
+    best, _ = load_state(tmp_path / "run" / BEST)
+    expected, _ = load_state(tmp_path / "whole" / BEST)
+    assert best.step == expected.step == whole.best["step"]
+    assert all(torch.equal(best.params[k], expected.params[k]) for k in best.params)
 
 
 def test_a_resume_refuses_an_edited_config_that_changes_what_is_learned(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from metalearner.errors import ConfigError
 from metalearner.evaluate import Score, summarize, task_curves
 from metalearner.experiment import build_experiment
 from metalearner.presets import get_preset
-from metalearner.runs import read_run_config
+from metalearner.runs import checkpoint_path, load_state, read_run_config
 from metalearner.strategies.base import Params, Strategy
 from metalearner.tasks import SinusoidTasks
 from metalearner.train import meta_train
@@ -100,7 +100,8 @@ def quickstart(
 
 
 def _trained(name: str, cfg: RunConfig, folder: Path, *, quiet: bool) -> tuple[Strategy, Params]:
-    """The model after training ``cfg`` into ``folder`` (resumed if it is there already)."""
+    """The best model (by validation) of training ``cfg`` into ``folder`` (resumed if it is
+    there already)."""
     exp = build_experiment(cfg)
     if not getattr(exp.strategy, "meta_learns", True):  # the initialisation is the model
         return exp.strategy, exp.strategy.init_params(cfg.seed)
@@ -110,8 +111,10 @@ def _trained(name: str, cfg: RunConfig, folder: Path, *, quiet: bool) -> tuple[S
             f"{folder} holds a run with other settings (--steps or --seed changed); "
             "choose another --out or delete that folder."
         )
-    result = meta_train(cfg, folder, resume=resume, quiet=quiet)
-    return exp.strategy, result.params
+    meta_train(cfg, folder, resume=resume, quiet=quiet)
+    # The best checkpoint by validation, as `metalearner evaluate` scores it.
+    state, _ = load_state(checkpoint_path(folder))
+    return exp.strategy, state.params
 
 
 def table_rows(result: QuickstartResult) -> list[list[str]]:

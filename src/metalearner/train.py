@@ -225,10 +225,12 @@ def _train(
                 state = TrainState(
                     step, params, optimizer.state_dict(), _rng_states(tasks_rng), best, elapsed
                 )
-                if group.is_main:
-                    save_state(folder / LATEST, state, cfg, info, metric)
+                # Best first: latest names this step as the best, so a kill between the two
+                # must leave the older latest, whose resume redoes the step and writes best.
                 if better and group.is_main:
                     save_state(folder / BEST, state, cfg, info, metric)
+                if group.is_main:
+                    save_state(folder / LATEST, state, cfg, info, metric)
             if record and on_validation is not None:
                 on_validation(step, record[f"val_{metric}"])
             bar.update(step, loss=float(metrics["loss"]), val=last_val, tasks_per_s=rate)

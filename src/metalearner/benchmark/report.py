@@ -146,8 +146,8 @@ _SHOTS = (
 )
 _NOISE = (
     "A fraction p of each task's support examples mislabeled: the slot of class j holds an unseen "
-    "image of another class of the task, so every class keeps its K examples (the same "
-    "corruption for every strategy); query labels stay clean."
+    "image of another class of the task, a different image for each slot, so every class keeps "
+    "its K examples (the same corruption for every strategy); query labels stay clean."
 )
 _CROSS = (
     "Trained on the background alphabets only (data.split=lake), so every test character is "
@@ -221,8 +221,14 @@ def duration(seconds: float) -> str:
 
 
 def _published(plan: BenchmarkPlan, strategy: str) -> str:
+    """The preset's published score, with its number of adaptation steps where it names one
+    (MAML's sinusoid MSE is after one step; the table's scores are after eval_steps)."""
     found = {p.name: p for p in list_presets()}.get(plan.preset_name(strategy))
-    return found.expected.split("(")[0].strip() if found and found.expected else "-"
+    if not found or not found.expected:
+        return "-"
+    score, _, note = found.expected.partition("(")
+    steps = [part.strip() for part in note.rstrip(")").split(",") if "step" in part]
+    return score.strip() + (f" ({steps[0]})" if steps else "")
 
 
 def _pairs_table(plan: BenchmarkPlan, results: Sequence[StrategyResult]) -> Table:

@@ -19,6 +19,7 @@ from metalearner.evaluate import Score, curve_steps, summarize, task_curves, tas
 from metalearner.experiment import build_experiment, seeded
 from metalearner.runs import checkpoint_path, load_state, read_metrics
 from metalearner.strategies import Params
+from metalearner.tasks.batch import fingerprint
 
 from .suite import TaskSuite
 from .training import Trained
@@ -40,6 +41,8 @@ class StrategyResult:
         shots: K → score; noise: p → score; cross: section → score (``None``: n/a).
         notes: why a section has no score for this strategy.
         settings: its run settings in one line (strategy, optimiser, meta-batch, model).
+        tasks: the digest of the test tasks behind ``scores`` (:func:`fingerprint`), the same
+            for every strategy of a benchmark: the paired comparisons rest on it.
     """
 
     strategy: str
@@ -57,6 +60,7 @@ class StrategyResult:
     cross: dict[str, Score | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     settings: str = ""
+    tasks: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (dict keys become strings)."""
@@ -100,6 +104,7 @@ def score_strategy(
         threads=trained.threads,
         val_curve=_val_curve(trained.folder, metric),
         settings=describe_settings(trained.cfg),
+        tasks=fingerprint(suite.test),
     )
     if steps is not None:
         wanted = curve_steps(steps)

@@ -87,19 +87,26 @@ def build_suite(
                 source.data, source.classes, ways=plan.ways, shots=k, queries=queries
             )
             suite.shots[k] = sampler.fixed(n, seed=seed)
-    # Label noise holds one extra query per class out as the mislabeled images (tasks/noise.py).
-    queries = min(plan.queries, smallest - plan.shots - 1)
+    # Label noise holds extra queries of each class out as the mislabeled images, one for each
+    # corrupted slot naming the class (tasks/noise.py); every p holds out as many, so all are
+    # scored on the same queries.
+    spares = max(
+        (NoisyLabels.spares_needed(n, ways=plan.ways, shots=plan.shots, p=p, seed=seed + 1 + i)
+         for i, p in enumerate(plan.label_noise)),
+        default=1,
+    )  # fmt: skip
+    queries = min(plan.queries, smallest - plan.shots - spares)
     if plan.label_noise and queries < 1:
         suite.notes.append(
             f"No label-noise sweep: the smallest test class has {smallest} examples, and a "
-            f"noisy task needs K + 2 = {plan.shots + 2}."
+            f"noisy task needs K + {spares + 1} = {plan.shots + spares + 1}."
         )
     elif plan.label_noise:
         base = EpisodeSampler(
-            source.data, source.classes, ways=plan.ways, shots=plan.shots, queries=queries + 1
+            source.data, source.classes, ways=plan.ways, shots=plan.shots, queries=queries + spares
         ).fixed(n, seed=seed)
         for i, p in enumerate(plan.label_noise):
-            suite.noise[p] = NoisyLabels(base, p, seed=seed + 1 + i)
+            suite.noise[p] = NoisyLabels(base, p, seed=seed + 1 + i, spares=spares)
     if plan.cross_domain and plan.dataset == "fewrel":
         # The same training relations and vocabulary; only the test relations are PubMed's.
         pubmed = dataclasses.replace(reference.data, split="pubmed")

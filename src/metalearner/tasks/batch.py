@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import Protocol
@@ -31,7 +32,8 @@ class TaskBatch:
         classes: ``[T, N]`` global class ids behind the per-task labels (``classes[t, j]`` is the
             dataset class that label ``j`` stands for in task ``t``); ``None`` for regression.
         info: per-task tensors of shape ``[T, ...]`` that describe how a task was generated
-            (e.g. a sinusoid's ``amplitude`` and ``phase``), for plots and tests.
+            (e.g. a sinusoid's ``amplitude`` and ``phase``), for plots and tests, or the random
+            order in which a strategy takes its examples (``with_order``).
 
     Example:
         >>> b = SinusoidTasks(shots=5, queries=10).sample(4, generator=torch.Generator())
@@ -148,3 +150,16 @@ def iter_batches(tasks: TaskSet, batch_size: int) -> Iterator[TaskBatch]:
     """Yields a task set in order, ``batch_size`` tasks at a time (the last batch may be short)."""
     for start in range(0, len(tasks), batch_size):
         yield tasks.batch(start, min(start + batch_size, len(tasks)))
+
+
+def fingerprint(tasks: TaskSet, batch_size: int = 100) -> str:
+    """A digest of a task set's tensors (SHA-256, 16 hex digits): equal digests, the same tasks.
+
+    Paired comparisons of strategies are only valid on identical tasks; a result that carries
+    the digest of the tasks it was scored on shows that it was.
+    """
+    digest = hashlib.sha256()
+    for batch in iter_batches(tasks, batch_size):
+        for x in (batch.support_x, batch.support_y, batch.query_x, batch.query_y):
+            digest.update(x.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
