@@ -271,6 +271,15 @@ def test_contract_grads_match_params_and_metrics_are_finite(name: str, family: s
     assert torch.isfinite(torch.tensor(list(metrics.values()))).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", [n for n in available() if not regression_only(n)])
+def test_contract_params_take_the_models_dtype(name: str, dtype: torch.dtype) -> None:
+    # The float64 gradient checks need every parameter in float64; the transfer baselines once
+    # made their head's bias in float32 beside a float64 weight, which F.linear refused.
+    strategy = build(name, tiny_conv(dtype=dtype), TOY_SETTINGS.get(name, {}))
+    assert {v.dtype for v in strategy.init_params(0).values()} == {dtype}
+
+
 @pytest.mark.parametrize(("name", "family"), contract_cases())
 def test_contract_meta_training_lowers_thequery_loss(name: str, family: str) -> None:
     held_out = toy_family(name, family).sample(16, generator=torch.Generator().manual_seed(99))

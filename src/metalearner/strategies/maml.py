@@ -132,8 +132,10 @@ class MAML:
     # task compiled whole) is a little faster than "loop" at 5-way on the same CPU (0.93-0.95 vs
     # 1.00-1.02 s) and 1.22-1.25x faster at 20-way with five steps (3.40-3.47 vs 4.22-4.24 s),
     # with 11-13% less tensor memory (benchmarks/RESULTS.md, 2026-11-27), but costs a 40-110 s
-    # compile warm-up per model and shape, so "auto" does not choose it. cuda_graph is not yet
-    # measured on a GPU, so it stays off unless asked for.
+    # compile warm-up per model and shape, so "auto" does not choose it. On an H200 the loop
+    # recorded as a CUDA graph (cuda_graph) beat vmap, 0.064 vs 0.072 s (5-way) and 0.168 vs
+    # 0.245 s (20-way), in a twentieth of its memory (benchmarks/RESULTS.md, 2026-12-04); it
+    # stays an opt-in because a graph fixes the shapes and must be recorded per shape.
     MEASURED: ClassVar[dict[str, str]] = {"cpu": "loop", "cuda": "vmap"}
     # For feature-vector tasks (the sinusoid MLP) vmap wins by far: 40-40 MLP, meta-batch 25,
     # one thread, loop 22 ms vs vmap 1.8 ms per meta-step.

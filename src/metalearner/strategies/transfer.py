@@ -110,9 +110,10 @@ class _Transfer:
                   if k.startswith("features.")}  # fmt: skip
         bound = self._width**-0.5  # nn.Linear's default initialisation
         weight = (torch.rand(classes, self._width, generator=g) * 2 - 1) * bound
-        params[HEAD + "weight"] = weight.to(next(iter(params.values())).dtype)
+        dtype = next(iter(params.values())).dtype  # the backbone's: a float64 model's too
+        params[HEAD + "weight"] = weight.to(dtype)
         if not self.cosine:
-            params[HEAD + "bias"] = torch.zeros(classes, dtype=weight.dtype)
+            params[HEAD + "bias"] = torch.zeros(classes, dtype=dtype)
         return params
 
     def meta_grads(self, params: Params, batch: TaskBatch) -> tuple[Params, dict[str, float]]:
