@@ -134,7 +134,7 @@ class MAML:
     # with 11-13% less tensor memory (benchmarks/RESULTS.md, 2026-11-27), but costs a 40-110 s
     # compile warm-up per model and shape, so "auto" does not choose it. On an H200 the loop
     # recorded as a CUDA graph (cuda_graph) beat vmap, 0.064 vs 0.072 s (5-way) and 0.168 vs
-    # 0.245 s (20-way), in a twentieth of its memory (benchmarks/RESULTS.md, 2026-12-04); it
+    # 0.245 s (20-way), in 1/20 and 1/17 of its memory (benchmarks/RESULTS.md, 2026-12-04); it
     # stays an opt-in because a graph fixes the shapes and must be recorded per shape.
     MEASURED: ClassVar[dict[str, str]] = {"cpu": "loop", "cuda": "vmap"}
     # For feature-vector tasks (the sinusoid MLP) vmap wins by far: 40-40 MLP, meta-batch 25,
