@@ -24,7 +24,7 @@ from metalearner.strategies import available, build, get_strategy
 from metalearner.train import meta_train
 
 sys.path.insert(0, str(Path(__file__).parent))
-from strategy_contract import TOY_SETTINGS, image_batch, rel_error, tiny_conv
+from strategy_contract import TOY_SETTINGS, image_batch, regression_only, rel_error, tiny_conv
 
 pytestmark = [
     pytest.mark.gpu,
@@ -45,16 +45,19 @@ def _true_float32() -> Iterator[None]:
 
 def _batchings(name: str) -> tuple[str, ...]:
     """Both meta-batch paths where the strategy has them; the baselines have one ("own")."""
-    fields = {f.name for f in dataclasses.fields(get_strategy(name).default_config)}
-    return ("vmap", "loop") if "batching" in fields else ("own",)
+    return ("vmap", "loop") if "batching" in vars(get_strategy(name).default_config) else ("own",)
+
+
+def _learns_image_classes(name: str) -> bool:
+    """Has a meta-gradient on images: not regression-only (pretrain), not scratch's zeros."""
+    return not regression_only(name) and getattr(get_strategy(name), "meta_learns", True)
 
 
 # Every strategy vmapped and looped (the baselines on their one path); the MAML family's
 # compiled task (one graph per task, differentiated by AOTAutograd; Triton kernels on a GPU)
 # once, for second-order MAML; the meta-step recorded as a CUDA graph ("+ graph") for every
 # member of the family with the loop, and for MAML with vmap and with the compiled loop.
-# pretrain and scratch learn nothing across tasks: they have no meta-gradient to compare.
-CASES = [(n, b) for n in available() if n not in ("pretrain", "scratch") for b in _batchings(n)]
+CASES = [(n, b) for n in available() if _learns_image_classes(n) for b in _batchings(n)]
 CASES += [("maml", "compiled")]
 CASES += [(n, "loop + graph") for n in ("maml", "fomaml", "metasgd", "anil")]
 CASES += [("maml", "vmap + graph"), ("maml", "compiled + graph")]
