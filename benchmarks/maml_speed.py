@@ -32,8 +32,11 @@ meta-gradients can be compared), steps are timed between ``torch.cuda.synchroniz
 "peak MB" is the most bytes of tensors at once (``torch.cuda.max_memory_allocated``, what the
 verdict uses), and "reserved MB" the most the allocator held (``max_memory_reserved``: its cache
 too, and a CUDA graph's private pool, which stays reserved between replays). The "+graph"
-paths (our meta-step recorded once as a CUDA graph and replayed) run there only; a path that
-fails is listed with its error, and its traceback goes to stderr.
+paths (our meta-step recorded once as a CUDA graph and replayed) run there only. They are
+handed the batch on the host, as a training run does (``MAML.host_batches``): each step copies
+it into the graph's inputs, and that copy is timed, while every other path is handed the batch
+already on the GPU. A path that fails is listed with its error, and its traceback goes to
+stderr.
 
 Usage:
     .venv/bin/python benchmarks/maml_speed.py [--repeats 3] [--settings 5way 20way] [--record]
@@ -187,13 +190,15 @@ def build_path(
     n, *_, steps, lr = SETTINGS[setting]
     net32 = build_model("conv4", (1, 28, 28), n, generator=0)  # same weights in every worker
     params = {k: v.to(device, dtype) for k, v in build("maml", net32).init_params(0).items()}
-    batch = make_batch(setting, dtype).to(device)
+    batch = make_batch(setting, dtype)
     if not path.startswith("ours"):
-        step = library_step(path, setting, params, batch, device)
+        step = library_step(path, setting, params, batch.to(device), device)
         return step, step.grads  # type: ignore[attr-defined]
     net = build_model("conv4", (1, 28, 28), n, generator=0, dtype=dtype)
     overrides = OURS.get(path.replace(" float64", ""), {})
     maml = build("maml", net, {"inner_lr": lr, "inner_steps": steps, **overrides})
+    if not maml.host_batches:  # else the batch stays on the host, as a run hands it over
+        batch = batch.to(device)
 
     def run() -> Tensor:
         grads, _ = maml.meta_grads(params, batch)

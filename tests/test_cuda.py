@@ -94,28 +94,36 @@ def test_meta_gradients_on_cuda_equal_the_cpu_float64_reference(name: str, batch
 
 
 @pytest.mark.parametrize(
-    ("batching", "precision"), [("loop", "float32"), ("loop", "bfloat16"), ("vmap", "float32")]
+    ("batching", "precision", "batch_on"),
+    [
+        ("loop", "float32", "cuda"),
+        ("loop", "float32", "cpu"),  # what a run hands over (MAML.host_batches)
+        ("loop", "bfloat16", "cpu"),
+        ("vmap", "float32", "cpu"),
+    ],
 )
 def test_cuda_graph_replays_give_each_call_its_own_meta_gradient(
-    batching: str, precision: str
+    batching: str, precision: str, batch_on: str
 ) -> None:
     # The CUDA graph is recorded on the first call; later calls copy new parameters and tasks
-    # into its inputs. Each result must be that call's own (the eager path's, same kernels),
-    # and an earlier result must survive the next replay, which overwrites the graph's outputs.
+    # into its inputs (the tasks from the host where they are on the CPU). Each result must be
+    # that call's own (the eager path's, same kernels), and an earlier result must survive the
+    # next replay, which overwrites the graph's outputs.
     net = tiny_conv(dtype=torch.float32)
     settings = {"inner_steps": 2, "precision": precision, "batching": batching}
     loop = build("maml", net, settings)
     graphed = build("maml", net, {**settings, "cuda_graph": True})
+    assert graphed.host_batches and not loop.host_batches
     first = {k: v.to(CUDA) for k, v in loop.init_params(0).items()}
     second = {k: v + 0.05 * torch.randn_like(v) for k, v in first.items()}
-    batches = [image_batch(tasks=4, dtype=torch.float32, seed=s).to(CUDA) for s in (0, 1)]
+    batches = [image_batch(tasks=4, dtype=torch.float32, seed=s).to(batch_on) for s in (0, 1)]
     calls = [(first, batches[0]), (first, batches[1]), (second, batches[0]), (second, batches[1])]
     results = [graphed.meta_grads(p, b) for p, b in calls]
     # The same kernels; only reductions that use atomics may add in another order, which
     # bfloat16 rounds coarsely. Another call's result would be off by ~1.
     tol = 1e-5 if precision == "float32" else 2e-2
     for (p, b), (grads, metrics) in zip(calls, results, strict=True):
-        want, want_metrics = loop.meta_grads(p, b)
+        want, want_metrics = loop.meta_grads(p, b.to(CUDA))
         assert rel_error(grads, want) < tol
         assert metrics["loss"] == pytest.approx(want_metrics["loss"], rel=tol)
     assert rel_error(results[0][0], results[1][0]) > 0.1  # the tasks did change

@@ -181,7 +181,9 @@ def _train(
             batch = exp.train.sample(cfg.meta_batch or 1, generator=tasks_rng)
             if getattr(exp.strategy, "ordered", False):  # Reptile's minibatch shuffle
                 batch = batch.with_order(tasks_rng)
-            batch = group.share(batch).to(device)
+            batch = group.share(batch)
+            if not getattr(exp.strategy, "host_batches", False):  # a CUDA graph copies it in
+                batch = batch.to(device)
             with precision(cfg.precision, device, exp.strategy.config):
                 grads, metrics = exp.strategy.meta_grads(params, batch)
             grads, metrics = group.mean(grads, metrics)

@@ -51,6 +51,8 @@ class Strategy(Protocol):
         meta-objective. Nothing is mutated. A strategy that trains on minibatches of a task's
         examples sets the class attribute ``ordered = True``; the training loop then gives it
         a fresh random order of them in ``batch.info["order"]`` (``TaskBatch.with_order``).
+        One whose ``host_batches`` attribute is true is given the batch on the CPU, whatever
+        the parameters' device, and moves it itself.
         """
         ...
 

@@ -175,11 +175,23 @@ class MAML:
                 params[LR_PREFIX + k] = lr
         return params
 
+    @property
+    def host_batches(self) -> bool:
+        """Whether :meth:`meta_grads` takes its batch on the host (the training loop's cue).
+
+        A recorded CUDA graph (``cuda_graph``) copies the batch from the host straight into
+        its inputs; moving it to the GPU first would hold it there twice.
+        """
+        return self.config.cuda_graph
+
     def meta_grads(self, params: Params, batch: TaskBatch) -> tuple[Params, dict[str, float]]:
-        """Meta-gradient of the mean query loss after inner-loop adaptation, and metrics."""
+        """Meta-gradient of the mean query loss after inner-loop adaptation, and metrics.
+
+        The batch is on the parameters' device, or, with ``cuda_graph``, on either.
+        """
         step: Callable[..., tuple[Params, dict[str, Tensor]]] = self._meta_grads
-        if self.config.cuda_graph:
-            if batch.support_x.device.type != "cuda":
+        if self.config.cuda_graph:  # the batch may stay on the host (host_batches)
+            if next(iter(params.values())).device.type != "cuda":
                 raise ConfigError(
                     "The cuda_graph setting records CUDA graphs and needs device 'cuda'; set "
                     "strategy_config.cuda_graph=false to run on another device."
