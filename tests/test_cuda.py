@@ -129,6 +129,24 @@ def test_cuda_graph_replays_give_each_call_its_own_meta_gradient(
     assert rel_error(results[0][0], results[1][0]) > 0.1  # the tasks did change
 
 
+def test_a_cuda_graph_reads_the_parameters_where_they_are_after_an_in_place_step() -> None:
+    # The recording reads the parameters in place (no copy of them on the GPU): an in-place
+    # update between calls, as an optimizer makes, must show in the next replay's result.
+    net = tiny_conv(dtype=torch.float32)
+    loop = build("maml", net, {"batching": "loop"})
+    graphed = build("maml", net, {"batching": "loop", "cuda_graph": True})
+    params = {k: v.to(CUDA) for k, v in loop.init_params(0).items()}
+    batch = image_batch(tasks=3, dtype=torch.float32)
+    before, _ = graphed.meta_grads(params, batch)
+    with torch.no_grad():
+        for k, g in before.items():
+            params[k].sub_(0.5 * g)
+    after, _ = graphed.meta_grads(params, batch)
+    want, _ = loop.meta_grads(params, batch.to(CUDA))
+    assert rel_error(after, want) < 1e-5
+    assert rel_error(after, before) > 1e-3  # the step did change the meta-gradient
+
+
 def test_a_run_with_a_cuda_graph_trains_to_the_parameters_of_one_without(tmp_path: Path) -> None:
     # In a run the graph is recorded at the first meta-step and replayed after it, with the
     # optimizer's new parameters and each step's new tasks copied in. Plain SGD: its step is

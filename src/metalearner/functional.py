@@ -312,17 +312,25 @@ def summed_meta_gradient(
     Metrics stay tensors (see :func:`floats`): one wait for the device per meta-batch, not one
     per objective.
     """
-    total: Params = {}
     summed: dict[str, Tensor] = {}
-    for objective in objectives:
-        grads, metrics = meta_gradient_tensors(objective, params)
-        for k, g in grads.items():
-            total[k] = total[k].add_(g) if k in total else g
-        for k, v in metrics.items():  # summed in float64, as Python floats would be
-            wide = v.to(torch.float64)
-            summed[k] = summed[k] + wide if k in summed else wide
+    with torch.enable_grad():
+        leaves = {k: v.detach().requires_grad_(v.is_floating_point()) for k, v in params.items()}
+        differentiable = [v for v in leaves.values() if v.requires_grad]
+        for objective in objectives:
+            loss, metrics = objective(leaves)
+            # backward adds each parameter's gradient into its .grad as soon as it is complete,
+            # as loss.backward() does in the libraries; collecting a whole gradient first (as
+            # autograd.grad does) kept the last conv's beside the sum through the backward pass.
+            loss.backward(inputs=differentiable)
+            for k, v in {"loss": loss, **metrics}.items():  # summed in float64, as floats would be
+                wide = v.detach().to(torch.float64)
+                summed[k] = summed[k] + wide if k in summed else wide
     n = len(objectives)
-    return {k: g.div_(n) for k, g in total.items()}, {k: v / n for k, v in summed.items()}
+    grads = {
+        k: torch.zeros_like(params[k]) if v.grad is None else v.grad.div_(n)
+        for k, v in leaves.items()
+    }
+    return grads, {k: v / n for k, v in summed.items()}
 
 
 def floats(metrics: Mapping[str, Tensor]) -> dict[str, float]:

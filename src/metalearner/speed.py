@@ -87,6 +87,12 @@ class CapturedFunction:
     one copy of them, not a caller's copy and the recording's. That is how MAML's meta-step
     takes its batch (``host_batches``); for a 5-way meta-batch of 32 the batch is 7.7 MiB.
 
+    The CUDA tensors of the positional arguments listed in ``in_place`` are not copied: the
+    recording reads them where they are, so their address is part of the signature (a call
+    with other tensors records again) and the recording keeps them alive. That suits tensors
+    updated in place between calls, such as a run's parameters, which the optimizer steps.
+    At most ``keep`` signatures stay recorded; a new one replaces the oldest.
+
     Raises:
         ValueError: no input is a CUDA tensor, or inputs are on two GPUs.
 
@@ -95,8 +101,15 @@ class CapturedFunction:
         PyTorch, "CUDA semantics", section CUDA Graphs (whole-network capture).
     """
 
-    def __init__(self, fn: Callable[..., Any], *, warmup: int = 2) -> None:
-        self._fn, self._warmup = fn, warmup
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        warmup: int = 2,
+        in_place: tuple[int, ...] = (),
+        keep: int = 4,
+    ) -> None:
+        self._fn, self._warmup, self._in_place, self._keep = fn, warmup, in_place, keep
         self._recorded: dict[Any, tuple[torch.cuda.CUDAGraph, list[torch.Tensor], Any]] = {}
 
     def __call__(self, *args: Any) -> Any:
@@ -107,20 +120,36 @@ class CapturedFunction:
                 "A CUDA graph records CUDA work on one GPU: give every input as a tensor, on "
                 "that GPU or on the CPU, with at least one on the GPU."
             )
+        shared = [
+            i in self._in_place and t.is_cuda
+            for i, arg in enumerate(args)
+            for t in pytree.tree_leaves(arg)
+        ]
         key = (spec, *((t.shape, t.stride(), t.dtype, t.device) for t in inputs))
+        key += tuple(t.data_ptr() for t, read in zip(inputs, shared, strict=True) if read)
         if key not in self._recorded:
-            self._recorded[key] = self._record(inputs, spec, devices.pop())
+            if len(self._recorded) >= self._keep:  # frees the oldest recording's pool
+                del self._recorded[next(iter(self._recorded))]
+            self._recorded[key] = self._record(inputs, shared, spec, devices.pop())
         graph, static, outputs = self._recorded[key]
         with torch.no_grad():
-            for s, t in zip(static, inputs, strict=True):
-                s.copy_(t)  # from the host: one copy on the GPU, into the recording's input
+            for s, t, read in zip(static, inputs, shared, strict=True):
+                if not read:  # from the host: one copy on the GPU, into the recording's input
+                    s.copy_(t)
         graph.replay()
         return pytree.tree_map(torch.clone, outputs)
 
     def _record(
-        self, inputs: list[torch.Tensor], spec: pytree.TreeSpec, device: torch.device
+        self,
+        inputs: list[torch.Tensor],
+        shared: list[bool],
+        spec: pytree.TreeSpec,
+        device: torch.device,
     ) -> tuple[torch.cuda.CUDAGraph, list[torch.Tensor], Any]:
-        static = [t.detach().to(device, copy=True) for t in inputs]  # same strides
+        static = [
+            t.detach() if read else t.detach().to(device, copy=True)  # same strides
+            for t, read in zip(inputs, shared, strict=True)
+        ]
         args = pytree.tree_unflatten(static, spec)
         with torch.cuda.device(device):
             side = _capture_stream(device)

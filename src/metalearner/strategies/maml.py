@@ -197,7 +197,9 @@ class MAML:
                     "strategy_config.cuda_graph=false to run on another device."
                 )
             if self._graphed is None:
-                self._graphed = speed.CapturedFunction(self._meta_grads)
+                # The parameters are read in place (a run steps them in place); the batch
+                # is copied in, from the host where it is given there.
+                self._graphed = speed.CapturedFunction(self._meta_grads, in_place=(0,))
             step = self._graphed
         tensors = batch.support_x, batch.support_y, batch.query_x, batch.query_y
         grads, metrics = step(params, *tensors)
