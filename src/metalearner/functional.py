@@ -318,9 +318,9 @@ def summed_meta_gradient(
         differentiable = [v for v in leaves.values() if v.requires_grad]
         for objective in objectives:
             loss, metrics = objective(leaves)
-            # backward adds each parameter's gradient into its .grad as soon as it is complete,
-            # as loss.backward() does in the libraries; collecting a whole gradient first (as
-            # autograd.grad does) kept the last conv's beside the sum through the backward pass.
+            # backward adds each task's gradient into .grad as it goes, as the libraries'
+            # loss.backward() does; taking it whole from autograd.grad and then adding it to a
+            # sum held one gradient more (0.43 MiB for conv4 5-way; benchmarks/RESULTS.md).
             loss.backward(inputs=differentiable)
             for k, v in {"loss": loss, **metrics}.items():  # summed in float64, as floats would be
                 wide = v.detach().to(torch.float64)

@@ -16,11 +16,12 @@ not kernels. :class:`CapturedFunction` records a whole meta-step once as a CUDA 
 replays it with one launch (MAML's ``cuda_graph``, with any batching: the loop, the compiled
 loop, vmap). Its memory stays the recorded path's: the recorded kernels allocate from the
 graph's private pool, which reuses within the recording what the recording freed, so for the
-loop the pool holds one task's graph at a time, not the meta-batch's. Measured on an H200
-(benchmarks/RESULTS.md, 2026-12-04): the recorded loop took 0.064 s per 5-way meta-step and
-0.168 s per 20-way one, 5.0x TorchOpt's, at the plain loop's memory plus the recording's copy of
-the batch (157 against 149 MB, 495 against 480 MB); tests/test_cuda.py checks its
-meta-gradients there.
+loop the pool holds one task's graph at a time, not the meta-batch's. It reads the parameters
+in place and takes the batch from the host into its inputs, so it holds no second copy of
+either. Measured on an H200 (benchmarks/RESULTS.md, 2026-12-04): the recorded loop took 0.064 s
+per 5-way meta-step and 0.170 s per 20-way one, 5.2x and 4.6x the fastest library, at the
+plain loop's peak memory, below the libraries' (148.8 against 149.1 MB, 479.3 against
+481.2 MB); tests/test_cuda.py checks its meta-gradients there.
 
 bfloat16 autocast runs convolutions and matrix products in bfloat16 (on CPUs with AVX512-BF16
 or AMX, and on GPUs); the meta-gradient is then only as precise as bfloat16 (~1e-2 relative),
@@ -172,8 +173,8 @@ def _capture_stream(device: torch.device) -> torch.cuda.Stream:
 
     cuBLAS keeps a workspace per stream it has run on (32 MiB on Hopper GPUs), allocated from
     PyTorch's memory and never given back; warming up on one new stream and capturing on
-    ``torch.cuda.graph``'s own would hold two of them. On an H200 that (with the static copy
-    of the batch) put the recorded loop 73 MB above the plain loop's 149 MB at 5-way.
+    ``torch.cuda.graph``'s own would hold two of them. On an H200 that put the recorded loop
+    73 MB above the plain loop's 149 MB at 5-way.
     """
     if device not in _CAPTURE_STREAMS:
         _CAPTURE_STREAMS[device] = torch.cuda.Stream(device)
