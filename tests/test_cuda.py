@@ -105,10 +105,10 @@ def test_meta_gradients_on_cuda_equal_the_cpu_float64_reference(name: str, batch
 def test_cuda_graph_replays_give_each_call_its_own_meta_gradient(
     batching: str, precision: str, batch_on: str
 ) -> None:
-    # The CUDA graph is recorded on the first call; later calls copy new parameters and tasks
-    # into its inputs (the tasks from the host where they are on the CPU). Each result must be
-    # that call's own (the eager path's, same kernels), and an earlier result must survive the
-    # next replay, which overwrites the graph's outputs.
+    # The CUDA graph is recorded on the first call with each parameter set (read in place);
+    # later calls copy new tasks into its inputs (from the host where they are on the CPU).
+    # Each result must be that call's own (the eager path's, same kernels), and an earlier
+    # result must survive the next replay, which overwrites the graph's outputs.
     net = tiny_conv(dtype=torch.float32)
     settings = {"inner_steps": 2, "precision": precision, "batching": batching}
     loop = build("maml", net, settings)
@@ -145,13 +145,14 @@ def test_a_cuda_graph_reads_the_parameters_where_they_are_after_an_in_place_step
     want, _ = loop.meta_grads(params, batch.to(CUDA))
     assert rel_error(after, want) < 1e-5
     assert rel_error(after, before) > 1e-3  # the step did change the meta-gradient
+    assert graphed._graphed is not None and len(graphed._graphed._recorded) == 1  # replayed
 
 
 def test_a_run_with_a_cuda_graph_trains_to_the_parameters_of_one_without(tmp_path: Path) -> None:
-    # In a run the graph is recorded at the first meta-step and replayed after it, with the
-    # optimizer's new parameters and each step's new tasks copied in. Plain SGD: its step is
-    # proportional to the gradient, so one taken at stale parameters would show (Adam's
-    # near-sign-sized steps could hide it).
+    # In a run the graph is recorded at the first meta-step and replayed after it, reading the
+    # parameters the optimizer stepped in place and each step's new tasks copied in. Plain
+    # SGD: its step is proportional to the gradient, so one taken at stale parameters would
+    # show (Adam's near-sign-sized steps could hide it).
     runs = {}
     for graph in ("false", "true"):
         overrides = [*SINE, "steps=6", "val_every=3", "device=cuda"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
 import pytest
@@ -274,4 +275,23 @@ def test_meta_gradient_gives_zeros_for_unused_and_no_grad_to_the_caller() -> Non
     assert torch.equal(grads["w"], torch.tensor([2.0, 4.0]))
     assert torch.equal(grads["unused"], torch.zeros(3))
     assert metrics == {"loss": 5.0, "norm": pytest.approx(5**0.5)}
+    assert params["w"].grad is None and not params["w"].requires_grad
+
+
+def test_summed_meta_gradient_is_the_mean_objectives_with_zeros_for_unused_and_integers() -> None:
+    # The per-task loop adds each objective's gradient into one set of leaves during backward;
+    # a parameter no objective uses, and an integer entry (no gradient), get zeros.
+    params = {"w": torch.tensor([1.0, 2.0]), "unused": torch.ones(3), "count": torch.tensor([4])}
+
+    def objective(scale: float) -> Callable[[dict[str, Tensor]], tuple[Tensor, dict]]:
+        def f(p: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+            return scale * (p["w"] ** 2).sum(), {"first": scale * p["w"][0]}
+
+        return f
+
+    grads, metrics = fx.summed_meta_gradient([objective(1.0), objective(3.0)], params)
+    assert torch.equal(grads["w"], torch.tensor([4.0, 8.0]))  # mean of 1x and 3x of 2w
+    assert torch.equal(grads["unused"], torch.zeros(3))
+    assert torch.equal(grads["count"], torch.zeros(1, dtype=torch.int64))
+    assert float(metrics["loss"]) == 10.0 and float(metrics["first"]) == 2.0
     assert params["w"].grad is None and not params["w"].requires_grad

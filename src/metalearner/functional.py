@@ -6,7 +6,8 @@ plain derivative of the outer loss through the inner updates, and a meta-batch c
 
 Inner gradients come from ``torch.func.grad``, which works both inside ``torch.func.vmap`` and
 under ordinary autograd, or, in eager per-task code, from ``torch.autograd.grad`` (the same
-derivative, cheaper there); the outer gradient is ``torch.autograd.grad`` of the mean query loss.
+derivative, cheaper there); the outer gradient is ``torch.autograd.grad`` of the mean query loss,
+or, for a per-task loop, each task's ``backward`` into one set of leaves' ``.grad``.
 
 References:
     Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017.

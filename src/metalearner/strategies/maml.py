@@ -70,7 +70,9 @@ class MAMLConfig(ConfigBase):
     batching: Literal["auto", "vmap", "loop", "compiled"] = "auto"
     chunk_size: int | None = None  # with vmap: tasks per vmapped chunk, to bound memory
     # CUDA only: record the meta-step (whichever batching) once as a CUDA graph and replay it,
-    # one launch per meta-step instead of one per kernel (see metalearner.speed).
+    # one launch per meta-step instead of one per kernel (see metalearner.speed). The graph
+    # reads the parameters where they are: step them in place between calls (as a run's
+    # optimizer does); parameters at new addresses are recorded anew (four kept at most).
     cuda_graph: bool = False
     # "bfloat16": autocast the meta-step (faster on CPUs with AVX512-BF16 and on GPUs, but the
     # meta-gradient is only bfloat16-precise); "float32" computes in the parameters' dtype.
