@@ -294,7 +294,7 @@ def meta_gradient_tensors(
     recorded as a CUDA graph (:class:`metalearner.speed.CapturedFunction`).
     """
     with torch.enable_grad():
-        leaves = {k: v.detach().requires_grad_(v.is_floating_point()) for k, v in params.items()}
+        leaves = _leaves(params)
         differentiable = [k for k, v in leaves.items() if v.requires_grad]
         loss, metrics = objective(leaves)
         found = torch.autograd.grad(loss, [leaves[k] for k in differentiable], allow_unused=True)
@@ -315,7 +315,7 @@ def summed_meta_gradient(
     """
     summed: dict[str, Tensor] = {}
     with torch.enable_grad():
-        leaves = {k: v.detach().requires_grad_(v.is_floating_point()) for k, v in params.items()}
+        leaves = _leaves(params)
         differentiable = [v for v in leaves.values() if v.requires_grad]
         for objective in objectives:
             loss, metrics = objective(leaves)
@@ -340,6 +340,11 @@ def floats(metrics: Mapping[str, Tensor]) -> dict[str, float]:
         return {}
     values = torch.stack([v.detach().to(torch.float64) for v in metrics.values()]).tolist()
     return dict(zip(metrics, values, strict=True))
+
+
+def _leaves(params: Params) -> Params:
+    """Detached aliases of ``params`` to differentiate against (the floating-point ones)."""
+    return {k: v.detach().requires_grad_(v.is_floating_point()) for k, v in params.items()}
 
 
 def _match(output: Tensor, target: Tensor) -> Tensor:
