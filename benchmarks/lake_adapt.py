@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 import machine  # benchmarks/machine.py
-from metalearner.config import load_config
-from metalearner.presets import get_preset
-from metalearner.tasks.datasets import export_lake_runs
-from metalearner.train import meta_train
+from metalearner.config.presets import get_preset
+from metalearner.runs.config import load_config
+from metalearner.tasks import export_lake_runs
+from metalearner.training.loop import meta_train
 
 HERE = Path(__file__).resolve().parent
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
+from metalearner.data.omniglot import load_omniglot, vinyals_split
 from metalearner.tasks import EpisodeSampler, with_rotations
-from metalearner.tasks.datasets.omniglot import load_omniglot, vinyals_split
 
 TARGET = 10_000
 SETTINGS = [(5, 1, 15), (20, 1, 15)]  # (ways, shots, queries)

@@ -1,9 +1,9 @@
 """What the per-task loop's second-order machinery is worth: BatchNorm's derivative, inner grads.
 
 A benchmark, not a test. Second-order MAML's per-task loop (``batching: loop``) runs each task
-in :func:`metalearner.layers.per_task_kernels`, where two choices are made:
+in :func:`metalearner.nn.layers.per_task_kernels`, where two choices are made:
 
-- BatchNorm: :func:`metalearner.norm.task_batch_norm` (PyTorch's fused kernels with a
+- BatchNorm: :func:`metalearner.nn.norm.task_batch_norm` (PyTorch's fused kernels with a
   closed-form second derivative) or ``F.batch_norm`` (the same fused kernels, with PyTorch's
   ~100-operation composite double backward);
 - the inner gradient: ``torch.autograd.grad`` or ``torch.func.grad`` (functorch wraps every
@@ -12,7 +12,7 @@ in :func:`metalearner.layers.per_task_kernels`, where two choices are made:
 The four combinations run the same meta-step on the same Omniglot-shaped batch as
 benchmarks/maml_speed.py, interleaved round by round in one process so that machine load
 spreads over all of them alike, and each is checked to compute the same meta-gradient in
-float64. "stock + torch.func" is what the loop did before metalearner.norm.
+float64. "stock + torch.func" is what the loop did before metalearner.nn.norm.
 
 Usage:
     .venv/bin/python benchmarks/second_order.py [--settings 5way 20way] [--rounds 5] [--record]
@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import metalearner.functional as fx
-import metalearner.layers as layers
+import metalearner.functional.core as fx
+import metalearner.nn.layers as layers
 from machine import record  # benchmarks/machine.py
 from maml_speed import SETTINGS, build_path  # benchmarks/maml_speed.py
-from metalearner.devices import retain_freed_memory
-from metalearner.norm import task_batch_norm
+from metalearner.nn.norm import task_batch_norm
+from metalearner.runs.devices import retain_freed_memory
 
 
 def stock_batch_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
@@ -113,7 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
+    parser.add_argument("--record", action="store_true", help="record in benchmarks/RESULTS.md")
     args = parser.parse_args()
     retain_freed_memory()  # as a metalearner run and every maml_speed.py worker do
     tables = []

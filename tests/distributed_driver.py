@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from metalearner.config import load_config
-from metalearner.evaluate import evaluate
-from metalearner.train import meta_train
+from metalearner.evaluation.evaluator import evaluate
+from metalearner.runs.config import load_config
+from metalearner.training.loop import meta_train
 
 
 def main() -> None:

@@ -14,10 +14,10 @@ import torch
 from torch import Tensor
 
 from metalearner import functional as fx
-from metalearner.models import Network, build_model
+from metalearner.data.text import Sentence, Vocabulary, encode, text_preprocessing
+from metalearner.nn.backbones import Network, build_model
 from metalearner.strategies import Strategy, available, build, get_strategy
 from metalearner.tasks import EpisodeSampler, LabeledSet, SinusoidTasks, TaskBatch, TaskSource
-from metalearner.tasks.text import Sentence, Vocabulary, encode, text_preprocessing
 
 TEXT_LENGTH = 12  # tokens per toy sentence
 

@@ -14,11 +14,11 @@ from PIL import Image
 import metalearner
 from cli_runner import run_cli as cli
 from image_classes import write_class
-from metalearner.config import load_config
+from metalearner.data.images import ImageSettings, decode_image
 from metalearner.errors import DataError
+from metalearner.runs.config import load_config
 from metalearner.strategies import available
-from metalearner.tasks.datasets.images import ImageSettings, decode_image
-from metalearner.train import meta_train
+from metalearner.training.loop import meta_train
 
 FOLDER = [
     "data.dataset=folder",
@@ -227,7 +227,7 @@ def test_a_bad_output_path_is_refused_before_any_work_and_leaves_nothing(
 
 
 def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
-    from metalearner.predictions import _write_csv
+    from metalearner.inference.predictions import _write_csv
 
     (tmp_path / "out").mkdir()
     with pytest.raises(IsADirectoryError):

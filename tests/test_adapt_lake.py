@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from metalearner.config import load_config
-from metalearner.presets import get_preset
-from metalearner.tasks.datasets import export_lake_runs
-from metalearner.train import meta_train
+from metalearner.config.presets import get_preset
+from metalearner.runs.config import load_config
+from metalearner.tasks import export_lake_runs
+from metalearner.training.loop import meta_train
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 

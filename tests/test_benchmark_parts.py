@@ -11,8 +11,8 @@ import torch
 from metalearner.benchmark import BenchmarkPlan, holm, load_plan, paired, parse_budget
 from metalearner.benchmark.document import Bullets, Document, Heading, Image, Paragraph, Table
 from metalearner.benchmark.report import _published
+from metalearner.config.plans import keep_plan, same_plan
 from metalearner.errors import ConfigError
-from metalearner.plans import keep_plan, same_plan
 from metalearner.tasks import EpisodeSampler, LabeledSet, NoisyLabels
 
 # --- budgets and plans -------------------------------------------------------------------

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from metalearner.checkpoint import (
+from metalearner.errors import DataError
+from metalearner.runs.checkpoint import (
     META,
     TENSORS,
     checkpoint_exists,
     load_checkpoint,
     save_checkpoint,
 )
-from metalearner.errors import DataError
 
 
 def tensors() -> dict[str, torch.Tensor]:

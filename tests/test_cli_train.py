@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from metalearner.checkpoint import load_checkpoint
+from metalearner.runs.checkpoint import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cli_runner import command

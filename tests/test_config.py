@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metalearner.config import (
+from metalearner.config.presets import get_preset, list_presets
+from metalearner.config.yaml_files import parse_yaml, read_saved_yaml, read_yaml
+from metalearner.errors import ConfigError, DataError
+from metalearner.rl.config import load_rl_config, read_config
+from metalearner.runs.config import (
     RunConfig,
     from_dict,
     load_config,
@@ -17,10 +21,6 @@ from metalearner.config import (
     to_dict,
     to_yaml,
 )
-from metalearner.errors import ConfigError, DataError
-from metalearner.presets import get_preset, list_presets
-from metalearner.rl.config import load_rl_config, read_config
-from metalearner.yamlfiles import parse_yaml, read_saved_yaml, read_yaml
 
 SINE = ["--preset", "sinusoid-k5-maml", "--set", "val_tasks=4", "--set", "meta_batch=5"]
 OMNIGLOT = ["data.dataset=omniglot", "data.ways=3", "data.meta_train_classes=10"]

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from metalearner.checkpoint import load_checkpoint
-from metalearner.config import load_config
-from metalearner.evaluate import evaluate
-from metalearner.runs import read_run_config
+from metalearner.evaluation.evaluator import evaluate
+from metalearner.runs.checkpoint import load_checkpoint
+from metalearner.runs.config import load_config
+from metalearner.runs.folder import read_run_config
 from metalearner.strategies import available, build, get_strategy
-from metalearner.train import meta_train
+from metalearner.training.loop import meta_train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from strategy_contract import TOY_SETTINGS, image_batch, regression_only, rel_error, tiny_conv

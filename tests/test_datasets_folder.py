@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from metalearner.data import folder
+from metalearner.data.folder import load_image_folder, load_table
+from metalearner.data.images import ImageSettings, decode_image
 from metalearner.errors import ConfigError, DataError
-from metalearner.tasks.datasets import folder
-from metalearner.tasks.datasets.folder import load_image_folder, load_table
-from metalearner.tasks.datasets.images import ImageSettings, decode_image
 
 
 @pytest.fixture(autouse=True)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from metalearner.data import omniglot
 from metalearner.errors import DataError
 from metalearner.tasks import FixedTasks
-from metalearner.tasks.datasets import omniglot
-from metalearner.tasks.datasets.lake import load_lake_runs
+from metalearner.tasks.lake import load_lake_runs
 from omniglot_fixture import runs_files, write_fake_runs, zip_tree
 
 

@@ -13,15 +13,15 @@ import pytest
 import torch
 from PIL import Image
 
-from metalearner.errors import ConfigError, DataError
-from metalearner.tasks.datasets import cache, omniglot
-from metalearner.tasks.datasets.omniglot import (
+from metalearner.data import cache, omniglot
+from metalearner.data.omniglot import (
     download_omniglot,
     lake_split,
     load_omniglot,
     omniglot_split,
     vinyals_split,
 )
+from metalearner.errors import ConfigError, DataError
 from omniglot_fixture import (
     FakeOmniglot,
     copy_md5,

@@ -8,15 +8,15 @@ import sys
 import pytest
 import torch
 
-from metalearner.devices import threads, torch_device
 from metalearner.errors import ConfigError
+from metalearner.runs.devices import threads, torch_device
 
 # Ten times over, holds two 60 MB tensors (the size of a 20-way task's first conv4 activation;
 # glibc always maps blocks over 32 MB afresh) and frees them; prints the minor page faults that
 # took, with or without retain_freed_memory().
 FAULTS = """
 import resource, sys, torch
-from metalearner.devices import retain_freed_memory
+from metalearner.runs.devices import retain_freed_memory
 applied = retain_freed_memory() if sys.argv[1] == "retain" else None
 def task():
     held = [torch.empty(300 * 64 * 28 * 28).fill_(1.0) for _ in range(2)]

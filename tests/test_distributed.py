@@ -16,17 +16,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from metalearner.checkpoint import load_checkpoint
-from metalearner.config import load_config
-from metalearner.distributed import SINGLE, Group, from_environment
+from metalearner.config.presets import get_preset
 from metalearner.errors import ConfigError
-from metalearner.evaluate import evaluate
-from metalearner.experiment import build_experiment, seeded
-from metalearner.presets import get_preset
-from metalearner.runs import read_metrics, read_run_config
+from metalearner.evaluation.evaluator import evaluate
+from metalearner.runs.checkpoint import load_checkpoint
+from metalearner.runs.config import load_config
+from metalearner.runs.distributed import SINGLE, Group, from_environment
+from metalearner.runs.experiment import build_experiment, seeded
+from metalearner.runs.folder import read_metrics, read_run_config
 from metalearner.strategies import available, get_strategy
 from metalearner.tasks import SinusoidTasks
-from metalearner.train import meta_train
+from metalearner.training.loop import meta_train
 from omniglot_fixture import write_fake_omniglot
 
 HERE = Path(__file__).resolve().parent

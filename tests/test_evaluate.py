@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from metalearner.config import load_config
-from metalearner.evaluate import (
+from metalearner.evaluation.evaluator import (
     Score,
     curve_steps,
     evaluate,
@@ -21,11 +20,12 @@ from metalearner.evaluate import (
     task_curves,
     task_scores,
 )
-from metalearner.experiment import build_experiment
-from metalearner.models import build_model
+from metalearner.nn.backbones import build_model
+from metalearner.runs.config import load_config
+from metalearner.runs.experiment import build_experiment
 from metalearner.strategies import build
 from metalearner.tasks import SinusoidTasks
-from metalearner.train import meta_train
+from metalearner.training.loop import meta_train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from omniglot_fixture import write_fake_omniglot

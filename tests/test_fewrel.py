@@ -12,14 +12,8 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from metalearner import functional as fx
-from metalearner.config import load_config
-from metalearner.errors import ConfigError, DataError
-from metalearner.experiment import build_experiment
-from metalearner.models import build_model
-from metalearner.strategies import build
-from metalearner.tasks import EpisodeSampler, TaskBatch
-from metalearner.tasks.datasets.fewrel import load_fewrel, load_relations
-from metalearner.tasks.text import (
+from metalearner.data.fewrel import load_fewrel, load_relations
+from metalearner.data.text import (
     MAX_LENGTH,
     UNK,
     Sentence,
@@ -29,6 +23,12 @@ from metalearner.tasks.text import (
     find_span,
     tokenize,
 )
+from metalearner.errors import ConfigError, DataError
+from metalearner.nn.backbones import build_model
+from metalearner.runs.config import load_config
+from metalearner.runs.experiment import build_experiment
+from metalearner.strategies import build
+from metalearner.tasks import EpisodeSampler, TaskBatch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fewrel_fixture import write_fake_fewrel

@@ -13,10 +13,10 @@ import torch
 import metalearner
 from metalearner.benchmark.plan import BenchmarkPlan
 from metalearner.benchmark.suite import PUBMED, build_suite
-from metalearner.config import load_config
 from metalearner.errors import DataError
-from metalearner.runs import read_run_config
-from metalearner.train import meta_train
+from metalearner.runs.config import load_config
+from metalearner.runs.folder import read_run_config
+from metalearner.training.loop import meta_train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cli_runner import run_cli as cli
@@ -100,7 +100,7 @@ def test_python_api_adapts_maml_to_records_and_reads_files(data: Path, tmp_path:
     assert prediction.scores.shape == (3, 2) and torch.isfinite(prediction.scores).all()
     with pytest.raises(DataError, match="record 0: give the head entity"):
         learner.adapt([{"tokens": ["a"], "t": "a"}], ["x"])
-    from metalearner.taskfiles import read_items, read_support
+    from metalearner.inference.taskfiles import read_items, read_support
 
     (tmp_path / "q.csv").write_text("tokens,head,tail\nthe ada of cuep2 x y,ada,y\n")
     items = read_items([tmp_path / "q.csv"], learner)

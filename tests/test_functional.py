@@ -12,8 +12,8 @@ from torch import Tensor
 
 from metalearner import functional as fx
 from metalearner.errors import ConfigError
-from metalearner.layers import per_task_kernels
-from metalearner.models import build_model, init_params
+from metalearner.nn.backbones import build_model, init_params
+from metalearner.nn.layers import per_task_kernels
 from strategy_contract import image_batch, tiny_conv
 
 

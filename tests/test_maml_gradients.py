@@ -2,7 +2,7 @@
 
 The reference forward pass below is written with stock ``torch.nn.functional`` calls (conv2d,
 batch_norm with batch statistics, relu, max_pool2d, linear), independently of
-``metalearner.models``; the reference inner loop uses ``torch.autograd.grad`` in a plain loop.
+``metalearner.nn.backbones``; the reference inner loop uses ``torch.autograd.grad`` in a plain loop.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from metalearner.norm import task_batch_norm
+from metalearner.nn.norm import task_batch_norm
 
 Norm = Callable[[Tensor, Tensor, Tensor], Tensor]
 

@@ -10,7 +10,7 @@ import torch
 
 from cli_runner import run_cli as run
 from metalearner.errors import ConfigError
-from metalearner.models import build_model
+from metalearner.nn.backbones import build_model
 from metalearner.strategies import build
 from metalearner.tasks import EpisodeSampler, LabeledSet, SinusoidTasks, TaskBatch
 

@@ -19,11 +19,11 @@ import metalearner
 from image_classes import write_class
 from metalearner.benchmark import load_plan
 from metalearner.cli import app
-from metalearner.config import load_config
-from metalearner.presets import get_preset
+from metalearner.config.presets import get_preset
 from metalearner.rl.config import load_rl_config
+from metalearner.runs.config import load_config
 from metalearner.search import load_search_plan
-from metalearner.train import meta_train
+from metalearner.training.loop import meta_train
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

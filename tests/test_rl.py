@@ -20,7 +20,6 @@ import torch
 
 import metalearner.rl.train as rl_train
 from cli_runner import command, run_cli
-from metalearner.checkpoint import load_checkpoint
 from metalearner.errors import ConfigError, DataError
 from metalearner.rl import families
 from metalearner.rl.advantages import advantages, discounted_returns, gae, linear_baseline
@@ -35,7 +34,8 @@ from metalearner.rl.rollouts import Trajectories, collect
 from metalearner.rl.state import State
 from metalearner.rl.train import train_rl
 from metalearner.rl.trpo import flatten, hvp_fn, trpo_step, unflatten
-from metalearner.runs import run_lock
+from metalearner.runs.checkpoint import load_checkpoint
+from metalearner.runs.folder import run_lock
 
 TINY = ["meta_batch=4", "trajectories=5", "horizon=20", "save_every=2"]
 

@@ -17,11 +17,11 @@ import optuna
 import pytest
 import sqlalchemy.exc
 
-from metalearner.checkpoint import load_checkpoint
-from metalearner.config import load_config
 from metalearner.errors import ConfigError
-from metalearner.experiment import Experiment
-from metalearner.runs import read_run_config
+from metalearner.runs.checkpoint import load_checkpoint
+from metalearner.runs.config import load_config
+from metalearner.runs.experiment import Experiment
+from metalearner.runs.folder import read_run_config
 from metalearner.search import SearchPlan, finish, load_search_plan, search_trials
 from metalearner.search.space import default_space, narrow
 from metalearner.search.study import open_study
@@ -181,7 +181,7 @@ def test_an_error_in_a_trial_ends_the_search_in_one_line_and_a_diverged_one_is_o
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from metalearner.errors import DataError
-    from metalearner.train import TrainingDivergedError, TrainResult
+    from metalearner.training.loop import TrainingDivergedError, TrainResult
 
     def logged() -> list[logging.LogRecord]:
         return [r for r in caplog.records if r.name.startswith("optuna")]

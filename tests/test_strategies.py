@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from metalearner import functional as fx
 from metalearner.errors import ConfigError, DataError
-from metalearner.models import build_model
+from metalearner.nn.backbones import build_model
 from metalearner.strategies import (
     LR_PREFIX,
     MAMLConfig,

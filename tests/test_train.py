@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import torch
 
-import metalearner.train as train_module
-from metalearner.checkpoint import load_checkpoint
-from metalearner.config import RunConfig, load_config
+import metalearner.training.loop as train_module
 from metalearner.errors import ConfigError
-from metalearner.runs import (
+from metalearner.runs.checkpoint import load_checkpoint
+from metalearner.runs.config import RunConfig, load_config
+from metalearner.runs.folder import (
     BEST,
     append_metrics,
     create_run,
@@ -27,7 +27,7 @@ from metalearner.strategies.maml import MAML
 from metalearner.strategies.reptile import Reptile
 from metalearner.tasks import TaskBatch
 from metalearner.tasks.batch import ORDER
-from metalearner.train import TrainingDivergedError, lr_factor, meta_train
+from metalearner.training.loop import TrainingDivergedError, lr_factor, meta_train
 
 SINE = [
     "data.dataset=sinusoid",

@@ -2,14 +2,25 @@
 
 Two ideas carry the package: a task generator (:mod:`metalearner.tasks`) turns data into a
 stream of small tasks, and a learning strategy (:mod:`metalearner.strategies`) learns from that
-stream and adapts to a new task.
+stream and adapts to a new task. The stage folders read as the pipeline (see docs/design.md):
+``data`` → ``tasks`` → ``strategies`` → ``training`` → ``runs`` → ``evaluation``, with
+``inference`` for a trained run's new tasks and ``search``, ``benchmark``, ``rl`` around them.
+
+This module is the public face: explicit re-exports only; nothing inside the package imports it.
 """
 
-from metalearner import functional, models, strategies, tasks
-from metalearner.errors import ConfigError, DataError, MetalearnerError
-from metalearner.learner import Learner, Prediction, TaskModel, load
-
-__version__ = "0.1.0"
+import metalearner.functional as functional
+import metalearner.nn as nn
+import metalearner.strategies as strategies
+import metalearner.tasks as tasks
+from metalearner._version import __version__ as __version__
+from metalearner.errors import ConfigError as ConfigError
+from metalearner.errors import DataError as DataError
+from metalearner.errors import MetalearnerError as MetalearnerError
+from metalearner.inference import Learner as Learner
+from metalearner.inference import Prediction as Prediction
+from metalearner.inference import TaskModel as TaskModel
+from metalearner.inference import load as load
 
 __all__ = [
     "ConfigError",
@@ -21,7 +32,7 @@ __all__ = [
     "__version__",
     "functional",
     "load",
-    "models",
+    "nn",
     "strategies",
     "tasks",
 ]

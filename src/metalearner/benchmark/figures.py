@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from metalearner.evaluate import Score
+from metalearner.evaluation.evaluator import Score
 
 from .scoring import StrategyResult
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from metalearner.config import RunConfig, load_config
+from metalearner.config.plans import read_settings
+from metalearner.config.presets import list_presets
 from metalearner.errors import ConfigError
-from metalearner.plans import read_settings
-from metalearner.presets import list_presets
+from metalearner.runs.config import RunConfig, load_config
 
 MAML_FAMILY = ("maml", "fomaml", "metasgd", "anil")
 INNER = ("inner_lr", "inner_steps", "eval_steps")  # what the MAML variants take from MAML's preset

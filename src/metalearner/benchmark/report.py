@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from metalearner.evaluate import Score
-from metalearner.presets import list_presets
+from metalearner.config.presets import list_presets
+from metalearner.evaluation.evaluator import Score
 
 from .document import Bullets, Document, Heading, Image, Paragraph, Table
 from .figures import Drawn, draw_all

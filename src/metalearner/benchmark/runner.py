@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from metalearner.checkpoint import checkpoint_exists
-from metalearner.devices import threads
-from metalearner.plans import check_same_plan, keep_plan, same_plan
-from metalearner.provenance import provenance
-from metalearner.runs import LATEST, checkpoint_path, load_state
+from metalearner.config.plans import check_same_plan, keep_plan, same_plan
+from metalearner.runs.checkpoint import checkpoint_exists
+from metalearner.runs.devices import threads
+from metalearner.runs.folder import LATEST, checkpoint_path, load_state
+from metalearner.runs.provenance import provenance
 
 from .plan import BenchmarkPlan
 from .report import write_report

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metalearner.config import RunConfig
-from metalearner.evaluate import Score, curve_steps, summarize, task_curves, task_scores
-from metalearner.experiment import build_experiment, seeded
-from metalearner.runs import checkpoint_path, load_state, read_metrics
+from metalearner.evaluation.evaluator import Score, curve_steps, summarize, task_curves, task_scores
+from metalearner.runs.config import RunConfig
+from metalearner.runs.experiment import build_experiment, seeded
+from metalearner.runs.folder import checkpoint_path, load_state, read_metrics
 from metalearner.strategies import Params
 from metalearner.tasks.batch import fingerprint
 

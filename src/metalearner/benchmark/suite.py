@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from metalearner.config import RunConfig
 from metalearner.errors import ConfigError, DataError
-from metalearner.experiment import build_experiment
+from metalearner.runs.config import RunConfig
+from metalearner.runs.experiment import build_experiment
 from metalearner.tasks import EpisodeSampler, NoisyLabels, SinusoidTasks, TaskSet, concat
 from metalearner.tasks.regression import FixedTasks
 
@@ -157,6 +157,6 @@ def _within_alphabet(source: EpisodeSampler, plan: BenchmarkPlan, n: int, seed: 
 
 
 def _lake_runs(data_dir: Path | None, size: int) -> TaskSet:
-    from metalearner.tasks.datasets.lake import load_lake_runs
+    from metalearner.tasks.lake import load_lake_runs
 
     return load_lake_runs(data_dir, size=size)

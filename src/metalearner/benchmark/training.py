@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from metalearner.checkpoint import checkpoint_exists
-from metalearner.config import RunConfig
 from metalearner.errors import ConfigError
-from metalearner.runs import LATEST, load_state, read_run_config
+from metalearner.runs.checkpoint import checkpoint_exists
+from metalearner.runs.config import RunConfig
+from metalearner.runs.folder import LATEST, load_state, read_run_config
 from metalearner.strategies import get_strategy
 
 
@@ -94,8 +94,8 @@ def check_trainable(configs: Mapping[str, RunConfig], data_dir: Path | None) -> 
     Raises:
         ConfigError, DataError: the first run that cannot train, in the strategy's own words.
     """
-    from metalearner.devices import precision, torch_device
-    from metalearner.experiment import build_experiment, seeded
+    from metalearner.runs.devices import precision, torch_device
+    from metalearner.runs.experiment import build_experiment, seeded
 
     for cfg in configs.values():
         device = torch_device(cfg.device)
@@ -133,7 +133,7 @@ def train_or_resume(
     Raises:
         ConfigError: ``folder`` holds a run with other settings.
     """
-    from metalearner.train import meta_train
+    from metalearner.training.loop import meta_train
 
     resume = checkpoint_exists(folder / LATEST)
     if resume:

@@ -1,7 +1,7 @@
 """Every setting of a meta-RL run in one frozen dataclass, with the MAML paper's defaults.
 
 ``--set key=value`` overrides are parsed as YAML values and checked against the field types
-(:mod:`metalearner.typecheck`, shared with the supervised configs). Settings left ``null`` are
+(:mod:`metalearner.config.types`, shared with the supervised configs). Settings left ``null`` are
 filled from the task family (meta-batch 20 and horizon 100 for navigation, 40 and 200 for
 HalfCheetah) when the config is resolved, so a run folder's ``config.yaml`` states every value
 the run used.
@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from metalearner.config import whole_numbers
-from metalearner.config_data import check_seed
+from metalearner.config.settings import check_seed, whole_numbers
+from metalearner.config.types import describe_type, match_type
+from metalearner.config.yaml_files import dump_yaml, parse_setting, read_saved_yaml
 from metalearner.errors import ConfigError, DataError
 from metalearner.rl.families import get_family
-from metalearner.runs import write_atomic
-from metalearner.typecheck import describe_type, match_type
-from metalearner.yamlfiles import dump_yaml, parse_setting, read_saved_yaml
+from metalearner.runs.folder import write_atomic
 
 
 @dataclass(frozen=True)

@@ -24,27 +24,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metalearner.devices import deterministic, threads
 from metalearner.errors import ConfigError, DataError
 from metalearner.rl.config import RLConfig
 from metalearner.rl.families import Family, TaskVectorEnv, get_family
 from metalearner.rl.objectives import inner_step
+from metalearner.rl.plots import Curve
 from metalearner.rl.policy import Params, per_task
 from metalearner.rl.rollouts import collect
 from metalearner.rl.state import has_checkpoint, load_policy
 from metalearner.rl.train import PRETRAIN, initial_params, make_batch
-from metalearner.runs import CONFIG, EVAL, run_kind, write_atomic
+from metalearner.runs.devices import deterministic, threads
+from metalearner.runs.folder import CONFIG, EVAL, run_kind, write_atomic
 
 POLICIES = ("maml", "pretrained", "random")
-
-
-@dataclass(frozen=True)
-class Curve:
-    """One policy's mean return (and 95% interval) after 0, 1, …, S adaptation steps."""
-
-    policy: str
-    mean: list[float]
-    ci95: list[float]
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -17,10 +17,16 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from metalearner.rl.evaluate import Curve
-
 COLORS = {"maml": "tab:blue", "pretrained": "tab:orange", "random": "tab:gray"}
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One policy's mean return (and 95% interval) after 0, 1, …, S adaptation steps."""
+
+    policy: str
+    mean: list[float]
+    ci95: list[float]
 
 
 def plot_returns(curves: Sequence[Curve], out: Path, *, env: str, tasks: int) -> Path:

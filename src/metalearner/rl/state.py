@@ -1,6 +1,6 @@
 """The state of an RL run and its checkpoint: θ, Adam's moments, the RNG, the time spent.
 
-Written as the supervised runs' checkpoints are (:mod:`metalearner.checkpoint`: safetensors and
+Written as the supervised runs' checkpoints are (:mod:`metalearner.runs.checkpoint`: safetensors and
 JSON, atomic, checksummed); the generator's state is a tensor of the checkpoint, so a resumed
 run draws the same tasks, reset seeds and action noise as one never interrupted.
 """
@@ -15,13 +15,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metalearner.checkpoint import Checkpoint, checkpoint_exists, load_checkpoint, save_checkpoint
 from metalearner.errors import DataError
 from metalearner.rl.config import RLConfig, read_config, to_dict
 from metalearner.rl.families import get_family
 from metalearner.rl.policy import Params
 from metalearner.rl.ppo import AdamState
-from metalearner.runs import CONFIG, LATEST, check_resumable
+from metalearner.runs.checkpoint import (
+    Checkpoint,
+    checkpoint_exists,
+    load_checkpoint,
+    save_checkpoint,
+)
+from metalearner.runs.folder import CONFIG, LATEST, check_resumable
 
 # What a resumed run may change in its config.yaml: how long and on how many threads it runs,
 # how often it saves, and how it is scored; not what is learned, from which tasks, or how.

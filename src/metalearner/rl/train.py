@@ -7,7 +7,7 @@ objective: differentiated through the adaptation (second order), or with the inn
 held constant (``first_order``, PPO's default). The pretrained baseline runs the same loop
 with no adaptation on as many episodes of random tasks per iteration.
 
-The run folder is the supervised runs' (:mod:`metalearner.runs`): ``config.yaml``,
+The run folder is the supervised runs' (:mod:`metalearner.runs.folder`): ``config.yaml``,
 ``metrics.jsonl`` (one line per iteration) and ``checkpoints/latest`` (safetensors + JSON,
 written atomically). All randomness (tasks, reset seeds, action noise) comes from one
 ``torch.Generator`` whose state is checkpointed with θ and Adam's moments, so a run with an
@@ -30,9 +30,7 @@ from typing import Any
 
 import torch
 
-from metalearner.devices import deterministic, threads
 from metalearner.errors import ConfigError, MetalearnerError
-from metalearner.progress import TrainingProgress
 from metalearner.rl.advantages import advantages
 from metalearner.rl.config import RLConfig, read_config, to_dict, write_config
 from metalearner.rl.families import Family, TaskVectorEnv, get_family
@@ -42,7 +40,9 @@ from metalearner.rl.ppo import adam_init, ppo_step
 from metalearner.rl.rollouts import Trajectories, collect
 from metalearner.rl.state import State, has_checkpoint, restore_state, save_state
 from metalearner.rl.trpo import trpo_step
-from metalearner.runs import CONFIG, append_metrics, run_lock, truncate_metrics
+from metalearner.runs.devices import deterministic, threads
+from metalearner.runs.folder import CONFIG, append_metrics, run_lock, truncate_metrics
+from metalearner.training.progress import TrainingProgress
 
 PRETRAIN = "pretrain"  # the pretrained baseline's run folder inside a MAML run
 SAVE_SECONDS = 120.0  # also checkpoint after this long: a HalfCheetah iteration takes ~1 min

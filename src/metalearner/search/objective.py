@@ -16,13 +16,13 @@ from typing import Any
 
 import optuna
 
-from metalearner.checkpoint import checkpoint_exists, load_checkpoint
-from metalearner.config import RunConfig
-from metalearner.evaluate import summarize, task_scores
-from metalearner.experiment import build_experiment, seeded
-from metalearner.runs import LATEST, read_metrics
+from metalearner.evaluation.evaluator import summarize, task_scores
+from metalearner.runs.checkpoint import checkpoint_exists, load_checkpoint
+from metalearner.runs.config import RunConfig
+from metalearner.runs.experiment import build_experiment, seeded
+from metalearner.runs.folder import LATEST, read_metrics
 from metalearner.strategies import get_strategy
-from metalearner.train import TrainingDivergedError, meta_train
+from metalearner.training.loop import TrainingDivergedError, meta_train
 
 from .plan import SearchPlan
 from .space import Fixed, Param, candidates, default_space, narrow

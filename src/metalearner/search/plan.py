@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from metalearner.benchmark.plan import BenchmarkPlan, parse_budget
-from metalearner.config import RunConfig, load_config, to_dict
+from metalearner.config.plans import read_settings
 from metalearner.errors import ConfigError
-from metalearner.plans import read_settings
+from metalearner.runs.config import RunConfig, load_config, to_dict
 
 from .space import Param, check_space, default_space, narrow
 

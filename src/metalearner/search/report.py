@@ -20,8 +20,8 @@ from matplotlib.ticker import MaxNLocator
 
 from metalearner.benchmark.document import Bullets, Document, Heading, Image, Paragraph, Table
 from metalearner.benchmark.plan import parse_budget
-from metalearner.evaluate import EvalResult
-from metalearner.provenance import provenance
+from metalearner.evaluation.evaluator import EvalResult
+from metalearner.runs.provenance import provenance
 
 from .objective import values_of
 from .plan import SearchPlan

@@ -29,11 +29,11 @@ import optuna
 import torch
 
 from metalearner.benchmark.training import check_trainable, train_or_resume
-from metalearner.config import to_yaml
+from metalearner.config.plans import check_same_plan, keep_plan, same_plan
 from metalearner.errors import ConfigError, MetalearnerError
-from metalearner.evaluate import EvalResult, evaluate
-from metalearner.plans import check_same_plan, keep_plan, same_plan
-from metalearner.train import TrainingDivergedError
+from metalearner.evaluation.evaluator import EvalResult, evaluate
+from metalearner.runs.config import to_yaml
+from metalearner.training.loop import TrainingDivergedError
 
 from .objective import Objective, config_of, first_values, values_of
 from .plan import SearchPlan

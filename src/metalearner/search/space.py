@@ -25,8 +25,8 @@ from typing import Any
 
 import optuna
 
-from metalearner.config import RunConfig
 from metalearner.errors import ConfigError
+from metalearner.runs.config import RunConfig
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from metalearner.config.types import describe_type, match_type
 from metalearner.errors import ConfigError, DataError
 from metalearner.tasks.batch import TaskBatch
-from metalearner.typecheck import describe_type, match_type
 
 Params = dict[str, Tensor]
 Predictor = Callable[[Tensor], Tensor]

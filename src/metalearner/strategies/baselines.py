@@ -22,8 +22,8 @@ from torch import Tensor, nn
 
 from metalearner import functional as fx
 from metalearner.errors import ConfigError
-from metalearner.layers import per_task_kernels
-from metalearner.models import init_params
+from metalearner.nn.backbones import init_params
+from metalearner.nn.layers import per_task_kernels
 from metalearner.strategies.base import ConfigBase, Params, Predictor, check_range, register
 from metalearner.tasks.batch import TaskBatch
 

@@ -25,10 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from metalearner import functional as fx
-from metalearner import speed
 from metalearner.errors import ConfigError
-from metalearner.layers import per_task_kernels
-from metalearner.models import init_params
+from metalearner.functional import compiled as speed
+from metalearner.nn.backbones import init_params
+from metalearner.nn.layers import per_task_kernels
 from metalearner.strategies.base import (
     ConfigBase,
     Params,
@@ -65,13 +65,14 @@ class MAMLConfig(ConfigBase):
     meta_lr: float = 1e-3  # Adam's step size in the outer loop (read by the training loop)
     meta_batch_size: int = 32  # tasks per meta-step (read by the training loop)
     # How a meta-batch runs: vmapped over tasks, a per-task loop, the loop with each task
-    # compiled whole (fastest on a CPU once compiled, see metalearner.speed), or "auto" (the path
-    # measured fastest on the batch's device without a compile warm-up; see MAML.MEASURED).
+    # compiled whole (fastest on a CPU once compiled, see metalearner.functional.compiled), or
+    # "auto" (the path measured fastest on the batch's device without a compile warm-up; see
+    # MAML.MEASURED).
     batching: Literal["auto", "vmap", "loop", "compiled"] = "auto"
     chunk_size: int | None = None  # with vmap: tasks per vmapped chunk, to bound memory
     # CUDA only: record the meta-step (whichever batching) once as a CUDA graph and replay it,
-    # one launch per meta-step instead of one per kernel (see metalearner.speed). The graph
-    # reads the parameters where they are: step them in place between calls (as a run's
+    # one launch per meta-step instead of one per kernel (see metalearner.functional.compiled).
+    # The graph reads the parameters where they are: step them in place between calls (as a run's
     # optimizer does); parameters at new addresses are recorded anew (four kept at most).
     cuda_graph: bool = False
     # "bfloat16": autocast the meta-step (faster on CPUs with AVX512-BF16 and on GPUs, but the

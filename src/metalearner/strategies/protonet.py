@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from metalearner import functional as fx
 from metalearner.errors import ConfigError
-from metalearner.models import init_params
+from metalearner.nn.backbones import init_params
 from metalearner.strategies.base import (
     ConfigBase,
     Params,

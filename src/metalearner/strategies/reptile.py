@@ -16,7 +16,7 @@ from torch.func import grad
 
 from metalearner import functional as fx
 from metalearner.errors import ConfigError
-from metalearner.models import init_params
+from metalearner.nn.backbones import init_params
 from metalearner.strategies.base import (
     ConfigBase,
     Params,

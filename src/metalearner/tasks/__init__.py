@@ -1,12 +1,13 @@
 """Task generators: data in, a stream of small learning tasks out."""
 
+from metalearner.data.labeled import LabeledSet, model_input, to_float
+from metalearner.data.splits import ClassSplit, random_split
 from metalearner.tasks.augment import with_rotations
 from metalearner.tasks.batch import TaskBatch, TaskSet, TaskSource, concat, iter_batches
 from metalearner.tasks.episodes import EpisodePlan, EpisodeSampler, EpisodeTaskSet
-from metalearner.tasks.labeled import LabeledSet, model_input, to_float
+from metalearner.tasks.lake import export_lake_runs, load_lake_runs
 from metalearner.tasks.noise import NoisyLabels
 from metalearner.tasks.regression import FixedTasks, SinusoidTasks
-from metalearner.tasks.splits import ClassSplit, random_split
 
 __all__ = [
     "ClassSplit",
@@ -21,7 +22,9 @@ __all__ = [
     "TaskSet",
     "TaskSource",
     "concat",
+    "export_lake_runs",
     "iter_batches",
+    "load_lake_runs",
     "model_input",
     "random_split",
     "to_float",

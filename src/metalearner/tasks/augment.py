@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from metalearner.data.labeled import LabeledSet
 from metalearner.errors import ConfigError
-from metalearner.tasks.labeled import LabeledSet
 
 
 def with_rotations(

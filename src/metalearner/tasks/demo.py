@@ -17,11 +17,14 @@ from matplotlib.backend_bases import FigureCanvasBase
 from rich.console import Console
 from rich.table import Table
 
+from metalearner.data.labeled import LabeledSet
+from metalearner.data.omniglot import load_omniglot, vinyals_split
+from metalearner.data.registry import DATASETS, load_user_data
+from metalearner.data.text import decode, from_preprocessing, is_text
 from metalearner.errors import ConfigError, file_above
 from metalearner.tasks.batch import TaskBatch
-from metalearner.tasks.labeled import LabeledSet
+from metalearner.tasks.episodes import EpisodeSampler
 from metalearner.tasks.regression import SinusoidTasks
-from metalearner.tasks.text import decode, from_preprocessing, is_text
 
 
 def sinusoid_demo(
@@ -132,3 +135,39 @@ def _save(fig: plt.Figure, out: Path) -> Path:
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+def load_for_demo(
+    dataset: str,
+    *,
+    data_dir: Path | None,
+    path: Path | None,
+    ways: int,
+    shots: int,
+    queries: int,
+    download: bool = False,
+) -> tuple[LabeledSet, EpisodeSampler]:
+    """The labeled set and an episode sampler for ``metalearner tasks demo``.
+
+    Omniglot and FewRel episodes come from their meta-test classes (Vinyals split, wiki split),
+    a user's data from all of its classes.
+    """
+    if dataset == "fewrel":
+        from metalearner.data.fewrel import load_fewrel
+
+        data, split = load_fewrel(data_dir)
+        classes = split.test
+    elif dataset == "omniglot":
+        omniglot = load_omniglot(data_dir, download=download)
+        split = vinyals_split(omniglot)
+        data, classes = omniglot.data, split.test
+    elif dataset == "folder":
+        if path is None:
+            raise ConfigError(
+                "--dataset folder needs --path: a folder of class sub-folders or a CSV/.npz table."
+            )
+        data = load_user_data(path)
+        classes = torch.arange(data.num_classes)
+    else:
+        raise ConfigError(f"Unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}.")
+    return data, EpisodeSampler(data, classes, ways=ways, shots=shots, queries=queries)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from metalearner.data.labeled import LabeledSet, model_input
 from metalearner.errors import DataError
 from metalearner.tasks.batch import TaskBatch
-from metalearner.tasks.labeled import LabeledSet, model_input
 
 
 @dataclass(frozen=True)

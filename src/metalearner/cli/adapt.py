@@ -1,0 +1,63 @@
+"""``metalearner adapt``: the command's options; the work is :func:`adapt_files`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metalearner.cli.options import Which, checkpoint_name
+
+
+def adapt_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder or a checkpoint folder.")],
+    support: Annotated[
+        Path,
+        typer.Option(
+            help="Class sub-folders of images, or a CSV with a label column (text models: a CSV "
+            "with sentence, head, tail and label columns, or FewRel-like JSON lines)."
+        ),
+    ],
+    more: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="More query image files (so that --query q/*.png works).", show_default=False
+        ),
+    ] = None,
+    query: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A folder, image files, or a CSV (text: CSV or JSON lines); labeled: accuracy "
+            "is printed."
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Adaptation steps (default: the strategy's).")
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Where to write the predictions.")] = Path(
+        "predictions.csv"
+    ),
+    label: Annotated[str, typer.Option(help="The label column of a CSV.")] = "label",
+    checkpoint: Which = "best",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Adapt a meta-trained model to a new task's few labeled examples and predict its queries."""
+    from metalearner.errors import ConfigError
+    from metalearner.inference.predictions import adapt_files
+
+    queries = [*(query or []), *(more or [])]
+    if not queries:
+        raise ConfigError("Give the query items with --query (a folder, image files or a CSV).")
+    report = adapt_files(
+        run_dir,
+        support,
+        queries,
+        output=output,
+        steps=steps,
+        label=label,
+        which=checkpoint_name(checkpoint),
+        device=device,
+    )
+    for line in report.summary():
+        typer.echo(line)  # plain lines: scripts parse them, and rich would wrap long ones

@@ -1,0 +1,82 @@
+"""The ``metalearner`` command: one module per command, registered here; thin wrappers that parse,
+call the library and report.
+
+Every :class:`~metalearner.errors.MetalearnerError` becomes one line on stderr and exit code 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from metalearner.cli.adapt import adapt_cmd
+from metalearner.cli.benchmark import benchmark_cmd
+from metalearner.cli.evaluate import evaluate_cmd
+from metalearner.cli.presets import presets_cmd
+from metalearner.cli.quickstart import quickstart_cmd
+from metalearner.cli.rl import rl_app
+from metalearner.cli.search import search_cmd
+from metalearner.cli.tasks import tasks_app
+from metalearner.cli.train import train_cmd
+from metalearner.errors import MetalearnerError, file_error
+
+app = typer.Typer(
+    help="Meta-learning: generate tasks, meta-train strategies, adapt fast, evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(tasks_app, name="tasks")
+
+_DEBUG_ENV = "METALEARNER_DEBUG"
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    if debug:
+        os.environ[_DEBUG_ENV] = "1"
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+app.command("train")(train_cmd)
+app.command("evaluate")(evaluate_cmd)
+app.command("adapt")(adapt_cmd)
+app.command("presets")(presets_cmd)
+app.command("quickstart")(quickstart_cmd)
+app.command("benchmark")(benchmark_cmd)
+app.command("search")(search_cmd)
+app.add_typer(rl_app, name="rl")
+
+
+def main() -> None:
+    """Entry point: runs the app and turns user errors into one clear line."""
+    try:
+        app()
+    except SystemExit as exit_:
+        # Typer turns Ctrl-C into a silent exit 130 (a typer.Exit raised from the interrupt).
+        cause = exit_.__context__
+        if isinstance(cause, typer.Exit) and isinstance(cause.__cause__, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+        raise
+    except MetalearnerError as err:
+        if os.environ.get(_DEBUG_ENV) == "1":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:  # last resort: an output path that cannot be written, a full disk
+        message = file_error(err)
+        if message is None or os.environ.get(_DEBUG_ENV) == "1":
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,77 @@
+"""``metalearner evaluate``: score a run on its fixed test tasks; the work is :func:`evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from metalearner.cli.options import (
+    BackendOption,
+    DataDir,
+    Which,
+    backend_name,
+    checkpoint_name,
+    main_rank,
+)
+from metalearner.errors import ConfigError
+
+
+def evaluate_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `metalearner train`.")],
+    tasks: Annotated[
+        int | None, typer.Option("--tasks", help="Test tasks (default: the run's, 600).")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Adaptation steps (default: the strategy's).")
+    ] = None,
+    curve: Annotated[bool, typer.Option(help="Also score after 0, 1, ..., S steps.")] = True,
+    checkpoint: Which = "best",
+    device: Annotated[
+        str | None, typer.Option(help="cpu or cuda (default: the device the run trained on).")
+    ] = None,
+    data_dir: DataDir = None,
+    backend: BackendOption = "auto",
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="Score on another split's test classes with the same training (FewRel: pubmed "
+            "for a wiki run); writes eval-SPLIT.json."
+        ),
+    ] = None,
+    path: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where a run trained on your folder or table finds it now (its data.path is "
+            "relative to where training ran)."
+        ),
+    ] = None,
+) -> None:
+    """Score a run on its fixed test tasks (mean ± 95% CI, curve over steps); write eval.json."""
+    from metalearner.evaluation.evaluator import evaluate
+
+    if (tasks is not None and tasks < 1) or (steps is not None and steps < 0):
+        raise ConfigError("--tasks must be at least 1 and --steps at least 0.")
+    result = evaluate(
+        run_dir,
+        num_tasks=tasks,
+        steps=steps,
+        curve=curve,
+        data_dir=data_dir,
+        which=checkpoint_name(checkpoint),
+        device=device,
+        backend=backend_name(backend),
+        split=split,
+        data_path=path,
+    )
+    if not main_rank():
+        return
+    console = Console()
+    console.print(result.line())
+    if result.curve:
+        scale = 100 if result.metric == "accuracy" else 1
+        points = ", ".join(f"{p.steps}: {scale * p.mean:.4g}" for p in result.curve)
+        console.print(f"{result.metric} after steps {{{points}}}")
+    console.print(f"wrote {Path(run_dir) / (f'eval-{split}.json' if split else 'eval.json')}")

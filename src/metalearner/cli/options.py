@@ -1,0 +1,54 @@
+"""Options several commands share, each declared once, and the small checks that go with them."""
+
+from __future__ import annotations
+
+import os
+import typing
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from metalearner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from metalearner.runs.distributed import Backend
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Folder holding the datasets (default: $METALEARNER_DATA)."),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a setting: --set key=value (dotted, repeatable)."),
+]
+Seed = Annotated[int | None, typer.Option(help="Seed of initialisation and tasks.")]
+Which = Annotated[str, typer.Option("--checkpoint", help="best or latest.")]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        help="Under torchrun: the torch.distributed backend, gloo, nccl or auto (nccl for cuda)."
+    ),
+]
+
+
+def checkpoint_name(which: str) -> str:
+    """``which`` if it names a checkpoint of a run folder; otherwise one sentence."""
+    if which not in ("best", "latest"):
+        raise ConfigError(f"--checkpoint {which!r}: use best or latest.")
+    return which
+
+
+def backend_name(name: str) -> Backend:
+    """The ``--backend`` value as a torch.distributed backend name, checked."""
+    from metalearner.runs.distributed import BACKENDS
+
+    if name not in BACKENDS:
+        raise ConfigError(f"--backend {name!r}: use one of {', '.join(BACKENDS)}.")
+    return typing.cast("Backend", name)
+
+
+def main_rank() -> bool:
+    """Whether this process talks to the user: under torchrun every rank runs the command."""
+    return os.environ.get("RANK", "0") == "0"

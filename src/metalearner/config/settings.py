@@ -1,0 +1,110 @@
+"""Typed settings from plain mappings: the one parser behind every config (runs, RL, plans).
+
+A config is a frozen dataclass; :func:`from_dict` builds it from parsed YAML, checking every key
+and coercing every value against the field's type hint, so a typo or a wrong type is one
+sentence naming the setting. ``--set a.b=value`` overrides go through :func:`assign`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from metalearner.config.types import describe_type, match_type
+from metalearner.errors import ConfigError
+
+
+def from_dict(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
+    """Builds dataclass ``cls`` from a mapping, checking every key and value type."""
+    if not isinstance(data, Mapping):
+        if not prefix:
+            raise ConfigError(
+                "A run config must be a mapping of settings (key: value lines), not a "
+                f"{type(data).__name__}."
+            )
+        raise ConfigError(
+            f"Setting {prefix.rstrip('.')!r} must be a mapping of settings (key: value), not "
+            f"{data!r}."
+        )
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(
+                f"Unknown setting {prefix + str(key)!r}; use one of {', '.join(names)}."
+            )
+    values = {}
+    for name in names:
+        if name not in data:
+            continue
+        hint, value = hints[name], data[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = from_dict(typing.cast(type, hint), value or {}, f"{prefix}{name}.")
+        else:
+            values[name] = coerce(value, hint, prefix + name)
+    return cls(**values)
+
+
+def whole_numbers(value: Any, hint: Any) -> Any:
+    """``value`` with whole floats (``1e3`` is read as 1000.0) as ints where ``hint`` takes an
+    int and not that float; anything else unchanged."""
+    if isinstance(value, float) and value.is_integer() and not match_type(value, hint)[0]:
+        return int(value) if match_type(int(value), hint)[0] else value
+    origin = typing.get_origin(hint)
+    if origin is tuple and isinstance(value, list | tuple):
+        args = typing.get_args(hint)
+        if len(args) == len(value):
+            return type(value)(whole_numbers(v, a) for v, a in zip(value, args, strict=True))
+    if origin in (typing.Union, types.UnionType) and isinstance(value, list | tuple):
+        for arg in typing.get_args(hint):
+            fixed = whole_numbers(value, arg)
+            if match_type(fixed, arg)[0]:
+                return fixed
+    return value
+
+
+def assign(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"Setting {where!r} is a value, not a group; remove '.{parts[-1]}'.")
+        node = child
+    node[parts[-1]] = value
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    ok, out = match_type(whole_numbers(value, hint), hint)
+    if not ok:
+        raise ConfigError(f"Setting {key!r} must be {describe_type(hint)}, got {value!r}.")
+    return out
+
+
+def tuples(d: Mapping[str, Any]) -> dict[str, Any]:
+    # YAML has no tuples; strategy configs type pairs (Meta-SGD's inner_lr_init) as tuples.
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+SEED_MAX = 2**63 - 1
+"""The largest seed: torch.Generator takes up to 2**64 - 1, and runs derive seed + 1 etc."""
+
+
+def check_seed(key: str, seed: int) -> None:
+    """Raises ConfigError unless seed ``key`` is in 0..SEED_MAX (what torch.Generator takes)."""
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"Setting {key!r} must be an integer from 0 to {SEED_MAX}, got {seed}.")

@@ -1,0 +1,36 @@
+"""Datasets: the registry of what each dataset is, and loaders that decode it once into an
+in-memory :class:`LabeledSet` with class splits.
+"""
+
+from metalearner.data.config import DataConfig
+from metalearner.data.fewrel import fewrel_dir, load_fewrel
+from metalearner.data.folder import load_image_folder, load_table
+from metalearner.data.labeled import LabeledSet, model_input, to_float
+from metalearner.data.omniglot import (
+    Omniglot,
+    download_omniglot,
+    lake_split,
+    load_omniglot,
+    omniglot_split,
+    vinyals_split,
+)
+from metalearner.data.splits import ClassSplit, random_split
+
+__all__ = [
+    "ClassSplit",
+    "DataConfig",
+    "LabeledSet",
+    "Omniglot",
+    "download_omniglot",
+    "fewrel_dir",
+    "lake_split",
+    "load_fewrel",
+    "load_image_folder",
+    "load_omniglot",
+    "load_table",
+    "model_input",
+    "omniglot_split",
+    "random_split",
+    "to_float",
+    "vinyals_split",
+]

@@ -1,0 +1,128 @@
+"""The ``data`` settings of a run: which tasks to generate, with each dataset's own defaults.
+
+Settings whose sensible value depends on the dataset (the split, the class counts of the split)
+default to ``null`` and are resolved here, so the ``config.yaml`` of a run states the values
+it used: Omniglot's Vinyals split keeps 1200 meta-training characters of which 100 validate,
+FewRel's ``wiki`` split 10 meta-training relations validated on held-out sentences (see
+:mod:`metalearner.data.fewrel`).
+
+References:
+    Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016 (the Omniglot split).
+    Han et al., "FewRel", EMNLP 2018; Gao et al., "FewRel 2.0", EMNLP-IJCNLP 2019.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from metalearner.config.settings import check_seed
+from metalearner.errors import ConfigError
+
+SPLITS = {
+    "omniglot": ("vinyals", "lake"),
+    "fewrel": ("wiki", "pubmed", "official"),
+}
+"""The splits of each dataset; the first is its default. Other datasets ignore the split."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which tasks to generate.
+
+    ``ways``/``shots``/``queries`` describe the test tasks; a strategy may train on other ways
+    (ProtoNets' ``train_ways``). For sinusoids ``shots`` is K (points per task) and ``ways`` is
+    unused.
+    """
+
+    dataset: Literal["sinusoid", "omniglot", "folder", "fewrel"] = "sinusoid"
+    path: str | None = None  # the user's folder or CSV/.npz table, for dataset "folder"
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+    # Omniglot: "vinyals" (MAML's 1200 shuffled characters, the rest test) or "lake"
+    # (background vs evaluation alphabets). FewRel: "wiki" (10 of val_wiki.json's 16 relations
+    # for meta-training, 6 for test), "pubmed" (the same training, tested on FewRel 2.0's PubMed
+    # relations) or "official" (train_wiki.json's 64 relations, tested on val_wiki.json's).
+    # Folders always use a random class split. null: the dataset's first.
+    split: Literal["vinyals", "lake", "wiki", "pubmed", "official"] | None = None
+    # Classes for training + validation; null: 1200 (Omniglot, folders), 10 (FewRel; all 64 for
+    # "official").
+    meta_train_classes: int | None = None
+    # The validation part of meta_train_classes; null: 100, or 0 for FewRel, which then
+    # validates on held-out sentences of its training relations instead.
+    val_classes: int | None = None
+    split_seed: int = 0  # fixes the class split, so it is the same on every machine
+    rotations: bool = True  # Omniglot: rotated training characters as new classes
+    image_size: int = 28
+    max_length: int = 40  # FewRel: tokens per sentence (L = 40 in the FewRel paper's CNN code)
+
+
+def resolve_data(d: DataConfig) -> DataConfig:
+    """``d`` with every ``null`` left to the dataset filled in, and its combinations checked.
+
+    Raises:
+        ConfigError: a split of another dataset, or class counts that cannot split.
+    """
+    known = SPLITS.get(d.dataset, SPLITS["omniglot"])
+    split = d.split or known[0]
+    if split not in known:
+        raise ConfigError(
+            f"data.split {split!r} is not a split of {d.dataset}; use one of {', '.join(known)}."
+        )
+    meta, val = class_counts(dataclasses.replace(d, split=typing.cast(Any, split)))
+    out = dataclasses.replace(
+        d, split=typing.cast(Any, split), meta_train_classes=meta, val_classes=val
+    )
+    check_data(out)
+    return out
+
+
+def class_counts(d: DataConfig) -> tuple[int, int]:
+    """``(meta_train_classes, val_classes)``, the dataset's defaults where they are ``null``."""
+    text = d.dataset == "fewrel"
+    meta = d.meta_train_classes
+    if meta is None:
+        meta = (64 if d.split == "official" else 10) if text else 1200
+    val = d.val_classes if d.val_classes is not None else (0 if text else 100)
+    return meta, val
+
+
+def check_data(d: DataConfig) -> None:
+    """Raises ConfigError for a data setting out of range."""
+    for key in ("ways", "shots", "image_size", "max_length"):
+        if getattr(d, key) < 1:
+            raise ConfigError(f"Setting 'data.{key}' must be at least 1, got {getattr(d, key)}.")
+    if d.queries < 1:
+        raise ConfigError(f"Setting 'data.queries' must be at least 1, got {d.queries}.")
+    if (d.val_classes or 0) < 0:
+        raise ConfigError(f"Setting 'data.val_classes' must be 0 or more, got {d.val_classes}.")
+    if d.dataset == "fewrel" and 0 < (d.val_classes or 0) < d.ways:
+        raise ConfigError(
+            f"data.val_classes {d.val_classes} cannot make {d.ways}-way validation tasks; hold "
+            f"out at least {d.ways} relations, or 0 to validate on held-out sentences."
+        )
+    if d.dataset == "folder" and not d.path:
+        raise ConfigError("data.dataset 'folder' needs data.path: a class-folder tree or a table.")
+    check_seed("data.split_seed", d.split_seed)
+    held_out = d.dataset == "folder" or (d.dataset == "omniglot" and d.split == "vinyals")
+    if held_out and d.val_classes is not None and d.val_classes < d.ways:
+        raise ConfigError(
+            f"data.val_classes {d.val_classes} cannot make {d.ways}-way validation tasks; set "
+            f"data.val_classes to at least data.ways ({d.ways})."
+        )
+
+
+def training_classes(d: DataConfig) -> int | None:
+    """Classes that training tasks draw from (Omniglot's rotations count as classes), where the
+    settings alone fix it (a resolved ``d``); ``None`` where it depends on the data."""
+    if d.dataset == "sinusoid" or d.meta_train_classes is None or d.val_classes is None:
+        return None
+    if d.dataset == "omniglot" and d.split != "vinyals":
+        return None  # Lake's split holds out whole alphabets: counted once the data is read
+    if d.dataset == "fewrel" and d.val_classes == 0:
+        return d.meta_train_classes  # validates on held-out sentences of every relation
+    train = d.meta_train_classes - d.val_classes
+    return 4 * train if d.dataset == "omniglot" and d.rotations else train

@@ -1,0 +1,237 @@
+"""FewRel relation classification: sentences with a head and a tail entity, one class a relation.
+
+Read from ``<data-dir>/fewrel/`` in the FewRel JSON format, ``{relation_id: [{"tokens": [...],
+"h": [name, id, [[positions]]], "t": [...]}, ...]}``, with relation names from ``pid2name.json``
+when it is there. Sentences are encoded by :mod:`metalearner.data.text` with a vocabulary of the
+meta-training sentences only. Splits (``data.split``):
+
+- ``wiki`` (default): the 16 relations of ``val_wiki.json`` (FewRel 1.0's public validation set;
+  its 64 training relations are not redistributed with this project), shuffled with
+  ``split_seed``: the first ``meta_train`` (10) for meta-training, the other 6 for meta-test.
+  With seed 0 the test relations are P155 (follows), P177 (crosses), P2094 (competition
+  class), P25 (mother), P364 (original language of film or TV show) and P921 (main subject).
+- ``pubmed``: the same meta-training (same relations, sentences and vocabulary, so a model
+  trained on either split is the same), tested on the 10 PubMed relations of FewRel 2.0's
+  ``val_pubmed.json``: a cross-domain test (biomedical text, mostly unknown words).
+- ``official``: for the full FewRel: the 64 relations of ``train_wiki.json`` for meta-training,
+  the 16 of ``val_wiki.json`` for meta-test (the official test set has never been public).
+
+Validation: with ``val`` 0 (FewRel's default) a seventh of each meta-training relation's sentences
+(100 of 700) is held out, never trained on, and each such part is a validation class of its own;
+16 relations cannot spare the 5 that 5-way validation tasks would need. With ``val`` >= the task's
+ways, that many meta-training relations are held out instead (as Omniglot's Vinyals split does).
+
+References:
+    Han et al., "FewRel: A Large-Scale Supervised Few-Shot Relation Classification Dataset with
+    State-of-the-Art Evaluation", EMNLP 2018. Gao et al., "FewRel 2.0: Towards More Challenging
+    Few-Shot Relation Classification", EMNLP-IJCNLP 2019 (the PubMed domain-adaptation set).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metalearner.data.labeled import LabeledSet
+from metalearner.data.omniglot import data_root
+from metalearner.data.splits import ClassSplit
+from metalearner.data.text import Sentence, Vocabulary, encode, text_preprocessing
+from metalearner.errors import ConfigError, DataError
+
+WIKI, PUBMED, TRAIN, NAMES = "val_wiki.json", "val_pubmed.json", "train_wiki.json", "pid2name.json"
+SPLITS = ("wiki", "pubmed", "official")
+HELD_OUT = 7  # with val = 0: 1 sentence in 7 of each meta-training relation validates
+
+
+@dataclass(frozen=True)
+class Relation:
+    """One relation (class): its id, readable name, domain and sentences."""
+
+    id: str
+    name: str
+    domain: str
+    sentences: tuple[Sentence, ...]
+
+
+def fewrel_dir(data_dir: Path | str | None = None) -> Path:
+    """``<root>/fewrel``, or the root itself when the JSON files sit directly in it."""
+    root = data_root(data_dir)
+    return root if (root / WIKI).is_file() and not (root / "fewrel").is_dir() else root / "fewrel"
+
+
+def load_fewrel(
+    data_dir: Path | str | None = None,
+    *,
+    split: str = "wiki",
+    meta_train: int | None = None,
+    val: int = 0,
+    seed: int = 0,
+    max_length: int = 40,
+) -> tuple[LabeledSet, ClassSplit]:
+    """The encoded sentences of ``split`` and its class split (see the module doc).
+
+    Args:
+        data_dir: folder holding ``fewrel/`` (default: ``$METALEARNER_DATA``).
+        split: ``wiki``, ``pubmed`` or ``official``.
+        meta_train: relations for meta-training and validation (None: 10, official: all 64).
+        val: validation relations among them; 0 holds out sentences instead.
+        seed: shuffles the relations before they are split (fixed: the same on every machine).
+        max_length: tokens per encoded sentence.
+
+    Raises:
+        DataError: a file is missing or malformed (naming the file, relation and record).
+        ConfigError: the split sizes do not fit the relations.
+
+    Example:
+        >>> data, split = load_fewrel("/data")
+        >>> data.x.shape, split.sizes()
+        (torch.Size([11200, 3, 40]), {'train': 10, 'val': 10, 'test': 6})
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"Unknown FewRel split {split!r}; use one of {', '.join(SPLITS)}.")
+    folder = fewrel_dir(data_dir)
+    names = relation_names(folder)
+    wiki = _shuffled(load_relations(_need(folder, WIKI, split), "wiki", names), seed)
+    if split == "official":
+        pool, test = (
+            _shuffled(load_relations(_need(folder, TRAIN, split), "wiki", names), seed),
+            wiki,
+        )
+    else:
+        pool, test = wiki, []
+    size = meta_train if meta_train is not None else (len(pool) if split == "official" else 10)
+    limit = len(pool) if split == "official" else len(pool) - 1  # wiki: leave test relations
+    if not 0 <= val < size <= limit:
+        raise ConfigError(
+            f"FewRel split {split!r} has {len(pool)} relations to draw from; set "
+            f"data.meta_train_classes to at most {limit} and above data.val_classes ({val})."
+        )
+    meta = pool[:size]
+    if split == "wiki":
+        test = pool[size:]
+    elif split == "pubmed":
+        test = load_relations(_need(folder, PUBMED, split), "pubmed", names)
+    train, held = _validation(meta, val, seed)
+    classes = [*train, *held, *test]
+    vocab = Vocabulary.build(s.tokens for r in train for s in r.sentences)
+    sentences = [s for r in classes for s in r.sentences]
+    y = torch.cat([torch.full((len(r.sentences),), i) for i, r in enumerate(classes)])
+    data = LabeledSet(
+        encode(sentences, vocab, max_length),
+        y.to(torch.int64),
+        tuple(r.name for r in classes),
+        tuple(r.domain for r in classes),
+        name=f"FewRel ({split})",
+        preprocessing=text_preprocessing(vocab, max_length),
+    )
+    ids = torch.arange(len(classes))
+    a, b = len(train), len(train) + len(held)
+    return data, ClassSplit(train=ids[:a], val=ids[a:b], test=ids[b:])
+
+
+def load_relations(path: Path, domain: str, names: Mapping[str, str]) -> list[Relation]:
+    """Every relation of one FewRel JSON file, sorted by id, each record checked.
+
+    Raises:
+        DataError: the file is not FewRel JSON, or a record is malformed (naming it).
+    """
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} cannot be read ({err}); check the file.") from None
+    except json.JSONDecodeError as err:
+        raise DataError(
+            f"{path} is not valid JSON (line {err.lineno}); fix or replace it."
+        ) from None
+    if not isinstance(raw, dict) or not raw:
+        raise DataError(f"{path} must hold a JSON object {{relation: [records]}}, as FewRel does.")
+    out = []
+    for rid in sorted(raw):
+        records = raw[rid]
+        if not isinstance(records, list):
+            raise DataError(f"{path}: relation {rid!r} must map to a list of records.")
+        sentences = tuple(_sentence(r, path, rid, i) for i, r in enumerate(records))
+        name = names.get(rid)
+        out.append(Relation(rid, f"{rid} ({name})" if name else rid, domain, sentences))
+    return out
+
+
+def relation_names(folder: Path) -> dict[str, str]:
+    """Relation id -> name from ``pid2name.json`` (``{"P177": ["crosses", "..."]}``), or ``{}``."""
+    path = folder / NAMES
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return {str(k): str(v[0]) for k, v in raw.items()}
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError):
+        raise DataError(
+            f"{path} is not a map of relation ids to [name, description]; fix or remove it."
+        ) from None
+
+
+def _sentence(record: Any, path: Path, rid: str, index: int) -> Sentence:
+    def bad(what: str) -> DataError:
+        return DataError(f"{path}: relation {rid!r}, record {index}: {what}; fix or remove it.")
+
+    if not isinstance(record, dict):
+        raise bad("is not an object with tokens, h and t")
+    tokens = record.get("tokens")
+    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+        raise bad("'tokens' must be a non-empty list of strings")
+    spans = []
+    for key in ("h", "t"):
+        entity = record.get(key)
+        if not isinstance(entity, list) or len(entity) < 3 or not isinstance(entity[2], list):
+            raise bad(f"{key!r} must be [name, id, [[token positions], ...]]")
+        mention = entity[2][0] if entity[2] else None
+        if not isinstance(mention, list) or not mention:
+            raise bad(f"{key!r} has no token positions")
+        if not all(isinstance(p, int) and 0 <= p < len(tokens) for p in mention):
+            raise bad(f"{key!r} positions {mention} are not token indices 0..{len(tokens) - 1}")
+        spans.append((min(mention), max(mention) + 1))
+    return Sentence(tuple(tokens), spans[0], spans[1])
+
+
+def _need(folder: Path, file: str, split: str) -> Path:
+    path = folder / file
+    if not path.is_file():
+        raise DataError(
+            f"FewRel's {file} (needed by split {split!r}) is not in {folder}; put the FewRel "
+            "JSON files there, or point --data-dir or METALEARNER_DATA at the folder that holds "
+            "fewrel/."
+        )
+    return path
+
+
+def _shuffled(relations: list[Relation], seed: int) -> list[Relation]:
+    order = torch.randperm(len(relations), generator=torch.Generator().manual_seed(seed))
+    return [relations[i] for i in order.tolist()]
+
+
+def _validation(meta: list[Relation], val: int, seed: int) -> tuple[list[Relation], list[Relation]]:
+    """Training relations and validation classes: held-out relations, or held-out sentences."""
+    if val > 0:
+        return meta[: len(meta) - val], meta[len(meta) - val :]
+    g = torch.Generator().manual_seed(seed)
+    train, held = [], []
+    for r in meta:
+        order = torch.randperm(len(r.sentences), generator=g).tolist()
+        cut = len(order) // HELD_OUT
+        held.append(
+            Relation(
+                r.id,
+                f"{r.name}, held-out sentences",
+                r.domain,
+                tuple(r.sentences[i] for i in sorted(order[:cut])),
+            )
+        )
+        train.append(
+            Relation(r.id, r.name, r.domain, tuple(r.sentences[i] for i in sorted(order[cut:])))
+        )
+    return train, held

@@ -1,0 +1,301 @@
+"""Evaluation on a fixed, seeded set of test tasks: mean ± 95% confidence interval, and a curve.
+
+Every strategy of a comparison is scored on the same tasks (same seed), each task adapted from
+its support set and scored on its query set: accuracy for classification, mean squared error
+for regression. The interval is the papers' ``1.96 · sd / √n`` over tasks.
+
+References:
+    Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017
+    (600 test tasks, accuracy vs adaptation steps). Snell et al., "Prototypical Networks for
+    Few-shot Learning", NeurIPS 2017 (95% confidence intervals over test episodes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from metalearner.errors import ConfigError, DataError
+from metalearner.runs.config import RunConfig
+from metalearner.runs.devices import threads, torch_device
+from metalearner.runs.distributed import Backend, Group, joined
+from metalearner.runs.folder import EVAL, checkpoint_path, load_state, read_run_config, run_kind
+from metalearner.strategies import Params, Strategy
+from metalearner.tasks import TaskSet, iter_batches
+
+
+@dataclass(frozen=True)
+class Score:
+    """A mean over tasks with its 95% confidence half-width, after ``steps`` adaptation steps."""
+
+    steps: int | None
+    mean: float
+    ci95: float
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What ``metalearner evaluate`` reports and writes to ``eval.json``.
+
+    Attributes:
+        metric: ``"accuracy"`` (a fraction, higher is better) or ``"mse"`` (lower is better).
+        score: at the strategy's adaptation steps (or the ``steps`` asked for).
+        curve: the score after 0, 1, …, S steps; empty for strategies that take no steps.
+        num_tasks: test tasks scored.
+        checkpoint: which checkpoint was evaluated and its training step.
+    """
+
+    metric: str
+    score: Score
+    curve: list[Score]
+    num_tasks: int
+    checkpoint: dict[str, Any]
+
+    def line(self) -> str:
+        """One line for people, e.g. ``accuracy 98.12% ± 0.31 (600 tasks)``."""
+        return format_score(self.metric, self.score, self.num_tasks)
+
+
+def format_score(metric: str, score: Score, num_tasks: int) -> str:
+    """``accuracy 98.12% ± 0.31 (600 tasks)`` or ``mse 0.512 ± 0.031 (600 tasks)``."""
+    if metric == "accuracy":
+        return f"accuracy {100 * score.mean:.2f}% ± {100 * score.ci95:.2f} ({num_tasks} tasks)"
+    return f"mse {score.mean:.4g} ± {score.ci95:.2g} ({num_tasks} tasks)"
+
+
+def task_scores(
+    strategy: Strategy,
+    params: Params,
+    tasks: TaskSet,
+    *,
+    steps: int | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 50,
+) -> Tensor:
+    """``[n]`` score of each task after adapting on its support set (``steps`` overrides).
+
+    Each task's query set is predicted in one call: BatchNorm is transductive here.
+    """
+    out = []
+    for batch in iter_batches(tasks, batch_size):
+        batch = batch.to(device)
+        for t in range(batch.num_tasks):
+            predict = strategy.adapt(params, batch.support_x[t], batch.support_y[t], steps=steps)
+            out.append(_score(predict, batch.query_x[t], batch.query_y[t]))
+    if not out:  # an empty share of a task set split across processes
+        return torch.zeros(0, dtype=torch.float64)
+    return torch.stack(out).cpu().double()
+
+
+def task_curves(
+    strategy: Strategy,
+    params: Params,
+    tasks: TaskSet,
+    steps: list[int],
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 50,
+) -> Tensor:
+    """``[len(steps), n]``: each task's score after each number of adaptation steps.
+
+    A strategy with ``adapt_steps`` (one pass gives every intermediate predictor) is adapted
+    once per task; any other is adapted afresh for each number of steps.
+    """
+    one_pass = getattr(strategy, "adapt_steps", None)
+    if one_pass is None:
+        rows = [task_scores(strategy, params, tasks, steps=s, device=device) for s in steps]
+        return torch.stack(rows)
+    out = []
+    for batch in iter_batches(tasks, batch_size):
+        batch = batch.to(device)
+        for t in range(batch.num_tasks):
+            path = one_pass(params, batch.support_x[t], batch.support_y[t], steps=max(steps))
+            qx, qy = batch.query_x[t], batch.query_y[t]
+            out.append(torch.stack([_score(path[s], qx, qy) for s in steps]))
+    if not out:
+        return torch.zeros(len(steps), 0, dtype=torch.float64)
+    return torch.stack(out, dim=1).cpu().double()
+
+
+def _score(predict: Callable[[Tensor], Tensor], x: Tensor, target: Tensor) -> Tensor:
+    """Squared error for regression targets, accuracy for labels."""
+    with torch.no_grad():
+        pred = predict(x).float()
+    if target.dtype.is_floating_point:
+        return (pred.reshape(target.shape) - target).square().mean()
+    return (pred.argmax(-1) == target).float().mean()
+
+
+def summarize(scores: Tensor, steps: int | None = None) -> Score:
+    """Mean and ``1.96 · sd / √n`` (sample standard deviation; 0 for a single task)."""
+    n = scores.numel()
+    sd = float(scores.std(unbiased=True)) if n > 1 else 0.0
+    return Score(steps=steps, mean=float(scores.mean()), ci95=1.96 * sd / math.sqrt(n))
+
+
+def curve_steps(max_steps: int) -> list[int]:
+    """0, 1, …, S for S ≤ 10; beyond that a roughly geometric subset ending at S (a strategy
+    without ``adapt_steps`` pays S² steps for a full curve)."""
+    if max_steps <= 10:
+        return list(range(max_steps + 1))
+    points = {0, 1, 2, 3, 5, 10, max_steps}
+    points |= {s for s in (20, 50, 100, 200, 500) if s < max_steps}
+    return sorted(points)
+
+
+def evaluate(
+    run_dir: Path | str,
+    *,
+    num_tasks: int | None = None,
+    steps: int | None = None,
+    curve: bool = True,
+    data_dir: Path | None = None,
+    which: str = "best",
+    device: str | None = None,
+    backend: Backend = "auto",
+    split: str | None = None,
+    data_path: Path | None = None,
+) -> EvalResult:
+    """Scores a run's checkpoint on its fixed test tasks and writes ``eval.json`` into the run.
+
+    Args:
+        run_dir: a folder written by :func:`metalearner.training.loop.meta_train`.
+        num_tasks: test tasks (default: the run's ``test_tasks``, 600).
+        steps: adaptation steps (default: the strategy's ``eval_steps``).
+        curve: also score after 0, 1, …, ``steps`` steps.
+        data_dir: where the dataset is (default: where training found it).
+        which: ``"best"`` (falls back to ``"latest"``) or ``"latest"``.
+        device: ``"cpu"`` or ``"cuda"`` (default: the run's), e.g. to score a GPU-trained run on
+            a machine without one.
+        backend: under torchrun, the ``torch.distributed`` backend; each rank scores its share
+            of the tasks, every rank gets the whole result and rank 0 writes ``eval.json``.
+        split: score on the test classes of another split of the run's data with the same
+            meta-training classes (FewRel: ``pubmed`` for a ``wiki`` run, a cross-domain test);
+            the result goes to ``eval-<split>.json`` and ``eval.json`` is left as it is.
+        data_path: where a run trained on a user's folder or table finds it now (its
+            ``data.path`` is as training gave it: relative to the folder training ran in).
+
+    Raises:
+        DataError: ``run_dir`` is not a run folder (or is an RL run), has no checkpoint, or its
+            data is missing.
+        ConfigError: ``split`` is not a split of the run's dataset, or trains on other classes;
+            ``data_path`` is given for a run not trained on a folder or table.
+
+    Example:
+        >>> result = evaluate("runs/sinusoid-maml-k10", num_tasks=600)
+        >>> print(result.line())
+        mse 0.0123 ± 0.0021 (600 tasks)
+    """
+    if run_kind(Path(run_dir)) == "rl":
+        raise DataError(f"{run_dir} is an RL run; use `metalearner rl evaluate {run_dir}`.")
+    cfg = _with_data_path(read_run_config(Path(run_dir)), data_path)
+    out = EVAL
+    if split is not None and split != cfg.data.split:
+        cfg = _other_split(cfg, split)
+        out = f"eval-{split}.json"
+    if device is not None:
+        cfg = dataclasses.replace(cfg, device=torch_device(device).type)  # type: ignore[arg-type]
+    with threads(cfg.threads), joined(cfg.device, backend) as group:
+        return _evaluate(cfg, Path(run_dir), num_tasks, steps, curve, data_dir, which, group, out)
+
+
+# Splits that keep the run's meta-training classes (and so its vocabulary), changing only the
+# test classes: a model trained on the first is scored on the second without retraining.
+_SAME_TRAINING = {("fewrel", "wiki", "pubmed"), ("fewrel", "pubmed", "wiki")}
+
+
+def _with_data_path(cfg: RunConfig, data_path: Path | None) -> RunConfig:
+    """``cfg`` reading its folder or table from ``data_path``; or, without it, checked that its
+    ``data.path`` is found from here."""
+    d = cfg.data
+    if data_path is not None:
+        if d.dataset != "folder":
+            raise ConfigError(
+                f"--path is for runs trained on a folder or table, not on {d.dataset}; drop it "
+                "(--data-dir says where Omniglot or FewRel is)."
+            )
+        return dataclasses.replace(cfg, data=dataclasses.replace(d, path=str(data_path)))
+    if d.dataset == "folder" and d.path and not Path(d.path).expanduser().exists():
+        if Path(d.path).expanduser().is_absolute():
+            raise DataError(
+                f"The run's data {d.path} no longer exists; pass --path with its new location."
+            )
+        raise DataError(
+            f"The run's data.path {d.path} is relative to the folder training ran in and is not "
+            "found from here; run evaluate from that folder, or pass --path with its location."
+        )
+    return cfg
+
+
+def _other_split(cfg: RunConfig, split: str) -> RunConfig:
+    from metalearner.data.config import SPLITS, resolve_data
+
+    d = cfg.data
+    if d.dataset not in SPLITS:
+        raise ConfigError(
+            f"A {d.dataset} run has no splits, so it cannot be scored on split {split!r}; drop "
+            "--split (it scores a FewRel run on other test relations: pubmed for a wiki run)."
+        )
+    data = resolve_data(dataclasses.replace(d, split=split))  # type: ignore[arg-type]
+    if (d.dataset, d.split, split) not in _SAME_TRAINING:
+        raise ConfigError(
+            f"A {d.dataset} run trained on split {d.split!r} cannot be scored on split "
+            f"{split!r}, which meta-trains on other classes; train a run on {split!r} instead."
+        )
+    return dataclasses.replace(cfg, data=data)
+
+
+def _evaluate(
+    cfg: RunConfig,
+    folder: Path,
+    num_tasks: int | None,
+    steps: int | None,
+    curve: bool,
+    data_dir: Path | None,
+    which: str,
+    group: Group,
+    out: str = EVAL,
+) -> EvalResult:
+    from metalearner.runs.experiment import build_experiment
+
+    path = checkpoint_path(folder, which)
+    state, ckpt = load_state(path)
+    recorded = ckpt.meta.get("data_dir")
+    exp = build_experiment(cfg, data_dir=data_dir or (Path(recorded) if recorded else None))
+    device = group.device(torch_device(cfg.device).type)
+    params = {k: v.to(device) for k, v in state.params.items()}
+    tasks = exp.test_tasks(cfg, num_tasks)
+    mine = group.tasks(tasks)
+    metric = "accuracy" if cfg.data.dataset != "sinusoid" else "mse"
+    default_steps = exp.strategy.config.__dict__.get("eval_steps")
+    max_steps = steps if steps is not None else default_steps
+    points: list[Score] = []
+    if curve and default_steps is not None and max_steps is not None:
+        wanted = curve_steps(max_steps)
+        scores = task_curves(exp.strategy, params, mine, wanted, device=device)
+        scores = group.gather(scores, len(tasks))
+        points = [summarize(row, s) for row, s in zip(scores, wanted, strict=True)]
+    score = next((p for p in points if p.steps == max_steps), None)
+    if score is None:
+        scores = task_scores(exp.strategy, params, mine, steps=max_steps, device=device)
+        score = summarize(group.gather(scores, len(tasks)), max_steps)
+    result = EvalResult(
+        metric=metric,
+        score=score,
+        curve=points,
+        num_tasks=len(tasks),
+        checkpoint={"path": str(path.relative_to(folder)), "step": state.step},
+    )
+    payload = asdict(result) | {"line": result.line(), "test_seed": cfg.test_seed}
+    payload |= {"device": cfg.device, "precision": cfg.precision}
+    if group.is_main:
+        (folder / out).write_text(json.dumps(payload, indent=2) + "\n")
+    return result

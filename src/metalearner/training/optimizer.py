@@ -1,0 +1,39 @@
+"""The outer optimiser and its step-size schedule: pure functions of the config and the step.
+
+A schedule that depends only on the step number lets a resumed run follow it exactly.
+
+References:
+    Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017
+    (constant Adam). Nichol et al., "On First-Order Meta-Learning Algorithms", 2018 (Reptile's
+    outer SGD step, annealed linearly). Snell et al., "Prototypical Networks for Few-shot
+    Learning", NeurIPS 2017 (Adam, halved every 2000 episodes). Loshchilov & Hutter, "SGDR:
+    Stochastic Gradient Descent with Warm Restarts", ICLR 2017 (cosine schedule).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from metalearner.runs.config import OptimizerConfig, RunConfig
+
+
+def lr_factor(cfg: RunConfig, step: int) -> float:
+    """Multiplier of the base step size before outer step ``step`` (0-based)."""
+    opt, frac = cfg.optimizer, step / max(cfg.steps, 1)
+    if opt.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+    if opt.schedule == "linear":
+        return 1.0 - frac
+    if opt.schedule == "step":
+        return float(opt.decay_rate ** (step // (opt.decay_every or 1)))
+    return 1.0
+
+
+def make_optimizer(opt: OptimizerConfig, params: list[Tensor]) -> torch.optim.Optimizer:
+    """Plain SGD (Reptile's outer step) or Adam over ``params``."""
+    if opt.name == "sgd":
+        return torch.optim.SGD(params, lr=opt.lr or 0.0)
+    return torch.optim.Adam(params, lr=opt.lr or 0.0, betas=opt.betas)
