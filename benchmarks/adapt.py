@@ -25,8 +25,8 @@ from PIL import Image
 
 import machine  # benchmarks/machine.py
 import metalearner
-from metalearner.config import load_config
-from metalearner.train import meta_train
+from metalearner.runs.config import load_config
+from metalearner.training.loop import meta_train
 
 HERE = Path(__file__).resolve().parent
 WAYS, QUERIES = 5, 15
@@ -80,7 +80,7 @@ def time_case(run: Path, steps: int | None, files: bool, repeats: int, root: Pat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
+    parser.add_argument("--record", action="store_true", help="record in benchmarks/RESULTS.md")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

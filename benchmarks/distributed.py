@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 import machine  # benchmarks/machine.py
-from metalearner.runs import read_metrics
+from metalearner.runs.folder import read_metrics
 
 # (label, preset, extra settings): the paper's MAML meta-batch, and ProtoNets' cheap steps
 # where the all-reduce of the gradients weighs most.
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=12, help="outer steps per measurement")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark-distributed"))
-    parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
+    parser.add_argument("--record", action="store_true", help="record in benchmarks/RESULTS.md")
     args = parser.parse_args()
     head = "| workload | 1 proc x 1 thread | 1 proc x 2 threads | 2 procs x 1 thread |"
     rows = [

@@ -17,8 +17,8 @@ examples use (conv, BatchNorm with batch statistics, ReLU, max-pool); ours pools
 which is the same function.
 
 On a CPU every worker, the libraries' too, first keeps the memory it frees for reuse (what
-``metalearner`` runs do, :func:`metalearner.devices.retain_freed_memory`), so the ratios compare
-code, not allocators; ``--allocator default`` leaves glibc's default for every path instead.
+``metalearner`` runs do, :func:`metalearner.runs.devices.retain_freed_memory`), so the ratios
+compare code, not allocators; ``--allocator default`` leaves glibc's default for every path instead.
 
 Memory: on a CPU, "peak MB" is the worker's whole-process RSS high-water mark and "tensors MB"
 the most bytes of tensors alive at once during a meta-step (weights, batch and gradients held,
@@ -43,7 +43,9 @@ Usage:
     python benchmarks/maml_speed.py --device cuda --repeats 10 --settings 5way \
         --paths "ours: vmap" "ours: loop+graph" "ours: loop+graph bf16" higher torchopt
 
-Writes ``benchmarks/maml_speed.json``; ``--record`` appends the tables to benchmarks/RESULTS.md.
+Writes ``benchmarks/maml_speed.json``; ``--record`` writes each setting's table into
+benchmarks/RESULTS.md in place of the last run of that setting on that device (the one it
+replaces goes to benchmarks/history/).
 """
 
 from __future__ import annotations
@@ -68,8 +70,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from machine import commit  # benchmarks/machine.py
-from metalearner.devices import retain_freed_memory
-from metalearner.models import build_model
+from machine import record as record_section
+from metalearner.nn.backbones import build_model
+from metalearner.runs.devices import retain_freed_memory
 from metalearner.strategies import build
 from metalearner.tasks import TaskBatch
 from tensor_memory import tensor_peak  # benchmarks/tensor_memory.py
@@ -430,17 +433,19 @@ def machine(device: str = "cpu") -> str:
     return f"{gpu}{os.cpu_count()}-core {cpu}{flags}, torch {torch.__version__}"
 
 
-def record(text: str, command: str, device: str, allocator: str) -> None:
+def record(text: str, setting: str, command: str, device: str, allocator: str) -> None:
+    """One setting's table in RESULTS.md, in place of the last run of that setting and device."""
+    where = "a GPU" if device.startswith("cuda") else "a CPU"
     memory = {"retained": "freed memory kept for reuse", "default": "glibc's default"}[allocator]
-    section = [
-        "", "## Second-order MAML speed (benchmarks/maml_speed.py)", "",
-        f"- Command: `{command}`", f"- Machine: {machine(device)}",
-        *([f"- Allocator (every path): {memory}"] if device == "cpu" else []),
-        f"- Commit: {commit()} (working tree), {datetime.date.today()}", "",
-        "```", text, "```", "",
-    ]  # fmt: skip
-    with (HERE / "RESULTS.md").open("a") as f:
-        f.write("\n".join(section))
+    on_cpu = device == "cpu"
+    other = ", glibc's default allocator" if on_cpu and allocator == "default" else ""
+    record_section(
+        f"Second-order MAML speed on {where}, {setting}{other} (benchmarks/maml_speed.py)",
+        command,
+        f"```\n{text}\n```",
+        machine=machine(device),
+        details=[f"Allocator (every path): {memory}"] if on_cpu else [],
+    )
 
 
 def main() -> None:
@@ -455,7 +460,7 @@ def main() -> None:
         default="retained",
         help="CPU: every path keeps freed memory for reuse (retained) or uses glibc's default",
     )
-    parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
+    parser.add_argument("--record", action="store_true", help="record in benchmarks/RESULTS.md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--setting", help=argparse.SUPPRESS)
     parser.add_argument("--grad-file", help=argparse.SUPPRESS)
@@ -482,7 +487,8 @@ def main() -> None:
     if args.record:
         python = ".venv/bin/python" if args.device == "cpu" else "python"
         command = f"{python} {shlex.join(sys.argv)}"
-        record("\n\n".join(texts), command, args.device, args.allocator)
+        for setting, text in zip(args.settings, texts, strict=True):
+            record(text, setting, command, args.device, args.allocator)
 
 
 if __name__ == "__main__":

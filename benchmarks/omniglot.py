@@ -1,8 +1,9 @@
 """Omniglot accuracy under a wall-clock training budget (a benchmark, not a test).
 
 Trains each preset for at most ``--budget`` minutes (the run stops early, validated and saved),
-evaluates its best checkpoint on the preset's 600 fixed test tasks, prints a table and appends
-it to benchmarks/RESULTS.md with the command, the machine and the commit.
+evaluates its best checkpoint on the preset's 600 fixed test tasks, prints a table and writes
+it into benchmarks/RESULTS.md with the command, the machine and the commit, in place of the last
+run of the same presets and overrides.
 
 Targets on the 2-core CPU (issue 4): ProtoNets 5-way 1-shot >= 98.0% and 20-way 1-shot >= 94%
 within 20 minutes each; MAML 5-way 1-shot >= 95% within 60 minutes. Published (tens of
@@ -22,10 +23,10 @@ import time
 from pathlib import Path
 
 import machine  # benchmarks/machine.py
-from metalearner.config import load_config
-from metalearner.evaluate import evaluate
-from metalearner.presets import get_preset
-from metalearner.train import meta_train
+from metalearner.config.presets import get_preset
+from metalearner.evaluation.evaluator import evaluate
+from metalearner.runs.config import load_config
+from metalearner.training.loop import meta_train
 
 HERE = Path(__file__).resolve().parent
 
@@ -85,7 +86,11 @@ def _record(table: str, args: argparse.Namespace) -> None:
     runs = " ".join(f"--run {r}" for r in args.run)
     sets = " ".join(f"--set {s}" for s in args.set)
     command = f".venv/bin/python benchmarks/omniglot.py --data-dir {args.data_dir} {runs} {sets}"
-    machine.record("Omniglot under a training budget (benchmarks/omniglot.py)", command, table)
+    # Each set of presets and overrides (a device, a precision) has a section of its own.
+    what = ", ".join(r.split(":")[0] for r in args.run)
+    what += f" with {', '.join(args.set)}" if args.set else ""
+    title = f"Omniglot under a training budget: {what} (benchmarks/omniglot.py)"
+    machine.record(title, command.rstrip(), table)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ For each environment, meta-trains MAML-TRPO with the paper's settings for at mos
 of training, then the pretrained baseline with the same budget and environment steps per
 iteration (``metalearner rl train --baselines``), and evaluates all three policies (the third is
 the random initialisation) on the same fixed test tasks: average return before and after 1, 2, 3
-policy-gradient steps, mean ± 95% CI over tasks. Prints a table; ``--record`` appends it to
-benchmarks/RESULTS.md with the command, the machine and the commit (and writes rl.json).
+policy-gradient steps, mean ± 95% CI over tasks. Prints a table; ``--record`` writes it into
+benchmarks/RESULTS.md with the command, the machine and the commit, in place of the last run of
+the same environments (and writes rl.json).
 
 Published (MAML, after one step): 2D navigation −20.3 ± 3.2 (Raghu et al. 2020, ANIL paper's
 reproduction), HalfCheetah velocity −139.0 ± 18.9; both after hundreds of meta-iterations.
@@ -32,7 +33,7 @@ from metalearner.rl.config import load_rl_config, read_config
 from metalearner.rl.evaluate import evaluate_rl
 from metalearner.rl.families import get_family
 from metalearner.rl.train import PRETRAIN, train_rl
-from metalearner.runs import CONFIG, read_metrics
+from metalearner.runs.folder import CONFIG, read_metrics
 
 HERE = Path(__file__).resolve().parent
 
@@ -44,7 +45,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=40, help="fixed test tasks")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark-rl"))
     parser.add_argument("--set", action="append", default=[], help="extra key=value overrides")
-    parser.add_argument("--record", action="store_true", help="append to RESULTS.md")
+    parser.add_argument("--record", action="store_true", help="record in RESULTS.md")
     args = parser.parse_args()
 
     rows: list[dict[str, Any]] = []
@@ -83,7 +84,9 @@ def main() -> None:
             f".venv/bin/python benchmarks/rl.py --minutes {args.minutes:g} --envs {args.envs} "
             f"--tasks {args.tasks} {sets} --record"
         ).strip()
-        machine.record("Meta-RL under a training budget (benchmarks/rl.py)", command, table)
+        envs_title = ", ".join(args.envs.split(","))  # each set of environments has its section
+        title = f"Meta-RL under a training budget: {envs_title} (benchmarks/rl.py)"
+        machine.record(title, command, table)
 
 
 def _seconds(folder: Path) -> float:

@@ -3,7 +3,8 @@
 # the gpu-marked tests, the second-order MAML speed benchmark against higher and TorchOpt (our
 # vmapped, looped and compiled paths, with and without a CUDA graph, float32 and bfloat16),
 # and optionally short Omniglot 5-way 1-shot MAML runs in float32 and bfloat16. Logs, the
-# benchmark's JSON and the RESULTS.md sections it appended go to OUT_DIR.
+# benchmark's JSON, and RESULTS.md and history/ as the runs left them (each run replaces its
+# section of RESULTS.md and archives the old one in history/) go to OUT_DIR: copy those two back.
 #
 # Usage: bash scripts/gpu_check.sh OUT_DIR DATA_DIR [MINUTES_PER_RUN] [SETTING...]
 #   MINUTES_PER_RUN: training budget of each Omniglot run; 0 (the default) skips them.
@@ -65,4 +66,6 @@ for precision in float32 bfloat16; do
         --run "omniglot-5w1s-maml:$minutes:95.0" --set device=cuda \
         --set precision=$precision 2>&1 | tee "$out/omniglot-$precision.log"
 done
-diff /tmp/RESULTS.before.md benchmarks/RESULTS.md | sed -n 's/^> //p' >"$out/RESULTS.added.md"
+diff /tmp/RESULTS.before.md benchmarks/RESULTS.md >"$out/RESULTS.diff"
+cp benchmarks/RESULTS.md "$out/RESULTS.md"
+mkdir -p "$out/history" && cp benchmarks/history/*.md "$out/history/"
