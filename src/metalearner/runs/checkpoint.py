@@ -1,0 +1,223 @@
+"""Checkpoints are data: ``model.safetensors`` + ``meta.json``, written atomically, never pickled.
+
+A checkpoint is a folder. Tensors (parameters, optimiser state, RNG states) go into one
+safetensors file; everything else (strategy, config, backbone, input shape, preprocessing, class
+names, versions, the tensors' sha256) into JSON. Loading parses those two formats and nothing
+else, so a checkpoint from a stranger cannot execute code (DESIGN.md rule 6).
+
+The folder is written beside its final place and swapped in with renames, so a crash at any
+moment leaves either the old checkpoint or the new one, never a mix of the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from metalearner.errors import DataError
+
+FORMAT = 1
+"""Version of the checkpoint layout; a checkpoint of another format is refused by name."""
+
+TENSORS, META = "model.safetensors", "meta.json"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: its tensors by name and its metadata."""
+
+    tensors: dict[str, Tensor]
+    meta: dict[str, Any]
+    path: Path
+
+    def group(self, prefix: str) -> dict[str, Tensor]:
+        """The tensors saved under ``prefix/`` (e.g. ``params``), with the prefix removed."""
+        start = prefix.rstrip("/") + "/"
+        return {k[len(start) :]: v for k, v in self.tensors.items() if k.startswith(start)}
+
+
+def versions() -> dict[str, str]:
+    """Versions recorded in every checkpoint, to explain a mismatch later."""
+    from metalearner._version import __version__
+
+    return {
+        "metalearner": __version__,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Path:
+    """Writes ``tensors`` and ``meta`` as a checkpoint folder at ``path``, atomically.
+
+    Args:
+        path: the checkpoint folder (replaced if it exists).
+        tensors: flat names (use ``group/name`` prefixes) to tensors; saved contiguous on CPU.
+        meta: JSON-serialisable metadata; ``format``, ``versions`` and ``sha256`` are added.
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    # Folders of these names can only be left by a killed process that had our pid (pids are
+    # reused; in a container every run may be pid 1): ours to remove, or the renames fail.
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    tmp.mkdir()
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    save_file(cpu, str(tmp / TENSORS))
+    _fsync_file(tmp / TENSORS)  # on disk before the rename makes it the checkpoint
+    full = {**meta, "format": FORMAT, "versions": versions(), "sha256": _sha256(tmp / TENSORS)}
+    _write_json(tmp / META, full)
+    _fsync_dir(tmp)
+    # Swap: the old folder is moved aside first, because a rename cannot replace a non-empty one.
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    _remove_leftovers(path)
+    return path
+
+
+def _remove_leftovers(path: Path) -> None:
+    # Saves killed mid-way by earlier processes leave their temporary and moved-aside folders;
+    # a complete checkpoint now stands at ``path``, so they are superseded. A folder is removed
+    # only if the process named in it is gone: one still alive may be between its two renames.
+    for pattern in (f".{path.name}.old-*", f".{path.name}.tmp-*"):
+        for leftover in path.parent.glob(pattern):
+            if not _alive(leftover.name.rsplit("-", 1)[-1]):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists but belongs to someone else
+    return True
+
+
+def load_checkpoint(path: Path | str) -> Checkpoint:
+    """Reads a checkpoint folder, checking its format and the tensors' checksum.
+
+    Raises:
+        DataError: if the folder is not a checkpoint, is from another format, or is damaged.
+    """
+    path = _located(Path(path))
+    meta_file, tensor_file = path / META, path / TENSORS
+    if not meta_file.is_file() or not tensor_file.is_file():
+        raise DataError(
+            f"{path} is not a checkpoint (it needs {META} and {TENSORS}); "
+            "point at a run's checkpoints/latest or checkpoints/best folder."
+        )
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(
+            f"{meta_file} is damaged ({err.msg if hasattr(err, 'msg') else err}); "
+            "use another checkpoint or retrain."
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise DataError(
+            f"{path} is a checkpoint of format {found!r}, this metalearner reads format "
+            f"{FORMAT}; load it with the version that wrote it ({_writer(meta)})."
+        )
+    if _sha256(tensor_file) != meta.get("sha256"):
+        raise DataError(
+            f"{tensor_file} does not match the checksum in {META} (damaged or replaced); "
+            "use another checkpoint or retrain."
+        )
+    try:
+        tensors = load_file(str(tensor_file))
+    except (SafetensorError, OSError) as err:
+        raise DataError(f"{tensor_file} cannot be read ({err}); use another checkpoint.") from None
+    return Checkpoint(tensors=tensors, meta=meta, path=path)
+
+
+def _writer(meta: Any) -> str:
+    if isinstance(meta, dict) and isinstance(meta.get("versions"), dict):
+        return f"metalearner {meta['versions'].get('metalearner', '?')}"
+    return "an unknown version"
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_json(file: Path, data: Mapping[str, Any]) -> None:
+    with open(file, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def checkpoint_exists(path: Path | str) -> bool:
+    """Whether :func:`load_checkpoint` finds something at ``path`` (a folder, or the previous
+    checkpoint that a crash mid-save left moved aside)."""
+    return _located(Path(path)).exists()
+
+
+def _located(path: Path) -> Path:
+    if path.exists():
+        return path
+    # A crash between the two renames of a save leaves the previous checkpoint moved aside;
+    # earlier crashes, or one during the removal of a moved-aside folder, may have left others,
+    # whole or in part. The whole one of the latest step is the checkpoint.
+    aside = list(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
+    steps = {folder: _step(folder) for folder in aside}
+    whole = [folder for folder in aside if steps[folder] is not None]
+    return max(whole, key=lambda folder: steps[folder] or 0) if whole else path
+
+
+def _step(folder: Path) -> int | None:
+    """The step of a whole checkpoint folder (0 if it records none), or None if it is not one."""
+    try:
+        meta = json.loads((folder / META).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not (folder / TENSORS).is_file():
+        return None
+    step = meta.get("step", 0)
+    return step if isinstance(step, int) else 0
+
+
+def _fsync_file(file: Path) -> None:
+    with open(file, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the renames themselves durable; not every filesystem allows opening a folder.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,272 @@
+"""Every setting of a meta-training run as frozen dataclasses; YAML in, resolved YAML out.
+
+A run is described by one :class:`RunConfig`. It is read from YAML (a file or a preset) with
+``--set key=value`` overrides, checked field by field, and *resolved*: settings left to the
+strategy (``optimizer.lr``, ``meta_batch``, ``optimizer.name``, ``optimizer.schedule``) are
+filled from the strategy's own config, so the ``config.yaml`` written into a run folder states
+every value the run used.
+
+Example:
+    >>> cfg = load_config(overrides=["strategy=maml", "data.dataset=sinusoid", "steps=100"])
+    >>> cfg.optimizer.lr  # MAML's meta_lr
+    0.001
+    >>> print(to_yaml(cfg))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from metalearner.config.settings import assign, check_seed, from_dict, plain, tuples, whole_numbers
+from metalearner.data.config import DataConfig, resolve_data, training_classes
+from metalearner.errors import ConfigError
+from metalearner.config.yaml_files import dump_yaml, parse_setting, read_yaml
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The backbone: ``auto`` is conv4 for images, textcnn for sentences, else the 40-40 MLP."""
+
+    name: Literal["auto", "conv4", "mlp", "textcnn"] = "auto"
+    width: int = 64  # conv4 channels per block
+    depth: int = 4  # conv4 blocks
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """The outer optimiser: the one place parameters change (DESIGN.md rule 2).
+
+    ``auto`` values come from the strategy: Reptile steps by plain SGD on its pseudo-gradient
+    with a linearly annealed step (Nichol et al. 2018), ProtoNets halves Adam's step every
+    ``lr_halve_every`` episodes (Snell et al. 2017), the others use constant Adam (Finn et al.
+    2017).
+    """
+
+    name: Literal["auto", "adam", "sgd"] = "auto"
+    lr: float | None = None  # None: the strategy's meta_lr
+    schedule: Literal["auto", "constant", "cosine", "linear", "step"] = "auto"
+    decay_every: int | None = None  # "step": steps between decays (None: the strategy's)
+    decay_rate: float = 0.5  # "step": factor per decay
+    clip: float | None = None  # max global gradient norm; None: no clipping
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam only
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One meta-training run: tasks, strategy, model, optimiser, schedule of checks."""
+
+    strategy: str = "maml"
+    strategy_config: dict[str, Any] = field(default_factory=dict)  # the strategy's own settings
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    steps: int = 1000  # outer steps (the learning-rate schedule spans these)
+    # Seconds of training after which the run stops early, validated and saved as at its last
+    # step (a budget for benchmarks); null: no limit. Only outer steps count, not validation or
+    # checkpoints, so a strategy with costly validation buys as many steps as any other.
+    time_budget: float | None = None
+    meta_batch: int | None = None  # tasks per outer step; None: the strategy's meta_batch_size
+    val_every: int = 100  # steps between validations (and checkpoints)
+    # Also validate once this many seconds of training passed since the last validation (for
+    # budgets, where steps per second differ 100-fold between strategies); null: steps only.
+    val_every_seconds: float | None = None
+    val_tasks: int = 100
+    test_tasks: int = 600  # evaluation's default (the papers' 600-task protocol)
+    # Fixed task sets: the same for every seed and strategy, so runs compare on identical tasks.
+    val_seed: int = 1001
+    test_seed: int = 2002
+    seed: int = 0  # initialisation and the training task stream
+    log_every: int = 10  # steps between lines of metrics.jsonl
+    precision: Literal["float32", "bfloat16"] = "float32"
+    device: Literal["cpu", "cuda"] = "cpu"
+    # CPU threads per op; null keeps PyTorch's default. Tiny models (the sinusoid MLP) run many
+    # times faster on one thread: their ops are too small to split, and idle threads spin.
+    threads: int | None = None
+
+
+def load_config(
+    path: Path | str | None = None,
+    *,
+    base: Mapping[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+) -> RunConfig:
+    """Reads a run config from YAML (or ``base``), applies ``key=value`` overrides, resolves it.
+
+    Args:
+        path: a YAML file; ignored when ``base`` is given.
+        base: an already parsed mapping (a preset).
+        overrides: ``dotted.key=value`` strings; values are parsed as YAML (``0.1``, ``true``,
+            ``null``, ``[1, 2]``).
+
+    Raises:
+        ConfigError: unreadable YAML, an unknown key, a value of the wrong type or out of range.
+    """
+    raw: dict[str, Any] = dict(base) if base is not None else {}
+    if base is None and path is not None:
+        path = Path(path)
+        if (path / "config.yaml").is_file():  # `train runs/x`: most likely meant to continue it
+            raise ConfigError(
+                f"{path} is a run folder, not a config file; to continue the run use --resume "
+                f"--out {path}, or give its {path / 'config.yaml'} to start a new run like it."
+            )
+        raw = read_yaml(path)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} is not key=value; write e.g. --set steps=100.")
+        assign(raw, key.strip(), parse_setting(value))
+    return resolve(from_dict(RunConfig, raw, ""))
+
+
+def resolve(cfg: RunConfig) -> RunConfig:
+    """Fills every ``auto``/``None`` left to the strategy and checks ranges and combinations."""
+    from metalearner.strategies import get_strategy, resolve_config
+
+    default = get_strategy(cfg.strategy).default_config
+    hints = typing.get_type_hints(type(default))
+    settings = {
+        k: whole_numbers(v, hints[k]) if k in hints else v
+        for k, v in tuples(cfg.strategy_config).items()
+    }
+    own = set(hints)
+    if "precision" in own:
+        # A strategy with a precision option of its own applies it where it pays (train.py
+        # autocasts the others): one setting, the run's, drives both.
+        if settings.get("precision", cfg.precision) != cfg.precision:
+            raise ConfigError(
+                f"strategy_config.precision ({settings['precision']}) differs from precision "
+                f"({cfg.precision}); set only precision (remove strategy_config.precision)."
+            )
+        settings["precision"] = cfg.precision
+    strat = resolve_config(cfg.strategy, settings)
+    data = resolve_data(cfg.data)
+    classes = training_classes(data)
+    if "train_ways" not in settings and classes and getattr(strat, "train_ways", 0) > classes:
+        # ProtoNets' default of 60 training ways is Omniglot's; with fewer training classes
+        # a user expects all of them, not an error about a setting they never gave.
+        strat = dataclasses.replace(strat, train_ways=max(classes, data.ways))
+    if getattr(strat, "cuda_graph", False) and cfg.device != "cuda":
+        raise ConfigError(
+            f"strategy_config.cuda_graph records CUDA graphs, but device is {cfg.device!r}; set "
+            "device=cuda or strategy_config.cuda_graph=false."
+        )
+    opt = cfg.optimizer
+    name = opt.name if opt.name != "auto" else ("sgd" if cfg.strategy == "reptile" else "adam")
+    schedule: Any = opt.schedule
+    if schedule == "auto":
+        schedule = {"reptile": "linear", "protonet": "step"}.get(cfg.strategy, "constant")
+    lr = opt.lr if opt.lr is not None else float(getattr(strat, "meta_lr", 1e-3))
+    batch = cfg.meta_batch
+    if batch is None:
+        batch = int(getattr(strat, "meta_batch_size", 1))
+    decay = opt.decay_every
+    if schedule == "step" and decay is None:
+        episodes = getattr(strat, "lr_halve_every", None)  # counted in tasks, decay in steps
+        decay = -(-episodes // batch) if episodes else max(cfg.steps // 4, 1)
+    out = dataclasses.replace(
+        cfg,
+        strategy_config=dataclasses.asdict(strat),
+        optimizer=dataclasses.replace(opt, name=name, schedule=schedule, decay_every=decay, lr=lr),
+        meta_batch=batch,
+        data=data,
+    )
+    _check_ranges(out)
+    _check_training_ways(out)
+    return out
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The config as plain YAML/JSON types (tuples become lists)."""
+    return typing.cast(dict[str, Any], plain(dataclasses.asdict(cfg)))
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    """The resolved config as YAML, in field order.
+
+    A strategy's own ``precision`` is left out: it is the run's ``precision`` (see
+    :func:`resolve`), so a user who edits that one line changes both.
+    """
+    out = to_dict(cfg)
+    out["strategy_config"].pop("precision", None)
+    return dump_yaml(out)
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    opt = cfg.optimizer
+    positive = {
+        "steps": cfg.steps,
+        "meta_batch": cfg.meta_batch,
+        "val_every": cfg.val_every,
+        "val_tasks": cfg.val_tasks,
+        "test_tasks": cfg.test_tasks,
+        "log_every": cfg.log_every,
+        "threads": cfg.threads,
+        "model.width": cfg.model.width,
+        "model.depth": cfg.model.depth,
+        "optimizer.decay_every": opt.decay_every,
+    }
+    for key, value in positive.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"Setting {key!r} must be at least 1, got {value}.")
+    for key, seed in (("seed", cfg.seed), ("val_seed", cfg.val_seed), ("test_seed", cfg.test_seed)):
+        check_seed(key, seed)
+    for key in ("time_budget", "val_every_seconds"):
+        seconds = getattr(cfg, key)
+        if seconds is not None and not seconds > 0:
+            raise ConfigError(f"Setting {key!r} must be > 0 seconds or null, got {seconds}.")
+    lr = opt.lr or 0.0
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"Setting 'optimizer.lr' must be a number > 0, got {opt.lr}.")
+    if opt.clip is not None and not opt.clip > 0:
+        raise ConfigError(f"Setting 'optimizer.clip' must be > 0 or null, got {opt.clip}.")
+    # The "step" schedule multiplies the step size by decay_rate every decay_every steps: above
+    # 1 it would grow, and at or below 0 it would stop or reverse (ascend) the descent.
+    if not 0 < opt.decay_rate <= 1:
+        raise ConfigError(
+            f"Setting 'optimizer.decay_rate' must be in (0, 1], got {opt.decay_rate}."
+        )
+    for i, beta in enumerate(opt.betas):
+        if not 0 <= beta < 1:
+            raise ConfigError(
+                f"Setting 'optimizer.betas' must be two numbers in [0, 1), got {beta} at "
+                f"position {i + 1}."
+            )
+    if len({cfg.seed, cfg.val_seed, cfg.test_seed}) < 3:
+        raise ConfigError(
+            f"seed ({cfg.seed}), val_seed ({cfg.val_seed}) and test_seed ({cfg.test_seed}) must "
+            "differ, or validation and test tasks could repeat training tasks."
+        )
+
+
+def _check_training_ways(cfg: RunConfig) -> None:
+    # Caught here, the message names the settings to change; the task sampler can only say
+    # that a split is too small.
+    classes, d = training_classes(cfg.data), cfg.data
+    if classes is None:
+        return
+    train_ways = cfg.strategy_config.get("train_ways")
+    if d.ways > classes:  # the tasks' ways first: a larger train_ways follows from them
+        key, ways = "data.ways", d.ways
+    elif train_ways and train_ways > classes:
+        key, ways = "strategy_config.train_ways", train_ways
+    else:
+        return
+    rotated = d.dataset == "omniglot" and d.rotations
+    if d.dataset == "fewrel" and d.val_classes == 0:
+        source = f"data.meta_train_classes {d.meta_train_classes}"
+    else:
+        source = f"data.meta_train_classes {d.meta_train_classes} minus data.val_classes "
+        source += f"{d.val_classes}" + (", times 4 rotations" if rotated else "")
+    raise ConfigError(
+        f"{key} is {ways} but only {max(classes, 0)} training classes are left ({source}); "
+        f"lower {key} or raise data.meta_train_classes."
+    )
+
+

@@ -1,0 +1,141 @@
+"""From a :class:`~metalearner.runs.config.RunConfig` to the objects a run needs.
+
+Training and evaluation build their task generators, model and strategy here, so a run folder
+evaluated later sees exactly the tasks and backbone it was trained with.
+
+References:
+    Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016 (class-disjoint
+    train/validation/test episodes). Finn et al., "Model-Agnostic Meta-Learning", ICML 2017
+    (sinusoid tasks, Omniglot rotations).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from metalearner.data.registry import dataset
+from metalearner.nn.backbones import build_model
+from metalearner.runs.config import RunConfig
+from metalearner.strategies import Strategy, build, get_strategy
+from metalearner.tasks import EpisodeSampler, SinusoidTasks, TaskSet, TaskSource, with_rotations
+
+
+@dataclass
+class Experiment:
+    """The task generators, model and strategy of one run.
+
+    Attributes:
+        train: meta-training task source (training classes only).
+        val_source: validation task source (validation classes only).
+        test_source: test task source (test classes only; never used while training).
+        model: the backbone, used only as a pure function by the strategy.
+        strategy: the learning strategy bound to ``model``.
+        meta: what a checkpoint records to rebuild and use the model (backbone, input shape,
+            preprocessing, class names).
+    """
+
+    train: TaskSource
+    val_source: TaskSource
+    test_source: TaskSource
+    model: nn.Module
+    strategy: Strategy
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def val_tasks(self, cfg: RunConfig) -> TaskSet:
+        """The fixed, seeded validation tasks."""
+        return self.val_source.fixed(cfg.val_tasks, seed=cfg.val_seed)
+
+    def test_tasks(self, cfg: RunConfig, num_tasks: int | None = None) -> TaskSet:
+        """The fixed, seeded test tasks (seed distinct from validation's)."""
+        return self.test_source.fixed(num_tasks or cfg.test_tasks, seed=cfg.test_seed)
+
+
+def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experiment:
+    """Loads the data, splits its classes and builds the model and strategy of ``cfg``.
+
+    Raises:
+        DataError: the data is missing or too small for the tasks.
+        ConfigError: the strategy, model or tasks do not fit together.
+    """
+    d = cfg.data
+    entry = dataset(d.dataset, setting="data.dataset")
+    meta: dict[str, Any] = {"dataset": d.dataset}
+    if entry.regression:
+        # Sinusoids, the regression family. The three sources are the same family:
+        # disjointness comes from distinct seeds.
+        tasks = SinusoidTasks(shots=d.shots, queries=d.queries)
+        train: TaskSource = tasks
+        val: TaskSource = tasks
+        test: TaskSource = tasks
+        input_shape: tuple[int, ...] = (1,)
+        out_features, text = 1, False
+        num_classes: int | None = None
+        auto = entry.backbone()
+        meta |= {"preprocessing": {}, "class_names": []}
+    else:
+        data, split = entry.load(d, data_dir)
+        train_data, train_classes = data, split.train
+        if d.rotations and entry.rotations:
+            train_data, train_classes = with_rotations(data, split.train)
+        queries = d.queries
+        # ProtoNets trains on more ways than it tests with (60 vs 5 or 20 on Omniglot).
+        ways = int(cfg.strategy_config.get("train_ways") or d.ways)
+        train = EpisodeSampler(train_data, train_classes, ways=ways, shots=d.shots, queries=queries)
+        val = EpisodeSampler(data, split.val, ways=d.ways, shots=d.shots, queries=queries)
+        test = EpisodeSampler(data, split.test, ways=d.ways, shots=d.shots, queries=queries)
+        input_shape = tuple(int(s) for s in data.x.shape[1:])
+        num_classes = train_data.num_classes
+        out_features, auto = d.ways, entry.backbone(data)
+        text = data.preprocessing.get("kind") == "text"
+        meta |= {
+            "preprocessing": dict(data.preprocessing),
+            "class_names": list(data.class_names),
+            "split": {k: v.tolist() for k, v in (("val", split.val), ("test", split.test))},
+        }
+    name = cfg.model.name if cfg.model.name != "auto" else auto
+    options: dict[str, Any] = {}
+    if name == "conv4":
+        options = {"width": cfg.model.width, "depth": cfg.model.depth}
+    elif name == "textcnn" and text:  # the embedding has a row per word of the vocabulary
+        options = {"vocab_size": len(meta["preprocessing"]["vocabulary"])}
+    model = build_model(name, input_shape, out_features, generator=cfg.seed, **options)
+    settings = dict(cfg.strategy_config)
+    # Transfer baselines pretrain a head over every class id of the training data.
+    wants_classes = _has_field(cfg.strategy, "num_classes") and not settings.get("num_classes")
+    if num_classes is not None and wants_classes:
+        settings["num_classes"] = num_classes
+    strategy = build(cfg.strategy, model, settings)
+    meta |= {
+        # The strategy's effective settings (with what the data filled in), to rebuild it later.
+        "strategy_config": dataclasses.asdict(strategy.config),
+        "backbone": {"name": name, "out_features": out_features, **options},
+        "input_shape": list(input_shape),
+        "task": {"ways": d.ways, "shots": d.shots, "queries": d.queries},
+    }
+    return Experiment(train, val, test, model, strategy, meta)
+
+
+def _has_field(strategy: str, name: str) -> bool:
+    return name in {f.name for f in dataclasses.fields(get_strategy(strategy).default_config)}
+
+
+def seeded(seed: int) -> torch.Generator:
+    """A fresh CPU generator seeded with ``seed``."""
+    return torch.Generator().manual_seed(seed)
+
+
+def task_stream(seed: int) -> torch.Generator:
+    """The generator of a run's training tasks, seeded apart from its initialisation's.
+
+    One seed for both made the first tasks a function of the initial weights (both read the
+    same uniform draws); ``SeedSequence`` mixes ``seed`` into an unrelated seed of the stream.
+    """
+    mixed = np.random.SeedSequence([seed, 1]).generate_state(1, np.uint64)[0]
+    return seeded(int(mixed))
