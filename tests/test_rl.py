@@ -21,6 +21,7 @@ import torch
 import metalearner.rl.train as rl_train
 from cli_runner import command, run_cli
 from metalearner.errors import ConfigError, DataError
+from metalearner.functional.optim import adam
 from metalearner.rl import families
 from metalearner.rl.advantages import advantages, discounted_returns, gae, linear_baseline
 from metalearner.rl.cheetah import HalfCheetahDir, HalfCheetahVel
@@ -29,7 +30,6 @@ from metalearner.rl.evaluate import evaluate_rl
 from metalearner.rl.navigation import Navigation2D, NavigationVectorEnv
 from metalearner.rl.objectives import Batch, MetaObjective, OldPolicy, inner_loss, inner_step
 from metalearner.rl.policy import LOG_STD, init_policy, per_task
-from metalearner.rl.ppo import adam_init
 from metalearner.rl.rollouts import Trajectories, collect
 from metalearner.rl.state import State
 from metalearner.rl.train import train_rl
@@ -344,7 +344,7 @@ def test_a_training_iteration_meta_learns_through_the_inner_step(
     for first_order in ("false", "true"):
         cfg = load_rl_config("navigation2d", [*TINY, f"first_order={first_order}"])
         params = rl_train.initial_params(cfg, family)
-        state = State(0, params, adam_init(params), gen(1), 0.0)
+        state = State(0, params, adam(3e-4).init(params), gen(1), 0.0)
         rl_train.iteration(cfg, family, family.vector(4 * 5), state)
         after.append(state.params)
     grads = []

@@ -26,12 +26,13 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from metalearner.errors import ConfigError
+from metalearner.functional import optim
 from metalearner.nn.layers import per_task_eager, per_task_kernels
 
 Params = dict[str, Tensor]
 ModelFn = Callable[[Params, Tensor], Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
-LearningRate = float | Mapping[str, Tensor]
+LearningRate = optim.LearningRate
 TaskFn = Callable[..., tuple[Tensor, ...]]
 
 
@@ -138,6 +139,7 @@ def adapt(
         missing = sorted(set(names) - set(lr))
         raise ConfigError(f"No inner learning rate for parameter {missing[0]!r}.")
     fast = dict(params)
+    sgd = optim.sgd(lr)
     for _ in range(steps):
         # First-order: the support pass needs no graph back to θ, not even via frozen ones.
         frozen = {k: v.detach() if first_order else v for k, v in fast.items() if k not in names}
@@ -146,9 +148,7 @@ def adapt(
             return loss(fn({**frozen, **sub}, support_x), support_y)
 
         g = _inner_grad(support_loss, {k: fast[k] for k in names}, first_order=first_order)
-        for k in names:
-            rate = lr[k] if isinstance(lr, Mapping) else lr
-            fast[k] = fast[k] - rate * g[k]
+        fast, _ = sgd.update(fast, g, {})
     return fast
 
 

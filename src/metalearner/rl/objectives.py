@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from metalearner.functional.optim import sgd
 from metalearner.rl.policy import (
     Params,
     gaussian_kl,
@@ -89,7 +90,7 @@ def inner_step(
         loss = inner_loss(inputs, batch).sum()
         grads = torch.autograd.grad(loss, list(inputs.values()), create_graph=keep)
     base = params if create_graph else {k: v.detach() for k, v in params.items()}
-    return {k: base[k] - lr * g for (k, _), g in zip(inputs.items(), grads, strict=True)}
+    return sgd(lr).update(base, dict(zip(inputs, grads, strict=True)), {})[0]
 
 
 def adapt(

@@ -10,8 +10,8 @@ the trust region is only the clipping's soft one. By default this is *first-orde
 PPO outer loop*, not ProMP (which adds a low-variance curvature term and a KL penalty on the
 inner step).
 
-Adam is written as two pure functions over a dict of tensors (optax style), so its state is a
-plain part of the checkpoint.
+Adam is the package's pure one (:mod:`metalearner.functional.optim`): its state is a dict of
+tensors, a plain part of the checkpoint.
 
 References:
     Schulman et al., "Proximal Policy Optimization Algorithms", 2017. Nichol et al., "On
@@ -23,41 +23,12 @@ from __future__ import annotations
 
 import torch
 
+from metalearner.functional.optim import State, adam
 from metalearner.rl.objectives import MetaObjective
 from metalearner.rl.policy import Params
 
-AdamState = dict[str, torch.Tensor]
-
-
-def adam_init(params: Params) -> AdamState:
-    """Zero moments for every parameter and a step count of 0."""
-    state = {f"m/{k}": torch.zeros_like(v) for k, v in params.items()}
-    state |= {f"v/{k}": torch.zeros_like(v) for k, v in params.items()}
-    state["count"] = torch.zeros((), dtype=torch.int64)
-    return state
-
-
-def adam_update(
-    params: Params,
-    grads: Params,
-    state: AdamState,
-    lr: float,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-) -> tuple[Params, AdamState]:
-    """One bias-corrected Adam step; returns new parameters and state (inputs unchanged)."""
-    b1, b2 = betas
-    count = state["count"] + 1
-    new_params, new_state = {}, {"count": count}
-    n = int(count)
-    for k, p in params.items():
-        g = grads[k]
-        m = b1 * state[f"m/{k}"] + (1 - b1) * g
-        v = b2 * state[f"v/{k}"] + (1 - b2) * g * g
-        m_hat, v_hat = m / (1 - b1**n), v / (1 - b2**n)
-        new_params[k] = p - lr * m_hat / (v_hat.sqrt() + eps)
-        new_state[f"m/{k}"], new_state[f"v/{k}"] = m, v
-    return new_params, new_state
+AdamState = State
+"""Adam's moments and step count (:func:`metalearner.functional.optim.adam`)."""
 
 
 def ppo_step(
@@ -72,8 +43,9 @@ def ppo_step(
     """``epochs`` Adam steps on the clipped surrogate; returns parameters, state and metrics.
 
     Example:
-        >>> params, state, info = ppo_step(params, objective, adam_init(params))
+        >>> params, state, info = ppo_step(params, objective, adam(3e-4).init(params))
     """
+    opt = adam(lr)
     first_loss = None
     kl = torch.zeros(())
     loss = torch.zeros(())
@@ -83,7 +55,7 @@ def ppo_step(
         grads = torch.autograd.grad(loss, list(leaves.values()))
         first_loss = float(loss.detach()) if first_loss is None else first_loss
         named = dict(zip(leaves, grads, strict=True))
-        params, state = adam_update({k: v.detach() for k, v in leaves.items()}, named, state, lr)
+        params, state = opt.update({k: v.detach() for k, v in leaves.items()}, named, state)
     with torch.no_grad():
         after, kl = objective.loss_and_kl(params, graph=False)
     info = {"loss": first_loss or 0.0, "loss_after": float(after), "kl": float(kl)}

@@ -31,12 +31,13 @@ from typing import Any
 import torch
 
 from metalearner.errors import ConfigError, MetalearnerError
+from metalearner.functional.optim import adam
 from metalearner.rl.advantages import advantages
 from metalearner.rl.config import RLConfig, read_config, to_dict, write_config
 from metalearner.rl.families import Family, TaskVectorEnv, get_family
 from metalearner.rl.objectives import Batch, MetaObjective, OldPolicy, inner_step
 from metalearner.rl.policy import Params, init_policy, per_task
-from metalearner.rl.ppo import adam_init, ppo_step
+from metalearner.rl.ppo import ppo_step
 from metalearner.rl.rollouts import Trajectories, collect
 from metalearner.rl.state import State, has_checkpoint, restore_state, save_state
 from metalearner.rl.trpo import trpo_step
@@ -168,7 +169,7 @@ def _train_locked(
         write_config(folder / CONFIG, cfg)
         params = initial_params(cfg, family)
         generator = torch.Generator().manual_seed(cfg.seed + 1)  # not θ₀'s stream
-        state = State(0, params, adam_init(params), generator, 0.0)
+        state = State(0, params, adam(cfg.ppo_lr).init(params), generator, 0.0)
     end = min(cfg.iterations, stop_at) if stop_at is not None else cfg.iterations
     spent = cfg.time_budget is not None and state.elapsed >= cfg.time_budget
     if spent:

@@ -16,6 +16,7 @@ from torch.func import grad
 
 from metalearner import functional as fx
 from metalearner.errors import ConfigError
+from metalearner.functional import optim
 from metalearner.nn.backbones import init_params
 from metalearner.strategies.base import (
     ConfigBase,
@@ -175,9 +176,12 @@ class Reptile:
         c = self.config
         n = x.shape[0]
         chunks = 1 if size is None or size >= n else -(-n // size)
-        beta1, beta2 = c.adam_betas
-        m = {k: torch.zeros_like(v) for k, v in params.items()}
-        v2 = {k: torch.zeros_like(v) for k, v in params.items()}
+        inner = (
+            optim.sgd(c.inner_lr)
+            if c.inner_optimizer == "sgd"
+            else optim.adam(c.inner_lr, betas=c.adam_betas, eps=c.adam_eps)
+        )
+        state = inner.init(params)
         loss = torch.zeros((), dtype=x.dtype if x.is_floating_point() else torch.float32)
         for step in range(steps):
             if chunks == 1:
@@ -193,20 +197,7 @@ class Reptile:
                 return value, value.detach()
 
             g, loss = grad(batch_loss, has_aux=True)(params)
-            if c.inner_optimizer == "sgd":
-                params = {k: p - c.inner_lr * g[k] for k, p in params.items()}
-                continue
-            # Adam with PyTorch's bias correction; new dicts, never in-place (θ is shared).
-            t = step + 1
-            m = {k: beta1 * m[k] + (1 - beta1) * g[k] for k in params}
-            v2 = {k: beta2 * v2[k] + (1 - beta2) * g[k].square() for k in params}
-            params = {
-                k: p
-                - c.inner_lr
-                * (m[k] / (1 - beta1**t))
-                / ((v2[k] / (1 - beta2**t)).sqrt() + c.adam_eps)
-                for k, p in params.items()
-            }
+            params, state = inner.update(params, g, state)  # new dicts: θ is shared
         return params, loss
 
 

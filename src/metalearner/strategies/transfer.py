@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from metalearner import functional as fx
 from metalearner.errors import ConfigError
+from metalearner.functional import optim
 from metalearner.nn.backbones import init_params
 from metalearner.nn.layers import per_task_kernels
 from metalearner.strategies.base import (
@@ -174,25 +175,23 @@ class _Transfer:
         self, z: Tensor, y: Tensor, ways: int, steps: int
     ) -> list[tuple[Tensor, Tensor | None]]:
         """The head after 0, 1, ..., ``steps`` steps of SGD with momentum on features ``z``."""
+        head: Params
         if self.cosine:  # imprinting: start from the normalised class means
-            tensors = [F.normalize(F.one_hot(y, ways).to(z.dtype).T @ z, dim=1)]
+            head = {"weight": F.normalize(F.one_hot(y, ways).to(z.dtype).T @ z, dim=1)}
         else:
-            tensors = [z.new_zeros(ways, z.shape[1]), z.new_zeros(ways)]
-        velocity = [torch.zeros_like(t) for t in tensors]
-        path = [_as_head(tensors)]
+            head = {"weight": z.new_zeros(ways, z.shape[1]), "bias": z.new_zeros(ways)}
+        # Chen et al.'s head training: SGD, momentum 0.9, weight decay 1e-3.
+        sgd = optim.sgd(self.config.adapt_lr, momentum=0.9, weight_decay=1e-3)
+        state = sgd.init(head)
+        path = [_as_head(head)]
         for _ in range(steps):
-            leaves = [t.detach().requires_grad_() for t in tensors]
+            leaves = {k: t.detach().requires_grad_() for k, t in head.items()}
             with torch.enable_grad():
                 loss = F.cross_entropy(self._head(z, *_as_head(leaves)), y)
-                grads = torch.autograd.grad(loss, leaves)
+                grads = torch.autograd.grad(loss, list(leaves.values()))
             with torch.no_grad():
-                velocity = [
-                    0.9 * v + g + 1e-3 * t for v, g, t in zip(velocity, grads, leaves, strict=True)
-                ]
-                tensors = [
-                    t - self.config.adapt_lr * v for t, v in zip(leaves, velocity, strict=True)
-                ]
-            path.append(_as_head([t.detach() for t in tensors]))
+                head, state = sgd.update(leaves, dict(zip(leaves, grads, strict=True)), state)
+            path.append(_as_head({k: t.detach() for k, t in head.items()}))
         return path
 
     def _head(self, z: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -235,6 +234,6 @@ class NearestCentroid(_Transfer):
         return [predict] * (steps + 1)
 
 
-def _as_head(tensors: list[Tensor]) -> tuple[Tensor, Tensor | None]:
-    """``(weight, bias)`` from ``[weight]`` (cosine head, no bias) or ``[weight, bias]``."""
-    return tensors[0], tensors[1] if len(tensors) > 1 else None
+def _as_head(head: Params) -> tuple[Tensor, Tensor | None]:
+    """``(weight, bias)`` of a head; a cosine head has no bias."""
+    return head["weight"], head.get("bias")
