@@ -2,7 +2,7 @@
 
 A config is a frozen dataclass; :func:`from_dict` builds it from parsed YAML, checking every key
 and coercing every value against the field's type hint, so a typo or a wrong type is one
-sentence naming the setting. ``--set a.b=value`` overrides go through :func:`assign`.
+sentence naming the setting. ``--set a.b=value`` overrides go through :func:`apply_overrides`.
 """
 
 from __future__ import annotations
@@ -10,11 +10,30 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from metalearner.config.types import describe_type, match_type
+from metalearner.config.yaml_files import parse_setting
 from metalearner.errors import ConfigError
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], *, example: str) -> None:
+    """Applies ``dotted.key=value`` strings to ``raw`` in place, values parsed as YAML.
+
+    Args:
+        raw: the settings read so far.
+        overrides: ``--set`` values, e.g. ``["steps=100", "data.ways=20"]``.
+        example: a setting of this config for the message, e.g. ``"steps=100"``.
+
+    Raises:
+        ConfigError: an item without ``=`` or without a key, or a key below a plain value.
+    """
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} is not key=value; write e.g. --set {example}.")
+        assign(raw, key.strip(), parse_setting(value))
 
 
 def from_dict(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:

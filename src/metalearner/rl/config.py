@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from metalearner.config.settings import check_seed, whole_numbers
-from metalearner.config.types import describe_type, match_type
-from metalearner.config.yaml_files import dump_yaml, parse_setting, read_saved_yaml
+from metalearner.config.settings import apply_overrides, check_seed, from_dict, plain
+from metalearner.config.yaml_files import dump_yaml, read_saved_yaml
 from metalearner.errors import ConfigError, DataError
 from metalearner.rl.families import get_family
 from metalearner.runs.folder import write_atomic
@@ -139,27 +138,16 @@ def resolve(cfg: RLConfig) -> RLConfig:
 
 
 def from_mapping(data: Mapping[str, Any]) -> RLConfig:
-    """An :class:`RLConfig` from a mapping, every key and value type checked.
+    """An :class:`RLConfig` from a mapping, every key and value type checked (the settings
+    parser every config uses, :func:`metalearner.config.settings.from_dict`).
 
     Raises:
         ConfigError: an unknown key, or a value of the wrong type or out of range.
     """
-    if not isinstance(data, Mapping):
-        raise ConfigError("An RL config must be a mapping of settings.")
-    hints = typing.get_type_hints(RLConfig)
-    names = [f.name for f in dataclasses.fields(RLConfig)]
-    values = {}
-    for key, value in data.items():
-        if key not in names:
-            raise ConfigError(f"Unknown setting {key!r}; use one of {', '.join(names)}.")
-        if key == "env" and isinstance(value, str):
-            get_family(value)  # an unknown name gets the family list, not a type message
-        ok, out = match_type(whole_numbers(value, hints[key]), hints[key])
-        if not ok:
-            kind = describe_type(hints[key])
-            raise ConfigError(f"Setting {key!r} must be {kind}, got {value!r}.")
-        values[key] = out
-    return RLConfig(**values)
+    if isinstance(data, Mapping) and isinstance(data.get("env"), str):
+        get_family(data["env"])  # an unknown name gets the family list, not a type message
+    config: RLConfig = from_dict(RLConfig, data, "")
+    return config
 
 
 def load_rl_config(env: str, overrides: Sequence[str] = (), seed: int | None = None) -> RLConfig:
@@ -171,11 +159,7 @@ def load_rl_config(env: str, overrides: Sequence[str] = (), seed: int | None = N
         (20, True)
     """
     raw: dict[str, Any] = {"env": env}
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r} is not key=value; write e.g. --set iterations=100.")
-        raw[key.strip()] = parse_setting(text)
+    apply_overrides(raw, overrides, example="iterations=100")
     if seed is not None:
         raw["seed"] = seed
     return resolve(from_mapping(raw))
@@ -183,7 +167,7 @@ def load_rl_config(env: str, overrides: Sequence[str] = (), seed: int | None = N
 
 def to_dict(cfg: RLConfig) -> dict[str, Any]:
     """The config as plain YAML/JSON types (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+    return typing.cast(dict[str, Any], plain(dataclasses.asdict(cfg)))
 
 
 def write_config(path: Path, cfg: RLConfig) -> None:

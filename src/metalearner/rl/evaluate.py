@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from metalearner.errors import ConfigError, DataError
+from metalearner.evaluation import summarize as summarize_scores
 from metalearner.rl.config import RLConfig
 from metalearner.rl.families import Family, TaskVectorEnv, get_family
 from metalearner.rl.objectives import inner_step
@@ -61,11 +62,10 @@ class RLEvalResult:
 
 
 def summarize(per_task: Tensor) -> tuple[float, float]:
-    """Mean and 95% half-width ``1.96·sd/√n`` over tasks."""
-    x = per_task.double()
-    n = x.numel()
-    sd = float(x.std(unbiased=True)) if n > 1 else 0.0
-    return float(x.mean()), 1.96 * sd / math.sqrt(n)
+    """Mean and 95% half-width ``1.96·sd/√n`` over tasks, in float64 (evaluation's
+    :func:`~metalearner.evaluation.summarize`, as every score of the package)."""
+    score = summarize_scores(per_task.double())
+    return score.mean, score.ci95
 
 
 def adaptation_returns(

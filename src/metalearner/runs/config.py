@@ -17,17 +17,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from metalearner.config.settings import assign, check_seed, from_dict, plain, tuples, whole_numbers
+from metalearner.config.settings import (
+    apply_overrides,
+    check_seed,
+    from_dict,
+    plain,
+    tuples,
+    whole_numbers,
+)
+from metalearner.config.yaml_files import dump_yaml, read_yaml
 from metalearner.data.config import DataConfig, resolve_data, training_classes
 from metalearner.errors import ConfigError
-from metalearner.config.yaml_files import dump_yaml, parse_setting, read_yaml
 
 
 @dataclass(frozen=True)
@@ -117,11 +123,7 @@ def load_config(
                 f"--out {path}, or give its {path / 'config.yaml'} to start a new run like it."
             )
         raw = read_yaml(path)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r} is not key=value; write e.g. --set steps=100.")
-        assign(raw, key.strip(), parse_setting(value))
+    apply_overrides(raw, overrides, example="steps=100")
     return resolve(from_dict(RunConfig, raw, ""))
 
 
@@ -268,5 +270,3 @@ def _check_training_ways(cfg: RunConfig) -> None:
         f"{key} is {ways} but only {max(classes, 0)} training classes are left ({source}); "
         f"lower {key} or raise data.meta_train_classes."
     )
-
-
