@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,28 @@ def test_a_moved_relative_data_path_says_where_it_is_relative_to(tmp_path: Path)
     (tmp_path / "elsewhere").mkdir()
     result = run("evaluate", "../run", cwd=tmp_path / "elsewhere")
     refused(result, "ds/good", "relative to the folder training ran in", "--path")
+
+
+@pytest.mark.parametrize(
+    ("blocked", "argv", "extra"),
+    [
+        ("optuna", ["search", "--dataset", "sinusoid", "--trials", "1"], "search"),
+        ("mujoco", ["rl", "train", "--env", "navigation2d"], "rl"),
+    ],
+)
+def test_a_command_whose_extra_is_missing_names_the_pip_install(
+    tmp_path: Path, blocked: str, argv: list[str], extra: str
+) -> None:
+    # As if the package were installed without the extra: importing the module fails.
+    code = (
+        f"import sys; sys.modules[{blocked!r}] = None; sys.argv = ['metalearner', *{argv!r}]; "
+        "from metalearner.cli import main; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and blocked in lines[0], result.stderr
+    assert f"pip install 'metalearner[{extra}]'" in lines[0]

@@ -8,6 +8,7 @@ user can fix (an output path that is a file, a full disk) the same way.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 from pathlib import Path
 
@@ -22,6 +23,30 @@ class DataError(MetalearnerError):
 
 class ConfigError(MetalearnerError):
     """A setting is unknown, of the wrong type or out of range."""
+
+
+class MissingExtraError(MetalearnerError, ImportError):
+    """A part of the package needs optional dependencies that are not installed."""
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Imports ``modules``; if one is missing, raises one sentence naming the pip extra.
+
+    The core (load, adapt, train, evaluate) needs neither Optuna nor MuJoCo; ``search`` and
+    ``rl`` call this before anything else, so a user without them reads what to install
+    instead of a ``ModuleNotFoundError`` from deep inside.
+
+    Raises:
+        MissingExtraError: naming the missing module and ``pip install 'metalearner[EXTRA]'``.
+    """
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            raise MissingExtraError(
+                f"metalearner's {extra} part needs {err.name or module}, which is not installed; "
+                f"install it with: pip install 'metalearner[{extra}]'."
+            ) from err
 
 
 def file_error(err: OSError) -> str | None:

@@ -16,11 +16,15 @@ References:
     section 5.3.
 """
 
-from metalearner.rl.config import RLConfig, load_rl_config
-from metalearner.rl.evaluate import RLEvalResult, evaluate_rl
-from metalearner.rl.families import FAMILIES, Family, get_family, register
-from metalearner.rl.state import load_policy
-from metalearner.rl.train import RLTrainResult, train_rl
+from metalearner.errors import require_extra
+
+require_extra("rl", "gymnasium", "mujoco")  # before any module of the package imports them
+
+from metalearner.rl.config import RLConfig, load_rl_config  # noqa: E402
+from metalearner.rl.evaluate import RLEvalResult, evaluate_rl  # noqa: E402
+from metalearner.rl.families import FAMILIES, Family, get_family, register  # noqa: E402
+from metalearner.rl.state import load_policy  # noqa: E402
+from metalearner.rl.train import RLTrainResult, train_rl  # noqa: E402
 
 register()  # gymnasium.make("metalearner/Navigation2D-v0") works once metalearner.rl is imported
 

@@ -9,8 +9,12 @@ persistent in a database, resumable and parallel; the winner is retrained and te
 - :mod:`.runner`: the search and the winner's retraining; :mod:`.report`: the report.
 """
 
-from metalearner.search.plan import SearchPlan, load_search_plan
-from metalearner.search.runner import SearchResult, finish, run_search, search_trials
+from metalearner.errors import require_extra
+
+require_extra("search", "optuna", "cmaes")  # before any module of the package imports them
+
+from metalearner.search.plan import SearchPlan, load_search_plan  # noqa: E402
+from metalearner.search.runner import SearchResult, finish, run_search, search_trials  # noqa: E402
 
 __all__ = [
     "SearchPlan",
