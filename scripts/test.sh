@@ -4,8 +4,8 @@
 # Quick local loop: .venv/bin/pytest -m "not slow and not data"
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/ruff check src tests benchmarks
-.venv/bin/ruff format --check src tests benchmarks
+.venv/bin/ruff check src tests benchmarks examples
+.venv/bin/ruff format --check src tests benchmarks examples
 .venv/bin/mypy
 .venv/bin/lint-imports
 .venv/bin/pytest "$@"

@@ -1,0 +1,42 @@
+"""The scripts in examples/ run as a user runs them, and do what they say."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _run(script: str, *args: str, cwd: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_maml_on_your_tensors_adapts_new_tasks(tmp_path: Path) -> None:
+    out = _run("maml_on_your_tensors.py", "--steps", "150", cwd=tmp_path)
+    before, after = map(float, re.search(r"([\d.]+) before, ([\d.]+) after", out).groups())
+    assert after < 0.5 * before, out
+
+
+@pytest.mark.slow
+def test_adapt_to_your_files_predicts_classes_it_never_saw(tmp_path: Path) -> None:
+    out = _run("adapt_to_your_files.py", "--out", str(tmp_path / "ex"), "--steps", "100",
+               cwd=tmp_path)  # fmt: skip
+    right, total = map(int, re.search(r"(\d+) of (\d+) query images right", out).groups())
+    assert right >= 0.6 * total, out  # chance is a third
+    assert (tmp_path / "ex" / "run" / "checkpoints" / "best" / "meta.json").is_file()
+
+
+def test_every_example_is_tested() -> None:
+    tested = set(re.findall(r'"(\w+\.py)"', Path(__file__).read_text()))
+    assert {p.name for p in EXAMPLES.glob("*.py")} <= tested
