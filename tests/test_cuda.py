@@ -21,10 +21,8 @@ from metalearner.runs.checkpoint import load_checkpoint
 from metalearner.runs.config import load_config
 from metalearner.runs.folder import read_run_config
 from metalearner.strategies import available, build, get_strategy
+from metalearner.testing import TOY_SETTINGS, image_batch, rel_error, tiny_conv
 from metalearner.training.loop import meta_train
-
-sys.path.insert(0, str(Path(__file__).parent))
-from strategy_contract import TOY_SETTINGS, image_batch, regression_only, rel_error, tiny_conv
 
 pytestmark = [
     pytest.mark.gpu,
@@ -50,7 +48,8 @@ def _batchings(name: str) -> tuple[str, ...]:
 
 def _learns_image_classes(name: str) -> bool:
     """Has a meta-gradient on images: not regression-only (pretrain), not scratch's zeros."""
-    return not regression_only(name) and getattr(get_strategy(name), "meta_learns", True)
+    kind = get_strategy(name)
+    return "classification" in kind.task_kinds and kind.meta_learns
 
 
 # Every strategy vmapped and looped (the baselines on their one path); the MAML family's

@@ -96,7 +96,7 @@ def jobs(tmp_path: Path) -> dict[str, list[str]]:
     table = write_table(tmp_path / "table.csv")
     out: dict[str, list[str]] = {}
     for name in available():
-        kinds = getattr(get_strategy(name), "task_kinds", ("classification", "regression"))
+        kinds = get_strategy(name).task_kinds
         data = [*TABLE, f"data.path={table}"] if "classification" in kinds else SINE
         extra = ["strategy_config.train_ways=3"] if name == "protonet" else []
         out[name] = [f"strategy={name}", *data, *COMMON, *extra]

@@ -14,7 +14,7 @@ from metalearner import functional as fx
 from metalearner.errors import ConfigError
 from metalearner.nn.backbones import build_model, init_params
 from metalearner.nn.layers import per_task_kernels
-from strategy_contract import image_batch, tiny_conv
+from metalearner.testing import image_batch, tiny_conv
 
 
 def test_params_of_returns_detached_copies() -> None:

@@ -23,8 +23,9 @@ from metalearner.benchmark import run_benchmark
 from metalearner.benchmark.plan import BenchmarkPlan
 from metalearner.benchmark.training import train_or_resume
 from metalearner.errors import ConfigError
+from metalearner.evaluation.evaluator import evaluate
 from metalearner.runs.config import RunConfig, load_config
-from metalearner.runs.folder import append_metrics, create_run, read_run_config
+from metalearner.runs.folder import append_metrics, create_run, read_run_config, run_lock
 from metalearner.search import SearchPlan, run_search
 from metalearner.training.loop import meta_train
 
@@ -106,6 +107,18 @@ def test_a_train_refused_on_a_live_run_names_the_process_holding_it(tmp_path: Pa
     names_holder(str(refused.value), holder.pid)
 
 
+def test_a_command_that_fails_before_writing_leaves_no_folder_and_no_lock(tmp_path: Path) -> None:
+    folder = tmp_path / "new" / "run"
+    with pytest.raises(ConfigError), run_lock(folder):
+        raise ConfigError("refused by a check")  # before anything was written
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(ConfigError), run_lock(folder):
+        (folder / "config.yaml").write_text("")
+        raise ConfigError("failed later")
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "config.yaml"]
+    assert (folder / ".lock").read_text() == ""  # no pid left for a later refusal to name
+
+
 # --- a benchmark or search folder --------------------------------------------------------------
 
 BENCHMARK = BenchmarkPlan(
@@ -147,11 +160,8 @@ def test_a_search_folder_in_use_is_refused_before_anything_is_touched(tmp_path: 
 
 def together(args: list[str], cwd: Path) -> list[tuple[int, int, str]]:
     """Runs ``metalearner ARGS`` twice at once; each one's (pid, exit status, stderr)."""
-    runs = [
-        subprocess.Popen(command(*args), cwd=cwd, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)  # fmt: skip
-        for _ in range(2)
-    ]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
+    runs = [subprocess.Popen(command(*args), cwd=cwd, **quiet) for _ in range(2)]
     return [(p.pid, p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in runs]
 
 
@@ -173,8 +183,8 @@ def check_afterwards(args: list[str], out: Path, cwd: Path) -> None:
     folders = run_folders(out)
     assert folders, f"no run folder under {out}"
     for folder in folders:
-        result = run_cli("evaluate", str(folder), "--tasks", "4", cwd=cwd)
-        assert result.returncode == 0, result.stderr
+        # What `metalearner evaluate RUN` runs, here in-process: a CLI each costs seconds.
+        assert evaluate(folder, num_tasks=4).num_tasks == 4
     again = run_cli(*args, cwd=cwd)
     assert again.returncode == 0, again.stderr
 
@@ -189,8 +199,9 @@ def test_two_benchmarks_started_together_on_one_folder_lose_nothing(tmp_path: Pa
                 "--budget", "1s", "--tasks", "4", "--sweep-tasks", "4", "--sweep-shots", "5",
                 "--label-noise", "", "--set", "threads=1", "--set", "val_tasks=20", "-q",
                 "--out", out]  # fmt: skip
-        check_pair(together(args, tmp_path))
+        pair = together(args, tmp_path)
         check_afterwards(args, tmp_path / out, tmp_path)
+        check_pair(pair)
 
 
 @pytest.mark.slow
@@ -200,6 +211,7 @@ def test_two_searches_started_together_on_one_folder_lose_nothing(tmp_path: Path
         args = ["search", "--dataset", "sinusoid", "--shots", "5", "--strategies", "maml",
                 "--trials", "1", "--trial-budget", "5steps", "--budget", "1s", "--val-tasks",
                 "20", "--tasks", "4", "--set", "threads=1", "--out", out]  # fmt: skip
-        check_pair(together(args, tmp_path))
+        pair = together(args, tmp_path)
         assert (tmp_path / out / "best" / "eval.json").is_file()  # the winner, trained once
         check_afterwards(args, tmp_path / out, tmp_path)
+        check_pair(pair)

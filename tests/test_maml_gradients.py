@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from metalearner.strategies import LR_PREFIX, available, build, get_strategy
 from metalearner.tasks import TaskBatch
-from strategy_contract import conv_biases, image_batch, regression_batch, rel_error, tiny_conv
+from metalearner.testing import conv_biases, image_batch, regression_batch, rel_error, tiny_conv
 
 Params = dict[str, Tensor]
 

@@ -25,7 +25,7 @@ from metalearner.functional.optim import adam
 from metalearner.rl import families
 from metalearner.rl.advantages import advantages, discounted_returns, gae, linear_baseline
 from metalearner.rl.cheetah import HalfCheetahDir, HalfCheetahVel
-from metalearner.rl.config import RLConfig, load_rl_config, write_config
+from metalearner.rl.config import RLConfig, load_rl_config, read_config, write_config
 from metalearner.rl.evaluate import evaluate_rl
 from metalearner.rl.navigation import Navigation2D, NavigationVectorEnv
 from metalearner.rl.objectives import Batch, MetaObjective, OldPolicy, inner_loss, inner_step
@@ -429,6 +429,22 @@ def test_a_stopped_and_resumed_run_ends_bit_identical(tmp_path: Path, env: str, 
     with pytest.raises(DataError, match="not an RL run folder"):
         train_rl(cfg, tmp_path / "nowhere", resume=True, quiet=True)
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_taken_over_as_a_supervised_one(
+    tmp_path: Path,
+) -> None:
+    # The shared run lifecycle (runs.folder.create_run): nothing to resume or lose, so a new
+    # run replaces the config and the log; RL used to refuse such a folder.
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    write_config(folder / "config.yaml", load_rl_config("navigation2d", [*TINY, "seed=7"]))
+    (folder / "metrics.jsonl").write_text('{"step": 1}\n')
+    cfg = load_rl_config("navigation2d", [*TINY, "iterations=1"])
+    train_rl(cfg, folder, quiet=True)
+    assert read_config(folder / "config.yaml") == cfg
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1] and "time" in lines[0]
 
 
 def test_a_folder_another_process_trains_in_is_neither_taken_over_nor_resumed(

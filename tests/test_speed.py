@@ -11,7 +11,7 @@ import torch
 
 from metalearner.errors import ConfigError
 from metalearner.strategies import build
-from strategy_contract import image_batch, rel_error, tiny_conv
+from metalearner.testing import image_batch, rel_error, tiny_conv
 
 
 def test_bfloat16_precision_is_autocast_and_close() -> None:

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from metalearner import functional as fx
 from metalearner.errors import ConfigError, DataError
-from metalearner.nn.backbones import build_model
 from metalearner.strategies import (
     LR_PREFIX,
     MAMLConfig,
@@ -22,17 +21,12 @@ from metalearner.strategies import (
 )
 from metalearner.strategies.reptile import minibatch
 from metalearner.tasks import TaskBatch
-from strategy_contract import (
-    TOY_SETTINGS,
+from metalearner.testing import (
+    ContractCase,
+    StrategyContract,
     contract_cases,
     image_batch,
-    meta_train_toy,
-    query_loss,
-    regression_batch,
-    regression_only,
     tiny_conv,
-    toy_family,
-    toy_strategy,
 )
 
 # ---------------------------------------------------------------- the registry and configs
@@ -44,6 +38,9 @@ def test_registry_lists_every_strategy() -> None:
         get_strategy("mamll")
     with pytest.raises(ValueError, match="already registered"):
         register("maml")(get_strategy("maml"))
+    with pytest.raises(TypeError, match="must subclass"):
+        register("duck")(type("Duck", (), {"default_config": MAMLConfig()}))
+    assert "duck" not in available()
 
 
 @pytest.mark.parametrize(
@@ -256,76 +253,20 @@ def test_anil_adapts_only_the_head_and_trains_the_backbone_through_the_outer_los
 # ---------------------------------------------------------------- the contract
 
 
-@pytest.mark.parametrize(("name", "family"), contract_cases())
-def test_contract_grads_match_params_and_metrics_are_finite(name: str, family: str) -> None:
-    strategy = toy_strategy(name, family=family)
-    assert isinstance(strategy, Strategy)
-    assert dataclasses.is_dataclass(strategy.config)
-    params = strategy.init_params(0)
-    batch = toy_family(name, family).sample(2, generator=torch.Generator().manual_seed(0))
-    grads, metrics = strategy.meta_grads(params, batch)
-    assert grads.keys() == params.keys()
-    assert all(grads[k].shape == v.shape and grads[k].dtype == v.dtype for k, v in params.items())
-    assert all(bool(torch.isfinite(g).all()) for g in grads.values())
-    assert "loss" in metrics and all(isinstance(v, float) for v in metrics.values())
-    assert torch.isfinite(torch.tensor(list(metrics.values()))).all()
+class TestEveryRegisteredStrategy(StrategyContract):
+    """The shipped contract (metalearner.testing) over every registered strategy, each on the
+    toy families it is held to: registering a strategy is all it takes to be checked here."""
+
+    @pytest.fixture(autouse=True, params=contract_cases(), ids=str)
+    def _each_case(self, request: pytest.FixtureRequest) -> None:
+        self.case: ContractCase = request.param
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("name", [n for n in available() if not regression_only(n)])
-def test_contract_params_take_the_models_dtype(name: str, dtype: torch.dtype) -> None:
-    # The float64 gradient checks need every parameter in float64; the transfer baselines once
-    # made their head's bias in float32 beside a float64 weight, which F.linear refused.
-    strategy = build(name, tiny_conv(dtype=dtype), TOY_SETTINGS.get(name, {}))
-    assert {v.dtype for v in strategy.init_params(0).values()} == {dtype}
-
-
-@pytest.mark.parametrize(("name", "family"), contract_cases())
-def test_contract_meta_training_lowers_thequery_loss(name: str, family: str) -> None:
-    held_out = toy_family(name, family).sample(16, generator=torch.Generator().manual_seed(99))
-    strategy, start = meta_train_toy(name, steps=0, seed=0, family=family)
-    _, trained = meta_train_toy(name, steps=30, seed=0, family=family)
-    if not getattr(strategy, "meta_learns", True):  # a baseline that learns nothing across tasks
-        assert all(torch.equal(start[k], trained[k]) for k in start)
-        return
-    before, after = query_loss(strategy, start, held_out), query_loss(strategy, trained, held_out)
-    assert after < 0.9 * before, (before, after)
-
-
-@pytest.mark.parametrize(("name", "family"), contract_cases())
-def test_contract_is_deterministic_with_a_seed(name: str, family: str) -> None:
-    _, a = meta_train_toy(name, steps=3, seed=5, family=family)
-    _, b = meta_train_toy(name, steps=3, seed=5, family=family)
-    _, c = meta_train_toy(name, steps=3, seed=6, family=family)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert any(not torch.equal(a[k], c[k]) for k in a)  # the seed matters (init or tasks)
-
-
-@pytest.mark.parametrize(("name", "family"), contract_cases())
-def test_contract_predictor_shapes(name: str, family: str) -> None:
-    if regression_only(name):
-        pytest.skip(f"{name} does not classify (its regression predictions are checked below)")
-    strategy = toy_strategy(name, ways=5, family=family)
-    params = strategy.init_params(0)
-    theta = {k: v.clone() for k, v in params.items()}
-    batch = toy_family(name, family, ways=5).sample(1, generator=torch.Generator().manual_seed(0))
-    predict = strategy.adapt(params, batch.support_x[0], batch.support_y[0], steps=1)
-    out = predict(batch.query_x[0])
-    assert out.shape == (15, 5) and bool(torch.isfinite(out).all())
-    assert all(torch.equal(params[k], theta[k]) for k in theta)  # adaptation left θ alone
-    assert all(not v.requires_grad for v in params.values())
-
-
-@pytest.mark.parametrize("name", available())
-def test_contract_regression_predictions_match_targets(name: str) -> None:
-    batch = regression_batch(tasks=2, dim=1)
-    net = build_model("mlp", (1,), 1, generator=0, dtype=torch.float64)
-    try:
-        strategy = build(name, net, TOY_SETTINGS.get(name, {}))
-        params = strategy.init_params(0)
-        grads, metrics = strategy.meta_grads(params, batch)
-    except ConfigError:
-        pytest.skip(f"{name} does not do regression")
-    assert grads.keys() == params.keys() and metrics["loss"] >= 0
-    predict = strategy.adapt(params, batch.support_x[0], batch.support_y[0])
-    assert predict(batch.query_x[0]).shape == batch.query_y[0].shape
+def test_every_registered_strategy_is_a_strategy_with_its_declarations() -> None:
+    for name in available():
+        kind = get_strategy(name)
+        assert issubclass(kind, Strategy) and dataclasses.is_dataclass(kind.default_config)
+        assert kind.task_kinds and set(kind.task_kinds) <= {"classification", "regression"}
+        assert kind.trains_as is None or kind.trains_as in available()
+        outer = kind.outer_loop(kind.default_config)
+        assert outer.lr > 0 and outer.meta_batch >= 1

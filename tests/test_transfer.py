@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from metalearner.strategies import build
-
-sys.path.insert(0, str(Path(__file__).parent))
-from strategy_contract import toy_model, toy_source
+from metalearner.testing import toy_model, toy_source
 
 NAMES = ("finetune", "baselinepp", "nearest-centroid")
 

@@ -18,15 +18,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from metalearner.config.plans import read_settings
 from metalearner.config.presets import list_presets
+from metalearner.data.registry import Dataset, dataset
 from metalearner.errors import ConfigError
 from metalearner.runs.config import RunConfig, load_config
 
-MAML_FAMILY = ("maml", "fomaml", "metasgd", "anil")
-INNER = ("inner_lr", "inner_steps", "eval_steps")  # what the MAML variants take from MAML's preset
+# The strategy whose presets cover every dataset and task shape: a strategy without a preset
+# of its own starts from this one's (its data, model and evaluation settings).
+ANCHOR = "maml"
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -78,7 +80,8 @@ class BenchmarkPlan:
     """One comparison: the strategies, the tasks they are scored on, the budget, the sections.
 
     Attributes:
-        dataset: ``omniglot``, ``fewrel``, ``folder`` (with ``path``) or ``sinusoid``.
+        dataset: a registered dataset: ``omniglot``, ``fewrel``, ``folder`` (with ``path``) or
+            ``sinusoid`` (see :mod:`metalearner.data.registry`).
         strategies: names from ``metalearner.strategies.available()``.
         budget: per strategy, e.g. ``10m`` or ``2000steps`` (see :func:`parse_budget`).
         tasks: fixed test tasks of the main table (the papers' 600).
@@ -93,7 +96,7 @@ class BenchmarkPlan:
         strategy_overrides: per strategy, ``key=value`` settings applied after those.
     """
 
-    dataset: Literal["omniglot", "fewrel", "folder", "sinusoid"] = "omniglot"
+    dataset: str = "omniglot"
     path: str | None = None
     ways: int = 5
     shots: int = 1
@@ -132,13 +135,14 @@ class BenchmarkPlan:
             raise ConfigError("label_noise holds fractions: use values from 0 to 1.")
         if any(k < 1 for k in self.sweep_shots):
             raise ConfigError("sweep_shots must all be at least 1.")
-        if self.cross_domain and self.dataset not in ("omniglot", "fewrel"):
+        entry = self.entry
+        if self.cross_domain and entry.cross_domain is None:
             raise ConfigError(
                 "cross_domain needs Omniglot (background vs evaluation alphabets) or FewRel "
                 "(Wikipedia vs PubMed relations)."
             )
-        if self.dataset == "folder" and not self.path:
-            raise ConfigError("dataset 'folder' needs path: a class-folder tree or a table.")
+        if entry.needs_path and not self.path:
+            raise ConfigError(f"dataset {self.dataset!r} needs path: {entry.path_is}.")
         parse_budget(self.budget)
         stray = [s for s in self.strategy_overrides if s not in self.strategies]
         if stray:
@@ -150,9 +154,18 @@ class BenchmarkPlan:
             self.run_config(strategy)
 
     @property
+    def entry(self) -> Dataset:
+        """The dataset's registry entry.
+
+        Raises:
+            ConfigError: an unknown dataset, naming the known ones.
+        """
+        return dataset(self.dataset, setting="dataset")
+
+    @property
     def metric(self) -> str:
         """``accuracy`` (higher is better) or ``mse`` (lower is better)."""
-        return "mse" if self.dataset == "sinusoid" else "accuracy"
+        return self.entry.metric
 
     def parsed_budget(self) -> Budget:
         """The budget as seconds or steps."""
@@ -173,12 +186,13 @@ class BenchmarkPlan:
             data = {"dataset": self.dataset, "path": self.path}
             return {"strategy": strategy, "data": data}
         raw = presets[anchor].load()
-        if strategy == "maml":
-            return raw  # MAML's own preset at a neighbouring K: every setting carries over
-        inner = raw.get("strategy_config", {}) if strategy in MAML_FAMILY else {}
+        if raw.get("strategy") == strategy:
+            return raw  # its own preset at a neighbouring K: every setting carries over
+        from metalearner.strategies import get_strategy
+
+        keep = get_strategy(strategy).anchor_settings  # the MAML variants keep its inner loop
+        inner = raw.get("strategy_config", {})
         raw["strategy"] = strategy
-        # Meta-SGD adapts with the steps its step sizes were learned for, not MAML's eval_steps.
-        keep = INNER if strategy != "metasgd" else ("inner_lr", "inner_steps")
         raw["strategy_config"] = {k: v for k, v in inner.items() if k in keep}
         raw.pop("optimizer", None)  # each strategy's own outer optimiser and batch
         raw.pop("meta_batch", None)
@@ -188,19 +202,19 @@ class BenchmarkPlan:
         """The MAML preset the other strategies' settings start from: this task shape's, or
         for sinusoids of a K without one, the nearest K's (the MAML paper trained K = 5, 10
         and 20 with the same settings; Omniglot's defaults diverge on regression)."""
-        name = self.preset_name("maml")
-        if name in presets or self.dataset != "sinusoid":
+        name = self.preset_name(ANCHOR)
+        if name in presets or not self.entry.regression:
             return name
-        found = (re.fullmatch(r"sinusoid-k(\d+)-maml", n) for n in presets)
+        found = (re.fullmatch(rf"{re.escape(self.dataset)}-k(\d+)-{ANCHOR}", n) for n in presets)
         shots = [int(m.group(1)) for m in found if m]
         if not shots:
             return name
-        return f"sinusoid-k{min(shots, key=lambda k: (abs(k - self.shots), k))}-maml"
+        return f"{self.dataset}-k{min(shots, key=lambda k: (abs(k - self.shots), k))}-{ANCHOR}"
 
     def preset_name(self, strategy: str) -> str:
         """The name of ``strategy``'s preset for this dataset and task shape (it may not exist)."""
-        if self.dataset == "sinusoid":
-            return f"sinusoid-k{self.shots}-{strategy}"
+        if self.entry.regression:  # regression tasks have K points and no ways
+            return f"{self.dataset}-k{self.shots}-{strategy}"
         return f"{self.dataset}-{self.ways}w{self.shots}s-{strategy}"
 
     def _shared_overrides(self) -> list[str]:
@@ -212,10 +226,12 @@ class BenchmarkPlan:
             f"val_tasks={self.val_tasks}",
             f"test_tasks={self.tasks}",
         ]
-        if self.dataset == "folder":
+        entry = self.entry
+        if entry.needs_path:
             sets.append(f"data.path={self.path}")
-        if self.cross_domain and self.dataset == "omniglot":
-            sets.append("data.split=lake")
+        cross = entry.cross_domain
+        if self.cross_domain and cross is not None and cross.train_split is not None:
+            sets.append(f"data.split={cross.train_split}")
         if budget.seconds is not None:
             # Enough steps that only the clock stops training; ~6 validations per run (each
             # costs wall time, not budget: 100 tasks of 50 steps take Reptile ~30 s on a core).

@@ -103,7 +103,7 @@ def _trained(name: str, cfg: RunConfig, folder: Path, *, quiet: bool) -> tuple[S
     """The best model (by validation) of training ``cfg`` into ``folder`` (resumed if it is
     there already)."""
     exp = build_experiment(cfg)
-    if not getattr(exp.strategy, "meta_learns", True):  # the initialisation is the model
+    if not exp.strategy.meta_learns:  # the initialisation is the model
         return exp.strategy, exp.strategy.init_params(cfg.seed)
     resume = (folder / "config.yaml").is_file()
     if resume and read_run_config(folder) != cfg:

@@ -21,7 +21,6 @@ from .figures import Drawn, draw_all
 from .plan import BenchmarkPlan
 from .scoring import StrategyResult
 from .stats import all_pairs
-from .suite import LAKE, PUBMED, WITHIN
 
 Formatter = Callable[[Score | None], str]
 Section = Callable[[StrategyResult], Mapping[Any, Score | None]]
@@ -67,11 +66,9 @@ def build_document(
     notes: Sequence[str] = (),
 ) -> Document:
     """The report as blocks (see :mod:`.document`)."""
-    fmt = _formatter(plan.metric)
-    if plan.dataset == "sinusoid":
-        title, per = f"sinusoid regression, K = {plan.shots}", "query points per task"
-    else:
-        title, per = f"{plan.dataset} {plan.ways}-way {plan.shots}-shot", "queries per class"
+    fmt, entry = _formatter(plan.metric), plan.entry
+    title = entry.task_shape(plan.ways, plan.shots)
+    per = "query points per task" if entry.regression else "queries per class"
     doc = Document(f"Benchmark: {title}")
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     doc.add(
@@ -116,10 +113,10 @@ def build_document(
         _figure(doc, figures, "noise", "Only one noise level was asked for.")
     else:
         doc.add(Paragraph("Not run (label_noise is empty, or the tasks are regression)."))
-    text = plan.dataset == "fewrel"
-    doc.add(Heading(f"Cross-domain: {'PubMed relations' if text else 'unseen alphabets'}", 3))
-    if plan.cross_domain:
-        doc.add(Paragraph(_CROSS_TEXT if text else _CROSS))
+    cross = entry.cross_domain
+    doc.add(Heading("Cross-domain" + (f": {cross.title}" if cross else ""), 3))
+    if plan.cross_domain and cross is not None:
+        doc.add(Paragraph(cross.summary))
         _sweep(doc, results, lambda r: r.cross, "{}", fmt)
         _figure(doc, figures, "cross")
     else:
@@ -149,17 +146,14 @@ _NOISE = (
     "image of another class of the task, a different image for each slot, so every class keeps "
     "its K examples (the same corruption for every strategy); query labels stay clean."
 )
-_CROSS = (
-    "Trained on the background alphabets only (data.split=lake), so every test character is "
-    f"from an alphabet never seen. `{WITHIN}`: all N characters of a task from one alphabet "
-    f"(a finer distinction). `{LAKE}`: Lake et al.'s 20 within-alphabet 20-way one-shot runs "
-    "(20 tasks of 20 queries: a wide CI)."
-)
-_CROSS_TEXT = (
-    "The same models (trained on Wikipedia relations, data.split=wiki) adapted to tasks of "
-    f"FewRel 2.0's 10 PubMed relations (`{PUBMED}`): biomedical sentences whose words are mostly "
-    "unknown to the vocabulary of the training sentences."
-)
+
+
+def _trained_on(plan: BenchmarkPlan) -> str:
+    """Where the cross-domain protocol trains every strategy, if not on the plan's split."""
+    cross = plan.entry.cross_domain
+    if not plan.cross_domain or cross is None or cross.train_split is None:
+        return ""
+    return f", trained on {cross.trained_on} (split {cross.train_split})"
 
 
 def _formatter(metric: str) -> Formatter:
@@ -184,9 +178,7 @@ def _setup(
     budget = plan.parsed_budget().describe()
     return (
         f"Command: `{command}`",
-        f"Data: {plan.dataset}" + (f" ({plan.path})" if plan.path else "")
-        + (", trained on background alphabets (split lake)"
-           if plan.cross_domain and plan.dataset == "omniglot" else ""),
+        f"Data: {plan.dataset}" + (f" ({plan.path})" if plan.path else "") + _trained_on(plan),
         f"Budget per strategy: {budget} (validation and checkpoints not counted), "
         f"{plan.workers} strategy(ies) at a time on {', '.join(map(str, threads)) or '-'} "
         "CPU thread(s) each",

@@ -3,6 +3,7 @@ write the report. Every stage is resumable: a killed benchmark run again picks u
 
 Folder layout (``out``)::
 
+    .lock                 held by the benchmark running here (a second one is refused)
     benchmark.yaml        the plan, as run
     <strategy>/           one normal run folder per trained strategy
     results/<strategy>.json   its scores (kept until the plan or its checkpoint changes)
@@ -22,7 +23,7 @@ from pathlib import Path
 from metalearner.config.plans import check_same_plan, keep_plan, same_plan
 from metalearner.runs.checkpoint import checkpoint_exists
 from metalearner.runs.devices import threads
-from metalearner.runs.folder import LATEST, checkpoint_path, load_state
+from metalearner.runs.folder import LATEST, checkpoint_path, load_state, run_lock
 from metalearner.runs.provenance import provenance
 
 from .plan import BenchmarkPlan
@@ -56,9 +57,25 @@ def run_benchmark(
     """Trains, scores and reports every strategy of ``plan`` into ``out`` (see the module doc).
 
     Raises:
-        ConfigError: ``out`` holds a benchmark with another plan, or the plan is inconsistent.
+        ConfigError: ``out`` holds a benchmark with another plan, the plan is inconsistent, or
+            another process is benchmarking into ``out``.
         DataError: the data is missing.
     """
+    # Held to the end, taken before anything in ``out`` is read or written: a second benchmark
+    # on the same folder is refused, changing nothing (each run folder has its own lock too).
+    with run_lock(out, "used for a benchmark"):
+        return _benchmark(plan, out, data_dir=data_dir, command=command, quiet=quiet, log=log)
+
+
+def _benchmark(
+    plan: BenchmarkPlan,
+    out: Path,
+    *,
+    data_dir: Path | None,
+    command: str,
+    quiet: bool,
+    log: Callable[[str], None],
+) -> BenchmarkResult:
     configs = {name: plan.run_config(name) for name in plan.strategies}
     plan_file, settings = out / PLAN_FILE, plan.to_dict()
     begun = started(out)

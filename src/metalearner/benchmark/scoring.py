@@ -89,7 +89,7 @@ def score_strategy(
     exp = build_experiment(trained.cfg, data_dir=data_dir)
     strategy = exp.strategy
     params = _params(trained, strategy.init_params(seeded(trained.cfg.seed)))
-    steps = _eval_steps(strategy)
+    steps = strategy.eval_steps
     started = time.perf_counter()
     scores = task_scores(strategy, params, suite.test)
     adapt_ms = 1000 * (time.perf_counter() - started) / len(suite.test)
@@ -148,11 +148,6 @@ def _params(trained: Trained, initial: Params) -> Params:
         return initial
     state, _ = load_state(checkpoint_path(trained.folder))
     return state.params
-
-
-def _eval_steps(strategy: Any) -> int | None:
-    steps = getattr(strategy.config, "eval_steps", None)
-    return int(steps) if steps is not None else None
 
 
 def _val_curve(folder: Path | None, metric: str) -> list[list[float]]:

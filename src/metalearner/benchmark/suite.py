@@ -27,6 +27,8 @@ from metalearner.tasks.regression import FixedTasks
 
 from .plan import BenchmarkPlan
 
+# The cross-domain sections (suite.cross keys, the report's rows): a split scored beside the
+# main one is named after it (FewRel's PubMed relations: "pubmed").
 WITHIN, LAKE, PUBMED = "within-alphabet", "lake-20way", "pubmed"
 
 
@@ -107,13 +109,15 @@ def build_suite(
         ).fixed(n, seed=seed)
         for i, p in enumerate(plan.label_noise):
             suite.noise[p] = NoisyLabels(base, p, seed=seed + 1 + i, spares=spares)
-    if plan.cross_domain and plan.dataset == "fewrel":
-        # The same training relations and vocabulary; only the test relations are PubMed's.
-        pubmed = dataclasses.replace(reference.data, split="pubmed")
-        cross = build_experiment(dataclasses.replace(reference, data=pubmed), data_dir=data_dir)
-        suite.cross[PUBMED] = cross.test_tasks(reference, plan.tasks)
-    elif plan.cross_domain:
+    cross = plan.entry.cross_domain if plan.cross_domain else None
+    if cross is not None and cross.test_split is not None:
+        # The same training classes (and vocabulary); only the test classes are the split's.
+        other = dataclasses.replace(reference.data, split=cross.test_split)
+        scored = build_experiment(dataclasses.replace(reference, data=other), data_dir=data_dir)
+        suite.cross[cross.test_split] = scored.test_tasks(reference, plan.tasks)
+    if cross is not None and cross.within_groups:
         suite.cross[WITHIN] = _within_alphabet(source, plan, n, seed)
+    if cross is not None and cross.lake_runs:
         suite.cross[LAKE] = _lake_runs(data_dir, reference.data.image_size)
     return suite
 

@@ -22,7 +22,7 @@ import torch
 from metalearner.errors import ConfigError
 from metalearner.runs.checkpoint import checkpoint_exists
 from metalearner.runs.config import RunConfig
-from metalearner.runs.folder import LATEST, load_state, read_run_config
+from metalearner.runs.folder import CONFIG, LATEST, load_state, read_run_config, run_lock
 from metalearner.strategies import get_strategy
 
 
@@ -63,7 +63,7 @@ def train_all(
         owner = _shares_training(name, cfg, configs)
         if owner is not None:
             shared[name] = owner
-        elif getattr(get_strategy(cfg.strategy), "meta_learns", True):
+        elif get_strategy(cfg.strategy).meta_learns:
             jobs[name] = out / name
     cores = torch.get_num_threads()
     threads = max(cores // workers, 1) if workers > 1 else cores
@@ -108,7 +108,7 @@ def check_trainable(configs: Mapping[str, RunConfig], data_dir: Path | None) -> 
 
 def _shares_training(name: str, cfg: RunConfig, configs: dict[str, RunConfig]) -> str | None:
     """The strategy whose run ``name`` can use as its own: same config but the strategy name."""
-    owner = getattr(get_strategy(cfg.strategy), "trains_as", None)
+    owner = get_strategy(cfg.strategy).trains_as
     if owner is None or owner not in configs:
         return None
     same = dataclasses.replace(cfg, strategy=owner) == configs[owner]
@@ -131,15 +131,19 @@ def train_or_resume(
     it is); a folder killed before its first checkpoint starts over.
 
     Raises:
-        ConfigError: ``folder`` holds a run with other settings.
+        ConfigError: ``folder`` holds a run with other settings, or another process trains in it.
     """
     from metalearner.training.loop import meta_train
 
-    resume = checkpoint_exists(folder / LATEST)
-    if resume:
-        _same_settings(cfg, folder)
-    elif (folder / "config.yaml").exists():
-        (folder / "config.yaml").unlink()  # nothing to keep
+    # Decided and cleared under the run's lock: a run another process is training (before its
+    # first checkpoint, say) is refused here, never mistaken for a killed one and cleared. If
+    # another process takes the folder between this lock and meta_train's, meta_train refuses.
+    with run_lock(folder):
+        resume = checkpoint_exists(folder / LATEST)
+        if resume:
+            _same_settings(cfg, folder)
+        else:
+            (folder / CONFIG).unlink(missing_ok=True)  # killed before its first checkpoint
     meta_train(cfg, folder, resume=resume, data_dir=data_dir, quiet=quiet)
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from metalearner.cli.options import DataDir, Overrides, Quiet, Seed
+from metalearner.cli.options import DataDir, DataPath, Dataset, Overrides, Quiet, Seed, Shots, Ways
 from metalearner.config.plans import interrupted
 
 
@@ -18,14 +18,10 @@ def benchmark_cmd(
     config: Annotated[
         Path | None, typer.Argument(help="A benchmark plan (YAML); options override it.")
     ] = None,
-    dataset: Annotated[
-        str | None, typer.Option(help="omniglot, fewrel, folder or sinusoid.")
-    ] = None,
-    path: Annotated[
-        str | None, typer.Option(help="--dataset folder: class folders or a table.")
-    ] = None,
-    ways: Annotated[int | None, typer.Option(help="N, classes per test task.")] = None,
-    shots: Annotated[int | None, typer.Option(help="K, support examples per class.")] = None,
+    dataset: Dataset = None,
+    path: DataPath = None,
+    ways: Ways = None,
+    shots: Shots = None,
     queries: Annotated[int | None, typer.Option(help="Query examples per class.")] = None,
     strategies: Annotated[
         str | None,

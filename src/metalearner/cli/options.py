@@ -24,6 +24,10 @@ Overrides = Annotated[
     typer.Option("--set", help="Override a setting: --set key=value (dotted, repeatable)."),
 ]
 Seed = Annotated[int | None, typer.Option(help="Seed of initialisation and tasks.")]
+Dataset = Annotated[str | None, typer.Option(help="omniglot, fewrel, folder or sinusoid.")]
+DataPath = Annotated[str | None, typer.Option(help="--dataset folder: class folders or a table.")]
+Ways = Annotated[int | None, typer.Option(help="N, classes per test task.")]
+Shots = Annotated[int | None, typer.Option(help="K, support examples per class.")]
 Which = Annotated[str, typer.Option("--checkpoint", help="best or latest.")]
 BackendOption = Annotated[
     str,
@@ -31,6 +35,24 @@ BackendOption = Annotated[
         help="Under torchrun: the torch.distributed backend, gloo, nccl or auto (nccl for cuda)."
     ),
 ]
+
+
+def resumed_run(out: Path | None, *, changes: bool, options: str) -> Path:
+    """The run folder ``--resume`` continues; a resumed run keeps its own config.yaml.
+
+    Args:
+        out: ``--out``.
+        changes: whether any option that would change the run was given.
+        options: those options, for the message (e.g. ``"--set and --seed"``).
+    """
+    if out is None:
+        raise ConfigError("--resume needs --out: the run folder to continue.")
+    if changes:
+        raise ConfigError(
+            f"A resumed run keeps its own config.yaml; drop {options}, or start a new run with "
+            "another --out."
+        )
+    return out
 
 
 def checkpoint_name(which: str) -> str:

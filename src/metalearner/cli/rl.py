@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from metalearner.cli.options import Overrides, Quiet, Seed
+from metalearner.cli.options import Overrides, Quiet, Seed, resumed_run
 from metalearner.errors import ConfigError
 
 rl_app = typer.Typer(
@@ -51,13 +51,8 @@ def rl_train(
     from metalearner.runs.folder import CONFIG
 
     if resume:
-        if out is None:
-            raise ConfigError("--resume needs --out: the run folder to continue.")
-        if env or overrides or seed is not None or baselines:
-            raise ConfigError(
-                "A resumed run keeps its own config.yaml; drop --env, --set, --seed and "
-                "--baselines, or start a new run with another --out."
-            )
+        changes = bool(env or overrides or seed is not None or baselines)
+        out = resumed_run(out, changes=changes, options="--env, --set, --seed and --baselines")
         cfg = read_config(out / CONFIG)
     else:
         if env is None:

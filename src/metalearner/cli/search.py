@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from metalearner.cli.options import DataDir, Overrides, Seed
+from metalearner.cli.options import DataDir, DataPath, Dataset, Overrides, Seed, Shots, Ways
 from metalearner.config.plans import interrupted
 
 
@@ -18,14 +18,10 @@ def search_cmd(
     config: Annotated[
         Path | None, typer.Argument(help="A search plan (YAML); options override it.")
     ] = None,
-    dataset: Annotated[
-        str | None, typer.Option(help="omniglot, fewrel, folder or sinusoid.")
-    ] = None,
-    path: Annotated[
-        str | None, typer.Option(help="--dataset folder: class folders or a table.")
-    ] = None,
-    ways: Annotated[int | None, typer.Option(help="N, classes per task.")] = None,
-    shots: Annotated[int | None, typer.Option(help="K, support examples per class.")] = None,
+    dataset: Dataset = None,
+    path: DataPath = None,
+    ways: Ways = None,
+    shots: Shots = None,
     strategies: Annotated[
         str | None, typer.Option(help="Comma-separated, e.g. maml,fomaml,reptile,protonet.")
     ] = None,

@@ -43,6 +43,7 @@ def tasks_demo(
     ),
 ) -> None:
     """Sample a few tasks, print what they are made of, and draw them to a PNG."""
+    from metalearner.data.registry import dataset as entry_of
     from metalearner.tasks.demo import episode_demo, picture_path, sinusoid_demo
     from metalearner.tasks.regression import SinusoidTasks
 
@@ -50,8 +51,9 @@ def tasks_demo(
         raise ConfigError(f"--tasks {num_tasks}: sample at least 1 task.")
     out = picture_path(out)  # before any work: a path that cannot be written fails at once
     console = Console()
-    if dataset == "sinusoid":
-        # One point does not show a sinusoid: K=10 unless asked otherwise.
+    if entry_of(dataset).regression:
+        # Sinusoids, the regression family. One point does not show a sinusoid: K=10 unless
+        # asked otherwise.
         tasks = SinusoidTasks(shots=10 if shots is None else shots, queries=queries)
         written = sinusoid_demo(tasks, num_tasks=num_tasks, seed=seed, out=out, console=console)
     else:

@@ -16,6 +16,7 @@ from metalearner.cli.options import (
     Seed,
     backend_name,
     main_rank,
+    resumed_run,
 )
 from metalearner.errors import ConfigError
 
@@ -47,13 +48,8 @@ def train_cmd(
 
     console = Console()
     if resume:
-        if out is None:
-            raise ConfigError("--resume needs --out: the run folder to continue.")
-        if config or preset or overrides or seed is not None:
-            raise ConfigError(
-                "A resumed run keeps its own config.yaml; drop CONFIG, --preset, --set and "
-                "--seed, or start a new run with another --out."
-            )
+        changes = bool(config or preset or overrides or seed is not None)
+        out = resumed_run(out, changes=changes, options="CONFIG, --preset, --set and --seed")
         cfg = read_run_config(out)
     else:
         if (config is None) == (preset is None):
@@ -76,9 +72,9 @@ def train_cmd(
         shown = f"{100 * score:.2f}%" if result.metric == "accuracy" else f"{score:.4g}"
         console.print(f"best validation {result.metric} {shown} at step {int(best['step'])}")
     elif result.step > 0:
-        lower = "strategy_config.inner_lr"
-        if cfg.strategy == "metasgd":  # its step sizes are learned; too many steps diverge
-            lower = "strategy_config.eval_steps (to inner_steps)"
+        from metalearner.strategies import get_strategy
+
+        lower = get_strategy(cfg.strategy).diverging_setting
         console.print(
             f"warning: no validation {result.metric} was finite (the adaptation diverged); "
             f"lower {lower} or optimizer.lr and train again."

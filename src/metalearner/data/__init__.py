@@ -14,13 +14,17 @@ from metalearner.data.omniglot import (
     omniglot_split,
     vinyals_split,
 )
+from metalearner.data.registry import CrossDomain, Dataset, dataset, names, register
 from metalearner.data.splits import ClassSplit, random_split
 
 __all__ = [
     "ClassSplit",
+    "CrossDomain",
     "DataConfig",
+    "Dataset",
     "LabeledSet",
     "Omniglot",
+    "dataset",
     "download_omniglot",
     "fewrel_dir",
     "lake_split",
@@ -29,8 +33,10 @@ __all__ = [
     "load_omniglot",
     "load_table",
     "model_input",
+    "names",
     "omniglot_split",
     "random_split",
+    "register",
     "to_float",
     "vinyals_split",
 ]

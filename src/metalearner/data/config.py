@@ -1,9 +1,10 @@
 """The ``data`` settings of a run: which tasks to generate, with each dataset's own defaults.
 
 Settings whose sensible value depends on the dataset (the split, the class counts of the split)
-default to ``null`` and are resolved here, so the ``config.yaml`` of a run states the values
-it used: Omniglot's Vinyals split keeps 1200 meta-training characters of which 100 validate,
-FewRel's ``wiki`` split 10 meta-training relations validated on held-out sentences (see
+default to ``null`` and are resolved here from the dataset's registry entry
+(:mod:`metalearner.data.registry`), so the ``config.yaml`` of a run states the values it used:
+Omniglot's Vinyals split keeps 1200 meta-training characters of which 100 validate, FewRel's
+``wiki`` split 10 meta-training relations validated on held-out sentences (see
 :mod:`metalearner.data.fewrel`).
 
 References:
@@ -14,18 +15,11 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
-from typing import Any, Literal
 
 from metalearner.config.settings import check_seed
+from metalearner.data.registry import UNSPLIT, dataset
 from metalearner.errors import ConfigError
-
-SPLITS = {
-    "omniglot": ("vinyals", "lake"),
-    "fewrel": ("wiki", "pubmed", "official"),
-}
-"""The splits of each dataset; the first is its default. Other datasets ignore the split."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +31,8 @@ class DataConfig:
     unused.
     """
 
-    dataset: Literal["sinusoid", "omniglot", "folder", "fewrel"] = "sinusoid"
+    # A registered dataset (metalearner.data.registry): sinusoid, omniglot, folder, fewrel.
+    dataset: str = "sinusoid"
     path: str | None = None  # the user's folder or CSV/.npz table, for dataset "folder"
     ways: int = 5
     shots: int = 1
@@ -47,7 +42,7 @@ class DataConfig:
     # for meta-training, 6 for test), "pubmed" (the same training, tested on FewRel 2.0's PubMed
     # relations) or "official" (train_wiki.json's 64 relations, tested on val_wiki.json's).
     # Folders always use a random class split. null: the dataset's first.
-    split: Literal["vinyals", "lake", "wiki", "pubmed", "official"] | None = None
+    split: str | None = None
     # Classes for training + validation; null: 1200 (Omniglot, folders), 10 (FewRel; all 64 for
     # "official").
     meta_train_classes: int | None = None
@@ -64,34 +59,30 @@ def resolve_data(d: DataConfig) -> DataConfig:
     """``d`` with every ``null`` left to the dataset filled in, and its combinations checked.
 
     Raises:
-        ConfigError: a split of another dataset, or class counts that cannot split.
+        ConfigError: an unknown dataset, a split of another dataset, or class counts that
+            cannot split.
     """
-    known = SPLITS.get(d.dataset, SPLITS["omniglot"])
+    entry = dataset(d.dataset, setting="data.dataset")
+    known = entry.splits or UNSPLIT
     split = d.split or known[0]
     if split not in known:
         raise ConfigError(
             f"data.split {split!r} is not a split of {d.dataset}; use one of {', '.join(known)}."
         )
-    meta, val = class_counts(dataclasses.replace(d, split=typing.cast(Any, split)))
-    out = dataclasses.replace(
-        d, split=typing.cast(Any, split), meta_train_classes=meta, val_classes=val
-    )
+    meta, val = entry.class_counts(split, d.meta_train_classes, d.val_classes)
+    out = dataclasses.replace(d, split=split, meta_train_classes=meta, val_classes=val)
     check_data(out)
     return out
 
 
 def class_counts(d: DataConfig) -> tuple[int, int]:
     """``(meta_train_classes, val_classes)``, the dataset's defaults where they are ``null``."""
-    text = d.dataset == "fewrel"
-    meta = d.meta_train_classes
-    if meta is None:
-        meta = (64 if d.split == "official" else 10) if text else 1200
-    val = d.val_classes if d.val_classes is not None else (0 if text else 100)
-    return meta, val
+    return dataset(d.dataset).class_counts(d.split, d.meta_train_classes, d.val_classes)
 
 
 def check_data(d: DataConfig) -> None:
     """Raises ConfigError for a data setting out of range."""
+    entry = dataset(d.dataset, setting="data.dataset")
     for key in ("ways", "shots", "image_size", "max_length"):
         if getattr(d, key) < 1:
             raise ConfigError(f"Setting 'data.{key}' must be at least 1, got {getattr(d, key)}.")
@@ -99,30 +90,32 @@ def check_data(d: DataConfig) -> None:
         raise ConfigError(f"Setting 'data.queries' must be at least 1, got {d.queries}.")
     if (d.val_classes or 0) < 0:
         raise ConfigError(f"Setting 'data.val_classes' must be 0 or more, got {d.val_classes}.")
-    if d.dataset == "fewrel" and 0 < (d.val_classes or 0) < d.ways:
+    val = d.val_classes
+    if entry.held_out_examples and val is not None and 0 < val < d.ways:
         raise ConfigError(
-            f"data.val_classes {d.val_classes} cannot make {d.ways}-way validation tasks; hold "
-            f"out at least {d.ways} relations, or 0 to validate on held-out sentences."
+            f"data.val_classes {val} cannot make {d.ways}-way validation tasks; hold out at "
+            f"least {d.ways} classes, or 0 to validate on held-out examples of every class."
         )
-    if d.dataset == "folder" and not d.path:
-        raise ConfigError("data.dataset 'folder' needs data.path: a class-folder tree or a table.")
+    if entry.needs_path and not d.path:
+        raise ConfigError(f"data.dataset {d.dataset!r} needs data.path: {entry.path_is}.")
     check_seed("data.split_seed", d.split_seed)
-    held_out = d.dataset == "folder" or (d.dataset == "omniglot" and d.split == "vinyals")
-    if held_out and d.val_classes is not None and d.val_classes < d.ways:
+    held_out = entry.counts_classes(d.split) and not entry.held_out_examples
+    if held_out and val is not None and val < d.ways:
         raise ConfigError(
-            f"data.val_classes {d.val_classes} cannot make {d.ways}-way validation tasks; set "
+            f"data.val_classes {val} cannot make {d.ways}-way validation tasks; set "
             f"data.val_classes to at least data.ways ({d.ways})."
         )
 
 
 def training_classes(d: DataConfig) -> int | None:
-    """Classes that training tasks draw from (Omniglot's rotations count as classes), where the
+    """Classes that training tasks draw from (rotated images count as classes), where the
     settings alone fix it (a resolved ``d``); ``None`` where it depends on the data."""
-    if d.dataset == "sinusoid" or d.meta_train_classes is None or d.val_classes is None:
+    entry = dataset(d.dataset, setting="data.dataset")
+    if d.meta_train_classes is None or d.val_classes is None:
         return None
-    if d.dataset == "omniglot" and d.split != "vinyals":
-        return None  # Lake's split holds out whole alphabets: counted once the data is read
-    if d.dataset == "fewrel" and d.val_classes == 0:
-        return d.meta_train_classes  # validates on held-out sentences of every relation
+    if not entry.counts_classes(d.split):
+        return None  # regression, or a split the source fixes (Lake's): counted from the data
+    if entry.held_out_examples and d.val_classes == 0:
+        return d.meta_train_classes  # validates on held-out examples of every class
     train = d.meta_train_classes - d.val_classes
-    return 4 * train if d.dataset == "omniglot" and d.rotations else train
+    return 4 * train if entry.rotations and d.rotations else train  # 3 rotations + the original

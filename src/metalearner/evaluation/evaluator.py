@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from metalearner.data.registry import dataset
 from metalearner.errors import ConfigError, DataError
 from metalearner.runs.config import RunConfig
 from metalearner.runs.devices import threads, torch_device
@@ -106,20 +107,17 @@ def task_curves(
 ) -> Tensor:
     """``[len(steps), n]``: each task's score after each number of adaptation steps.
 
-    A strategy with ``adapt_steps`` (one pass gives every intermediate predictor) is adapted
-    once per task; any other is adapted afresh for each number of steps.
+    Each task is adapted by ``strategy.adapt_curve``: in one pass where adaptation goes
+    through every number of steps on its way (``StepwiseStrategy``), else afresh for each.
     """
-    one_pass = getattr(strategy, "adapt_steps", None)
-    if one_pass is None:
-        rows = [task_scores(strategy, params, tasks, steps=s, device=device) for s in steps]
-        return torch.stack(rows)
     out = []
     for batch in iter_batches(tasks, batch_size):
         batch = batch.to(device)
         for t in range(batch.num_tasks):
-            path = one_pass(params, batch.support_x[t], batch.support_y[t], steps=max(steps))
+            sx, sy = batch.support_x[t], batch.support_y[t]
+            curve = strategy.adapt_curve(params, sx, sy, steps=steps)
             qx, qy = batch.query_x[t], batch.query_y[t]
-            out.append(torch.stack([_score(path[s], qx, qy) for s in steps]))
+            out.append(torch.stack([_score(predict, qx, qy) for predict in curve]))
     if not out:
         return torch.zeros(len(steps), 0, dtype=torch.float64)
     return torch.stack(out, dim=1).cpu().double()
@@ -207,23 +205,19 @@ def evaluate(
         return _evaluate(cfg, Path(run_dir), num_tasks, steps, curve, data_dir, which, group, out)
 
 
-# Splits that keep the run's meta-training classes (and so its vocabulary), changing only the
-# test classes: a model trained on the first is scored on the second without retraining.
-_SAME_TRAINING = {("fewrel", "wiki", "pubmed"), ("fewrel", "pubmed", "wiki")}
-
-
 def _with_data_path(cfg: RunConfig, data_path: Path | None) -> RunConfig:
     """``cfg`` reading its folder or table from ``data_path``; or, without it, checked that its
     ``data.path`` is found from here."""
     d = cfg.data
+    entry = dataset(d.dataset, setting="data.dataset")
     if data_path is not None:
-        if d.dataset != "folder":
+        if not entry.needs_path:
             raise ConfigError(
                 f"--path is for runs trained on a folder or table, not on {d.dataset}; drop it "
                 "(--data-dir says where Omniglot or FewRel is)."
             )
         return dataclasses.replace(cfg, data=dataclasses.replace(d, path=str(data_path)))
-    if d.dataset == "folder" and d.path and not Path(d.path).expanduser().exists():
+    if entry.needs_path and d.path and not Path(d.path).expanduser().exists():
         if Path(d.path).expanduser().is_absolute():
             raise DataError(
                 f"The run's data {d.path} no longer exists; pass --path with its new location."
@@ -236,16 +230,19 @@ def _with_data_path(cfg: RunConfig, data_path: Path | None) -> RunConfig:
 
 
 def _other_split(cfg: RunConfig, split: str) -> RunConfig:
-    from metalearner.data.config import SPLITS, resolve_data
+    from metalearner.data.config import resolve_data
 
     d = cfg.data
-    if d.dataset not in SPLITS:
+    entry = dataset(d.dataset, setting="data.dataset")
+    if not entry.splits:
         raise ConfigError(
             f"A {d.dataset} run has no splits, so it cannot be scored on split {split!r}; drop "
             "--split (it scores a FewRel run on other test relations: pubmed for a wiki run)."
         )
-    data = resolve_data(dataclasses.replace(d, split=split))  # type: ignore[arg-type]
-    if (d.dataset, d.split, split) not in _SAME_TRAINING:
+    data = resolve_data(dataclasses.replace(d, split=split))
+    # Only splits that keep the run's meta-training classes (and so its vocabulary), changing
+    # the test classes alone, score a model trained on another without retraining.
+    if not entry.trains_alike(d.split, split):
         raise ConfigError(
             f"A {d.dataset} run trained on split {d.split!r} cannot be scored on split "
             f"{split!r}, which meta-trains on other classes; train a run on {split!r} instead."
@@ -274,8 +271,8 @@ def _evaluate(
     params = {k: v.to(device) for k, v in state.params.items()}
     tasks = exp.test_tasks(cfg, num_tasks)
     mine = group.tasks(tasks)
-    metric = "accuracy" if cfg.data.dataset != "sinusoid" else "mse"
-    default_steps = exp.strategy.config.__dict__.get("eval_steps")
+    metric = dataset(cfg.data.dataset).metric
+    default_steps = exp.strategy.eval_steps
     max_steps = steps if steps is not None else default_steps
     points: list[Score] = []
     if curve and default_steps is not None and max_steps is not None:

@@ -9,19 +9,17 @@ few fused loops instead of one kernel per operation. Its meta-gradient equals th
 up to rounding (tests/test_speed.py checks it in float64; benchmarks/maml_speed.py in float32,
 where several inner steps amplify rounding differences).
 
-On a GPU the per-task loop is launch-bound: on an H100 it took 0.35-0.40 s for a 5-way
-meta-batch of 32 tasks, while the vmapped path ran all 32 tasks' arithmetic in 0.07 s
-(benchmarks/RESULTS.md), so most of the loop's ~11 ms per task is Python and kernel launches,
-not kernels. :class:`CapturedFunction` records a whole meta-step once as a CUDA graph and
-replays it with one launch (MAML's ``cuda_graph``, with any batching: the loop, the compiled
-loop, vmap). Its memory stays the recorded path's: the recorded kernels allocate from the
-graph's private pool, which reuses within the recording what the recording freed, so for the
-loop the pool holds one task's graph at a time, not the meta-batch's. It reads the parameters
-in place and takes the batch from the host into its inputs, so it holds no second copy of
-either. Measured on an H200 (benchmarks/RESULTS.md, 2026-12-04): the recorded loop took 0.064 s
-per 5-way meta-step and 0.170 s per 20-way one, 5.2x and 4.6x the fastest library, at the
-plain loop's peak memory, below the libraries' (148.8 against 149.1 MB, 479.3 against
-481.2 MB); tests/test_cuda.py checks its meta-gradients there.
+On a GPU the per-task loop is launch-bound: the vmapped path runs a whole 5-way meta-batch's
+arithmetic several times faster than the loop runs it task by task, so most of the loop's time is
+Python and kernel launches, not kernels (benchmarks/maml_speed.py). :class:`CapturedFunction`
+records a whole meta-step once as a CUDA graph and replays it with one launch (MAML's
+``cuda_graph``, with any batching: the loop, the compiled loop, vmap). Its memory stays the
+recorded path's: the recorded kernels allocate from the graph's private pool, which reuses within
+the recording what the recording freed, so for the loop the pool holds one task's graph at a time,
+not the meta-batch's. It reads the parameters in place and takes the batch from the host into its
+inputs, so it holds no second copy of either, and its peak memory is the plain loop's:
+benchmarks/maml_speed.py compares its speed and memory with the libraries', and tests/test_cuda.py
+checks its meta-gradients.
 
 bfloat16 autocast runs convolutions and matrix products in bfloat16 (on CPUs with AVX512-BF16
 or AMX, and on GPUs); the meta-gradient is then only as precise as bfloat16 (~1e-2 relative),
@@ -182,9 +180,8 @@ def _capture_stream(device: torch.device) -> torch.cuda.Stream:
 
     cuBLAS keeps a workspace per stream it has run on (32 MiB on Hopper GPUs), allocated from
     PyTorch's memory and never given back; warming up on one new stream and capturing on
-    ``torch.cuda.graph``'s own would hold two of them. On an H200 that (with the copy of the
-    batch the recording then kept, 7.7 MiB) put the recorded loop 73 MB above the plain loop's
-    149 MB at 5-way.
+    ``torch.cuda.graph``'s own would hold two of them, and put the recording's peak memory
+    well above the plain loop's.
     """
     if device not in _CAPTURE_STREAMS:
         _CAPTURE_STREAMS[device] = torch.cuda.Stream(device)

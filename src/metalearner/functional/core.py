@@ -160,9 +160,9 @@ def _inner_grad(
     ``torch.func.grad`` works inside ``vmap`` and is traced by ``torch.compile``. In eager
     per-task code (:func:`metalearner.nn.layers.per_task_kernels`), plain ``torch.autograd.grad``
     takes the same derivative without functorch's layer around every operation, and lets the
-    fused BatchNorm's custom second derivative (:mod:`metalearner.nn.norm`) run unwrapped. On this
-    project's CPU a 20-way, five-step second-order meta-step took 3.56 s with both, 3.79 s with
-    the BatchNorm alone and 4.37 s with neither (benchmarks/second_order.py, in RESULTS.md).
+    fused BatchNorm's custom second derivative (:mod:`metalearner.nn.norm`) run unwrapped. Both
+    shorten a 20-way, five-step second-order meta-step on a CPU, together by about a fifth
+    (benchmarks/second_order.py measures each).
     """
     if not per_task_eager():
         if first_order:
@@ -321,7 +321,7 @@ def summed_meta_gradient(
             loss, metrics = objective(leaves)
             # backward adds each task's gradient into .grad as it goes, as the libraries'
             # loss.backward() does; taking it whole from autograd.grad and then adding it to a
-            # sum held one gradient more (0.43 MiB for conv4 5-way; benchmarks/RESULTS.md).
+            # sum held one more gradient, the size of the parameters, at the peak.
             loss.backward(inputs=differentiable)
             for k, v in {"loss": loss, **metrics}.items():  # summed in float64, as floats would be
                 wide = v.detach().to(torch.float64)

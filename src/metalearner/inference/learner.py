@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from metalearner.data.images import ImageSettings, decode_image
+from metalearner.data.registry import find
 from metalearner.errors import DataError
 from metalearner.inference.textfiles import encode_records
 from metalearner.nn.backbones import build_model
@@ -135,8 +136,10 @@ class Learner:
                 f"{config.strategy} {name} model; use a checkpoint written by `metalearner train`."
             )
         self.params: Params = {k: params[k].to(device) for k in expected}
-        # Sinusoids are the only regression tasks; images and tables are classified.
-        self.kind = "regression" if self.meta.get("dataset") == "sinusoid" else "classification"
+        # The dataset's entry says regression or classification; one not registered here (a
+        # user's own, in another session) was classified, as every dataset but sinusoids is.
+        trained_on = find(self.meta.get("dataset"))
+        self.kind = trained_on.task_kind if trained_on is not None else "classification"
         self.max_ways = int(out_features) if "head.weight" in self.params else None
         self.preprocessing: dict[str, Any] = dict(self.meta.get("preprocessing", {}))
         self.text = self.preprocessing.get("kind") == "text"  # sentences: [3, L] ids

@@ -35,11 +35,10 @@ def per_task_kernels() -> Iterator[None]:
       lean second derivative (:func:`metalearner.nn.norm.task_batch_norm`).
     - Inner gradients: :func:`metalearner.functional.adapt` takes them with plain
       ``torch.autograd.grad`` instead of ``torch.func.grad`` (see there).
-    - Layout (CPU only): activations channels-last. Max-pooling and BatchNorm over a
-      ``[75, 64, 28, 28]`` batch took 7.8 and 3.4 ms in the default layout against 0.5 and 1.1
-      ms channels-last on this project's CPU, and a 5-way second-order MAML meta-step 0.98 s
-      instead of 1.32 s in an interleaved A/B (benchmarks/RESULTS.md has the 2026-11-27
-      maml_speed tables against the libraries).
+    - Layout (CPU only): activations channels-last. Max-pooling and BatchNorm over a 5-way
+      query batch run several times faster channels-last than in the default layout on a CPU,
+      and a second-order MAML meta-step about a quarter faster (benchmarks/maml_speed.py
+      measures the meta-step against the libraries).
 
     Only code that never vmaps may enter this context (the per-task loop of
     :func:`metalearner.functional.map_tasks` does).

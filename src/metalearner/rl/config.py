@@ -170,9 +170,14 @@ def to_dict(cfg: RLConfig) -> dict[str, Any]:
     return typing.cast(dict[str, Any], plain(dataclasses.asdict(cfg)))
 
 
+def config_yaml(cfg: RLConfig) -> str:
+    """``cfg`` as the YAML of a run folder's ``config.yaml``, in field order."""
+    return dump_yaml(to_dict(cfg))
+
+
 def write_config(path: Path, cfg: RLConfig) -> None:
     """Writes ``cfg`` as YAML, in field order."""
-    write_atomic(path, dump_yaml(to_dict(cfg)))
+    write_atomic(path, config_yaml(cfg))
 
 
 def read_config(path: Path) -> RLConfig:

@@ -32,10 +32,10 @@ from metalearner.rl.objectives import inner_step
 from metalearner.rl.plots import Curve
 from metalearner.rl.policy import Params, per_task
 from metalearner.rl.rollouts import collect
-from metalearner.rl.state import has_checkpoint, load_policy
+from metalearner.rl.state import load_policy
 from metalearner.rl.train import PRETRAIN, initial_params, make_batch
 from metalearner.runs.devices import deterministic, threads
-from metalearner.runs.folder import CONFIG, EVAL, run_kind, write_atomic
+from metalearner.runs.folder import CONFIG, EVAL, has_checkpoint, run_kind, write_atomic
 
 POLICIES = ("maml", "pretrained", "random")
 

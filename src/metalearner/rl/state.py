@@ -22,11 +22,10 @@ from metalearner.rl.policy import Params
 from metalearner.rl.ppo import AdamState
 from metalearner.runs.checkpoint import (
     Checkpoint,
-    checkpoint_exists,
     load_checkpoint,
     save_checkpoint,
 )
-from metalearner.runs.folder import CONFIG, LATEST, check_resumable
+from metalearner.runs.folder import CONFIG, LATEST, check_resumable, has_checkpoint
 
 # What a resumed run may change in its config.yaml: how long and on how many threads it runs,
 # how often it saves, and how it is scored; not what is learned, from which tasks, or how.
@@ -74,11 +73,6 @@ def load_policy(folder: Path) -> tuple[RLConfig, Params, dict[str, Any]]:
     cfg, ckpt = _load(folder)
     params = ckpt.group("params")
     return cfg, {k: params[k] for k in ckpt.meta["param_names"]}, ckpt.meta
-
-
-def has_checkpoint(folder: Path) -> bool:
-    """Whether a run folder has a checkpoint to load (counting one a crash left moved aside)."""
-    return checkpoint_exists(folder / LATEST)
 
 
 def _load(folder: Path) -> tuple[RLConfig, Checkpoint]:

@@ -33,16 +33,23 @@ import torch
 from metalearner.errors import ConfigError, MetalearnerError
 from metalearner.functional.optim import adam
 from metalearner.rl.advantages import advantages
-from metalearner.rl.config import RLConfig, read_config, to_dict, write_config
+from metalearner.rl.config import RLConfig, config_yaml, read_config, to_dict
 from metalearner.rl.families import Family, TaskVectorEnv, get_family
 from metalearner.rl.objectives import Batch, MetaObjective, OldPolicy, inner_step
 from metalearner.rl.policy import Params, init_policy, per_task
 from metalearner.rl.ppo import ppo_step
 from metalearner.rl.rollouts import Trajectories, collect
-from metalearner.rl.state import State, has_checkpoint, restore_state, save_state
+from metalearner.rl.state import State, restore_state, save_state
 from metalearner.rl.trpo import trpo_step
 from metalearner.runs.devices import deterministic, threads
-from metalearner.runs.folder import CONFIG, append_metrics, run_lock, truncate_metrics
+from metalearner.runs.folder import (
+    CONFIG,
+    append_metrics,
+    create_run,
+    has_checkpoint,
+    run_lock,
+    truncate_metrics,
+)
 from metalearner.training.progress import TrainingProgress
 
 PRETRAIN = "pretrain"  # the pretrained baseline's run folder inside a MAML run
@@ -154,19 +161,11 @@ def _train_locked(
         if to_dict(read_config(folder / CONFIG)) != to_dict(cfg):  # DataError: not a run
             raise ConfigError(f"{folder} was set up with another config; resume it with its own.")
         resume = False
-        truncate_metrics(folder, 0)
-        (folder / CONFIG).unlink()
     if resume:
         state = restore_state(folder, cfg)
         truncate_metrics(folder, state.iteration)
     else:
-        if (folder / CONFIG).exists():
-            raise ConfigError(
-                f"{folder} already holds a run; pass --resume to continue it or choose another "
-                "--out."
-            )
-        (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
-        write_config(folder / CONFIG, cfg)
+        create_run(folder, config_yaml(cfg))  # the run folder's lifecycle, as meta_train's
         params = initial_params(cfg, family)
         generator = torch.Generator().manual_seed(cfg.seed + 1)  # not θ₀'s stream
         state = State(0, params, adam(cfg.ppo_lr).init(params), generator, 0.0)

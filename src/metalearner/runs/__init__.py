@@ -4,16 +4,25 @@ the experiment built from a config, devices and distributed training.
 
 from __future__ import annotations
 
+from metalearner.runs.checkpoint import (
+    Checkpoint,
+    checkpoint_exists,
+    load_checkpoint,
+    save_checkpoint,
+)
 from metalearner.runs.config import (
-    load_config,
     ModelConfig,
     OptimizerConfig,
-    resolve,
     RunConfig,
+    load_config,
+    resolve,
     to_dict,
     to_yaml,
 )
+from metalearner.runs.devices import torch_device
+from metalearner.runs.experiment import Experiment, build_experiment, seeded, task_stream
 from metalearner.runs.folder import (
+    TrainState,
     append_metrics,
     check_resumable,
     checkpoint_path,
@@ -24,17 +33,8 @@ from metalearner.runs.folder import (
     run_kind,
     run_lock,
     save_state,
-    TrainState,
     write_atomic,
 )
-from metalearner.runs.checkpoint import (
-    Checkpoint,
-    checkpoint_exists,
-    load_checkpoint,
-    save_checkpoint,
-)
-from metalearner.runs.experiment import build_experiment, Experiment, seeded, task_stream
-from metalearner.runs.devices import torch_device
 from metalearner.runs.provenance import provenance
 
 __all__ = [

@@ -33,12 +33,14 @@ from metalearner.config.settings import (
 )
 from metalearner.config.yaml_files import dump_yaml, read_yaml
 from metalearner.data.config import DataConfig, resolve_data, training_classes
+from metalearner.data.registry import dataset
 from metalearner.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The backbone: ``auto`` is conv4 for images, textcnn for sentences, else the 40-40 MLP."""
+    """The backbone: ``auto`` is the dataset's (its registry entry says: conv4 for images,
+    textcnn for sentences, the 40-40 MLP for tables and regression)."""
 
     name: Literal["auto", "conv4", "mlp", "textcnn"] = "auto"
     width: int = 64  # conv4 channels per block
@@ -131,8 +133,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
     """Fills every ``auto``/``None`` left to the strategy and checks ranges and combinations."""
     from metalearner.strategies import get_strategy, resolve_config
 
-    default = get_strategy(cfg.strategy).default_config
-    hints = typing.get_type_hints(type(default))
+    kind = get_strategy(cfg.strategy)
+    hints = typing.get_type_hints(type(kind.default_config))
     settings = {
         k: whole_numbers(v, hints[k]) if k in hints else v
         for k, v in tuples(cfg.strategy_config).items()
@@ -150,28 +152,18 @@ def resolve(cfg: RunConfig) -> RunConfig:
     strat = resolve_config(cfg.strategy, settings)
     data = resolve_data(cfg.data)
     classes = training_classes(data)
-    if "train_ways" not in settings and classes and getattr(strat, "train_ways", 0) > classes:
-        # ProtoNets' default of 60 training ways is Omniglot's; with fewer training classes
-        # a user expects all of them, not an error about a setting they never gave.
-        strat = dataclasses.replace(strat, train_ways=max(classes, data.ways))
-    if getattr(strat, "cuda_graph", False) and cfg.device != "cuda":
-        raise ConfigError(
-            f"strategy_config.cuda_graph records CUDA graphs, but device is {cfg.device!r}; set "
-            "device=cuda or strategy_config.cuda_graph=false."
-        )
-    opt = cfg.optimizer
-    name = opt.name if opt.name != "auto" else ("sgd" if cfg.strategy == "reptile" else "adam")
-    schedule: Any = opt.schedule
-    if schedule == "auto":
-        schedule = {"reptile": "linear", "protonet": "step"}.get(cfg.strategy, "constant")
-    lr = opt.lr if opt.lr is not None else float(getattr(strat, "meta_lr", 1e-3))
-    batch = cfg.meta_batch
-    if batch is None:
-        batch = int(getattr(strat, "meta_batch_size", 1))
+    if classes:
+        strat = kind.fit_to_classes(strat, classes=classes, ways=data.ways, given=set(settings))
+    kind.check_device(strat, cfg.device)
+    opt, outer = cfg.optimizer, kind.outer_loop(strat)  # the strategy's defaults for "auto"
+    name = opt.name if opt.name != "auto" else outer.optimizer
+    schedule = opt.schedule if opt.schedule != "auto" else outer.schedule
+    lr = opt.lr if opt.lr is not None else outer.lr
+    batch = cfg.meta_batch if cfg.meta_batch is not None else outer.meta_batch
     decay = opt.decay_every
     if schedule == "step" and decay is None:
-        episodes = getattr(strat, "lr_halve_every", None)  # counted in tasks, decay in steps
-        decay = -(-episodes // batch) if episodes else max(cfg.steps // 4, 1)
+        tasks = outer.halve_every_tasks  # counted in tasks, decay in steps
+        decay = -(-tasks // batch) if tasks else max(cfg.steps // 4, 1)
     out = dataclasses.replace(
         cfg,
         strategy_config=dataclasses.asdict(strat),
@@ -180,7 +172,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
         data=data,
     )
     _check_ranges(out)
-    _check_training_ways(out)
+    _check_training_ways(out, kind.training_ways(strat))
     return out
 
 
@@ -247,21 +239,21 @@ def _check_ranges(cfg: RunConfig) -> None:
         )
 
 
-def _check_training_ways(cfg: RunConfig) -> None:
+def _check_training_ways(cfg: RunConfig, train_ways: int | None) -> None:
     # Caught here, the message names the settings to change; the task sampler can only say
-    # that a split is too small.
+    # that a split is too small. ``train_ways``: the strategy's, where it differs from data.ways.
     classes, d = training_classes(cfg.data), cfg.data
     if classes is None:
         return
-    train_ways = cfg.strategy_config.get("train_ways")
     if d.ways > classes:  # the tasks' ways first: a larger train_ways follows from them
         key, ways = "data.ways", d.ways
     elif train_ways and train_ways > classes:
         key, ways = "strategy_config.train_ways", train_ways
     else:
         return
-    rotated = d.dataset == "omniglot" and d.rotations
-    if d.dataset == "fewrel" and d.val_classes == 0:
+    entry = dataset(d.dataset)
+    rotated = entry.rotations and d.rotations
+    if entry.held_out_examples and d.val_classes == 0:
         source = f"data.meta_train_classes {d.meta_train_classes}"
     else:
         source = f"data.meta_train_classes {d.meta_train_classes} minus data.val_classes "

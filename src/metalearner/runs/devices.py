@@ -59,8 +59,8 @@ def retain_freed_memory() -> bool:
     every task of a meta-batch page-faults its activations in again: 280,000-350,000 minor page
     faults per 5-way second-order MAML meta-step on this project's CPU, and none once every
     block is served from the heap and the heap is never trimmed. The process then keeps its
-    peak footprint between steps, which the next step would reach again anyway. The speed-up is
-    measured in benchmarks/RESULTS.md (maml_speed.py, ``--allocator``).
+    peak footprint between steps, which the next step would reach again anyway.
+    ``benchmarks/maml_speed.py --allocator`` measures the speed-up.
 
     Returns:
         Whether it took effect: only with glibc (Linux); elsewhere nothing changes.

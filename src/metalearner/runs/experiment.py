@@ -23,7 +23,7 @@ from torch import nn
 from metalearner.data.registry import dataset
 from metalearner.nn.backbones import build_model
 from metalearner.runs.config import RunConfig
-from metalearner.strategies import Strategy, build, get_strategy
+from metalearner.strategies import Strategy, get_strategy, resolve_config
 from metalearner.tasks import EpisodeSampler, SinusoidTasks, TaskSet, TaskSource, with_rotations
 
 
@@ -64,7 +64,8 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
         DataError: the data is missing or too small for the tasks.
         ConfigError: the strategy, model or tasks do not fit together.
     """
-    d = cfg.data
+    d, kind = cfg.data, get_strategy(cfg.strategy)
+    settings = resolve_config(cfg.strategy, cfg.strategy_config)
     entry = dataset(d.dataset, setting="data.dataset")
     meta: dict[str, Any] = {"dataset": d.dataset}
     if entry.regression:
@@ -86,7 +87,7 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
             train_data, train_classes = with_rotations(data, split.train)
         queries = d.queries
         # ProtoNets trains on more ways than it tests with (60 vs 5 or 20 on Omniglot).
-        ways = int(cfg.strategy_config.get("train_ways") or d.ways)
+        ways = kind.training_ways(settings) or d.ways
         train = EpisodeSampler(train_data, train_classes, ways=ways, shots=d.shots, queries=queries)
         val = EpisodeSampler(data, split.val, ways=d.ways, shots=d.shots, queries=queries)
         test = EpisodeSampler(data, split.test, ways=d.ways, shots=d.shots, queries=queries)
@@ -106,12 +107,9 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
     elif name == "textcnn" and text:  # the embedding has a row per word of the vocabulary
         options = {"vocab_size": len(meta["preprocessing"]["vocabulary"])}
     model = build_model(name, input_shape, out_features, generator=cfg.seed, **options)
-    settings = dict(cfg.strategy_config)
-    # Transfer baselines pretrain a head over every class id of the training data.
-    wants_classes = _has_field(cfg.strategy, "num_classes") and not settings.get("num_classes")
-    if num_classes is not None and wants_classes:
-        settings["num_classes"] = num_classes
-    strategy = build(cfg.strategy, model, settings)
+    if num_classes is not None:  # a head over every class id of the training data, say
+        settings = kind.with_class_ids(settings, num_classes)
+    strategy = kind(model, settings)
     meta |= {
         # The strategy's effective settings (with what the data filled in), to rebuild it later.
         "strategy_config": dataclasses.asdict(strategy.config),
@@ -120,10 +118,6 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
         "task": {"ways": d.ways, "shots": d.shots, "queries": d.queries},
     }
     return Experiment(train, val, test, model, strategy, meta)
-
-
-def _has_field(strategy: str, name: str) -> bool:
-    return name in {f.name for f in dataclasses.fields(get_strategy(strategy).default_config)}
 
 
 def seeded(seed: int) -> torch.Generator:

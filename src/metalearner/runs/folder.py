@@ -8,10 +8,9 @@ run exactly where it was, so a resumed run ends bit-identical to one never inter
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,19 @@ import torch
 import yaml
 from torch import Tensor
 
-from metalearner.runs.checkpoint import Checkpoint, checkpoint_exists, load_checkpoint, save_checkpoint
 from metalearner.config.settings import from_dict
-from metalearner.runs.config import RunConfig, resolve, to_dict, to_yaml
-from metalearner.errors import ConfigError, DataError
 from metalearner.config.yaml_files import parse_yaml, read_saved_yaml
+from metalearner.errors import ConfigError, DataError
+from metalearner.runs.checkpoint import (
+    Checkpoint,
+    checkpoint_exists,
+    load_checkpoint,
+    save_checkpoint,
+)
+from metalearner.runs.config import RunConfig, resolve, to_dict, to_yaml
+from metalearner.runs.lock import LOCK, run_lock  # noqa: F401 (the run folder's lock)
 
-CONFIG, METRICS, EVAL, LOCK = "config.yaml", "metrics.jsonl", "eval.json", ".lock"
+CONFIG, METRICS, EVAL = "config.yaml", "metrics.jsonl", "eval.json"
 LATEST, BEST = "checkpoints/latest", "checkpoints/best"
 
 
@@ -52,11 +57,13 @@ class TrainState:
     elapsed: float
 
 
-def create_run(folder: Path, cfg: RunConfig) -> None:
-    """Makes a new run folder holding the resolved config.
+def create_run(folder: Path, cfg: RunConfig | str) -> None:
+    """Makes a new run folder holding the resolved config (a :class:`RunConfig`, or the YAML
+    text of another kind of run's config: RL's).
 
     A run that stopped before its first checkpoint (killed, diverged, misconfigured) has
     nothing to resume or lose, so a new run takes its folder over, config and log replaced.
+    The caller holds the folder's lock (:func:`run_lock`).
 
     Raises:
         ConfigError: if ``folder`` already holds a run with a checkpoint (resume it or choose
@@ -70,32 +77,7 @@ def create_run(folder: Path, cfg: RunConfig) -> None:
             )
         (folder / METRICS).unlink(missing_ok=True)
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / CONFIG, to_yaml(cfg))
-
-
-@contextlib.contextmanager
-def run_lock(folder: Path) -> Iterator[None]:
-    """Holds ``folder``'s lock while the block runs: one process trains in a run folder at a
-    time. The lock is the operating system's (``flock``), so a killed process lets go of it.
-
-    Raises:
-        ConfigError: another process holds it (that run is still training).
-    """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX (Windows): no lock, as before
-        yield
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(
-                f"{folder} is being trained by another process right now; wait for it to end "
-                "(or stop it), or choose another --out."
-            ) from None
-        yield
+    write_atomic(folder / CONFIG, cfg if isinstance(cfg, str) else to_yaml(cfg))
 
 
 def has_checkpoint(folder: Path) -> bool:

@@ -86,7 +86,7 @@ class Objective:
         folder = self.out / run
         trial.set_user_attr("run", run)
         trial.set_user_attr("worker", os.getpid())  # which process ran it (parallel searches)
-        if not getattr(get_strategy(cfg.strategy), "meta_learns", True):
+        if not get_strategy(cfg.strategy).meta_learns:
             # Nothing to train: score θ₀ (meta_train builds its own experiment otherwise).
             exp = build_experiment(cfg, data_dir=self.data_dir)
             params = exp.strategy.init_params(seeded(cfg.seed))

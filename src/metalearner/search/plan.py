@@ -7,10 +7,11 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from metalearner.benchmark.plan import BenchmarkPlan, parse_budget
 from metalearner.config.plans import read_settings
+from metalearner.data.registry import dataset
 from metalearner.errors import ConfigError
 from metalearner.runs.config import RunConfig, load_config, to_dict
 
@@ -41,7 +42,7 @@ class SearchPlan:
         overrides: ``key=value`` run settings for every trial (``model.width=32``).
     """
 
-    dataset: Literal["omniglot", "fewrel", "folder", "sinusoid"] = "omniglot"
+    dataset: str = "omniglot"
     path: str | None = None
     ways: int = 5
     shots: int = 1
@@ -123,7 +124,7 @@ class SearchPlan:
     @property
     def metric(self) -> str:
         """``accuracy`` (maximised) or ``mse`` (minimised)."""
-        return "mse" if self.dataset == "sinusoid" else "accuracy"
+        return dataset(self.dataset, setting="dataset").metric
 
     def benchmark_plan(self, budget: str) -> BenchmarkPlan:
         """The same strategies and tasks as a benchmark plan: one way to build run configs."""

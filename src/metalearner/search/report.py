@@ -20,6 +20,7 @@ from matplotlib.ticker import MaxNLocator
 
 from metalearner.benchmark.document import Bullets, Document, Heading, Image, Paragraph, Table
 from metalearner.benchmark.plan import parse_budget
+from metalearner.data.registry import dataset
 from metalearner.evaluation.evaluator import EvalResult
 from metalearner.runs.provenance import provenance
 
@@ -93,9 +94,7 @@ def write_search_report(
 
 
 def _shape(plan: SearchPlan) -> str:
-    if plan.dataset == "sinusoid":
-        return f"sinusoid regression, K = {plan.shots}"
-    return f"{plan.dataset} {plan.ways}-way {plan.shots}-shot"
+    return dataset(plan.dataset).task_shape(plan.ways, plan.shots)
 
 
 def _fmt(value: float | None, scale: float) -> str:

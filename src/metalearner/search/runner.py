@@ -12,6 +12,12 @@ Folder layout (``out``)::
 
 Killing the search and running the same command again continues the study: finished trials
 are kept in the database, and a trial cut off mid-way is run again.
+
+One command searches in a folder at a time: it holds the folder's lock (``.lock``) from start to
+end, and a second command on the same folder is refused before it touches anything there, so
+the winner is trained once. The worker processes of ``--workers N`` belong to the command that
+started them; machines sharing a study through ``--storage`` each search into a folder of
+their own.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from metalearner.config.plans import check_same_plan, keep_plan, same_plan
 from metalearner.errors import ConfigError, MetalearnerError
 from metalearner.evaluation.evaluator import EvalResult, evaluate
 from metalearner.runs.config import to_yaml
+from metalearner.runs.folder import run_lock
 from metalearner.training.loop import TrainingDivergedError
 
 from .objective import Objective, config_of, first_values, values_of
@@ -40,6 +47,7 @@ from .plan import SearchPlan
 from .study import check_storage, finished, open_study, storage_url
 
 PLAN_FILE = "search.yaml"
+DOING = "used for a search"  # the refusal: "<out> is being used for a search by another process"
 FREE = {"workers", "trials"}  # what a rerun may change
 
 
@@ -61,9 +69,11 @@ def run_search(
     command: str = "metalearner search",
     log: Callable[[str], None] = print,
 ) -> SearchResult:
-    """Searches (:func:`search_trials`), retrains and tests the winner (:func:`finish`)."""
-    search_trials(plan, out, data_dir=data_dir, log=log)
-    return finish(plan, out, data_dir=data_dir, command=command, log=log)
+    """Searches (:func:`search_trials`), retrains and tests the winner (:func:`finish`), holding
+    ``out``'s lock from start to end (see the module doc)."""
+    with run_lock(out, DOING):
+        _search_trials(plan, out, data_dir=data_dir, log=log)
+        return _finish(plan, out, data_dir=data_dir, command=command, log=log)
 
 
 def search_trials(
@@ -75,8 +85,16 @@ def search_trials(
     file is written once it is known good.
 
     Raises:
-        ConfigError, DataError: the plan cannot run, or ``out`` holds a search with another plan.
+        ConfigError, DataError: the plan cannot run, ``out`` holds a search with another plan,
+            or another process is searching in ``out``.
     """
+    with run_lock(out, DOING):
+        return _search_trials(plan, out, data_dir=data_dir, log=log)
+
+
+def _search_trials(
+    plan: SearchPlan, out: Path, *, data_dir: Path | None, log: Callable[[str], None]
+) -> optuna.Study:
     plan_file, settings = out / PLAN_FILE, plan.to_dict()
     replaced = plan_file.is_file() and not same_plan(plan_file, settings, free=FREE)
     if replaced and _trial_runs(out):
@@ -203,6 +221,18 @@ def finish(
     log: Callable[[str], None] = print,
 ) -> SearchResult:
     """Retrains the best trial's configuration with ``plan.budget``, tests it once, reports."""
+    with run_lock(out, DOING):
+        return _finish(plan, out, data_dir=data_dir, command=command, log=log)
+
+
+def _finish(
+    plan: SearchPlan,
+    out: Path,
+    *,
+    data_dir: Path | None,
+    command: str,
+    log: Callable[[str], None],
+) -> SearchResult:
     from .report import write_search_report
 
     study = open_study(plan, out)

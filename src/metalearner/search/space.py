@@ -1,9 +1,9 @@
 """The conditional search space: the strategy first, then that strategy's own hyperparameters.
 
-Each hyperparameter's range is centred on the strategy's paper setting for the dataset (its
-preset, or its defaults): step sizes log-uniform from a tenth to a few times the default, step
-counts and meta-batch sizes around it. A user narrows a range (``[low, high]``), restricts a
-choice (a list of more than two values, or of strings), or fixes a value (a scalar) per strategy:
+Each strategy class declares its space (``Strategy.search_space``), ranges centred on its
+paper setting for the dataset (its preset, or its defaults). A user narrows a range
+(``[low, high]``), restricts a choice (a list of more than two values, or of strings), or fixes
+a value (a scalar) per strategy:
 
     space:
       maml: {inner_lr: [0.1, 0.6], inner_steps: 1}
@@ -25,27 +25,16 @@ from typing import Any
 
 import optuna
 
+from metalearner.data.config import training_classes
+from metalearner.data.registry import dataset
 from metalearner.errors import ConfigError
 from metalearner.runs.config import RunConfig
+from metalearner.strategies import SearchParam, SpaceContext, get_strategy, resolve_config
 
 
 @dataclass(frozen=True)
-class Param:
-    """One hyperparameter: where it goes in the run config and how it is drawn.
-
-    Attributes:
-        name: its name in the space and the study (after ``<strategy>.``).
-        key: the run config key it sets (``strategy_config.inner_lr``, ``optimizer.lr``, …).
-        kind: ``"log"`` (log-uniform float), ``"float"``, ``"int"`` or ``"choice"``.
-        low, high: the range (``log``/``float``/``int``); choices: the values (``choice``).
-    """
-
-    name: str
-    key: str
-    kind: str
-    low: float = 0.0
-    high: float = 0.0
-    choices: tuple[Any, ...] = ()
+class Param(SearchParam):
+    """One hyperparameter a strategy declares (:class:`SearchParam`), drawn by Optuna."""
 
     def suggest(self, trial: optuna.Trial, prefix: str) -> Any:
         """Draws this parameter for ``trial``."""
@@ -58,34 +47,16 @@ class Param:
 
 
 def default_space(strategy: str, cfg: RunConfig) -> list[Param]:
-    """The search space of ``strategy`` around its settings in ``cfg`` (see the module doc)."""
-    s = cfg.strategy_config
-    outer = _log("meta_lr", "optimizer.lr", cfg.optimizer.lr or 1e-3, 0.1, 10)
-    if strategy == "reptile":  # Reptile's outer step is a fraction of the way to φ, at most 1
-        outer = Param("meta_lr", "optimizer.lr", "float", 0.1, 1.0)
-    batch = _choices("meta_batch", "meta_batch", int(cfg.meta_batch or 1))
-    if strategy in ("maml", "fomaml", "anil", "metasgd"):
-        space = [_int("inner_steps", "strategy_config.inner_steps", 1, 5), outer, batch]
-        if strategy != "metasgd":  # Meta-SGD learns its step sizes
-            space.insert(0, _log("inner_lr", "strategy_config.inner_lr", s["inner_lr"], 0.1, 3))
-        return space
-    if strategy == "reptile":
-        inner = _log("inner_lr", "strategy_config.inner_lr", s["inner_lr"], 0.1, 10)
-        return [inner, _int("inner_steps", "strategy_config.inner_steps", 1, 10), outer, batch]
-    if strategy == "protonet":
-        space = [outer]
-        if cfg.data.dataset != "sinusoid":
-            low, high = cfg.data.ways, 60
-            if cfg.data.dataset == "fewrel":  # no more ways than training relations
-                high = min(high, (cfg.data.meta_train_classes or 0) - (cfg.data.val_classes or 0))
-            space.append(_int("train_ways", "strategy_config.train_ways", low, max(low, high)))
-        return space
-    if strategy in ("finetune", "baselinepp", "nearest-centroid"):
-        return [outer, _log("adapt_lr", "strategy_config.adapt_lr", s["adapt_lr"], 0.1, 10)]
-    if strategy == "scratch":  # nothing is trained: only adaptation can be tuned
-        return [_log("adapt_lr", "strategy_config.adapt_lr", s["adapt_lr"], 0.1, 30),
-                _int("eval_steps", "strategy_config.eval_steps", 1, 50)]  # fmt: skip
-    return [outer]  # pretrain and any other: the outer step size
+    """The search space ``strategy``'s class declares around its settings in ``cfg``."""
+    context = SpaceContext(
+        lr=cfg.optimizer.lr or 1e-3,
+        meta_batch=int(cfg.meta_batch or 1),
+        ways=None if dataset(cfg.data.dataset).regression else cfg.data.ways,
+        training_classes=training_classes(cfg.data),
+    )
+    config = resolve_config(strategy, cfg.strategy_config)
+    declared = get_strategy(strategy).search_space(config, context)
+    return [Param(p.name, p.key, p.kind, p.low, p.high, p.choices) for p in declared]
 
 
 def narrow(space: list[Param], given: Mapping[str, Any], strategy: str) -> list[Param | Fixed]:
@@ -177,19 +148,6 @@ class Fixed:
         """The fixed value (recorded on the trial as a user attribute, not a parameter)."""
         trial.set_user_attr(f"{prefix}.{self.name}", self.value)
         return self.value
-
-
-def _log(name: str, key: str, default: float, below: float, above: float) -> Param:
-    return Param(name, key, "log", float(default) * below, float(default) * above)
-
-
-def _int(name: str, key: str, low: int, high: int) -> Param:
-    return Param(name, key, "int", low, high)
-
-
-def _choices(name: str, key: str, default: int) -> Param:
-    values = sorted({max(1, default // 4), max(1, default // 2), default, 2 * default})
-    return Param(name, key, "choice", choices=tuple(values))
 
 
 def _number(value: Any) -> bool:

@@ -4,23 +4,35 @@ Importing this package registers every built-in strategy: ``maml`` (:mod:`.maml`
 ``metasgd``, ``anil`` (:mod:`.variants`), ``reptile`` (:mod:`.reptile`), ``protonet``
 (:mod:`.protonet`), and the baselines ``scratch`` and ``pretrain`` (:mod:`.baselines`) and
 ``finetune``, ``baselinepp`` and ``nearest-centroid`` (:mod:`.transfer`).
+
+A strategy subclasses :class:`Strategy` (:mod:`.base`), declares what it is there (its task
+kinds, outer-loop defaults, search space, ...) and is registered by name (:mod:`.registry`);
+``metalearner.testing`` holds the contract test that checks it.
 """
 
 from metalearner.strategies.base import (
-    ConfigBase,
+    OuterLoop,
     Params,
     Predictor,
+    StepwiseStrategy,
     Strategy,
+    TaskKind,
+)
+from metalearner.strategies.baselines import BaselineConfig, Pretrain, Scratch
+from metalearner.strategies.config import ConfigBase
+from metalearner.strategies.maml import LR_PREFIX, MAML, MAMLConfig
+from metalearner.strategies.protonet import ProtoNet, ProtoNetConfig, prototype_logits
+from metalearner.strategies.registry import (
     available,
     build,
     get_strategy,
+    name_of,
     register,
     resolve_config,
+    unregister,
 )
-from metalearner.strategies.baselines import BaselineConfig, Pretrain, Scratch
-from metalearner.strategies.maml import LR_PREFIX, MAML, MAMLConfig
-from metalearner.strategies.protonet import ProtoNet, ProtoNetConfig, prototype_logits
 from metalearner.strategies.reptile import Reptile, ReptileConfig
+from metalearner.strategies.space import SearchParam, SpaceContext
 from metalearner.strategies.transfer import (
     BaselinePlusPlus,
     FineTune,
@@ -41,6 +53,7 @@ __all__ = [
     "MAMLConfig",
     "MetaSGD",
     "NearestCentroid",
+    "OuterLoop",
     "Params",
     "Predictor",
     "Pretrain",
@@ -49,12 +62,18 @@ __all__ = [
     "Reptile",
     "ReptileConfig",
     "Scratch",
+    "SearchParam",
+    "SpaceContext",
+    "StepwiseStrategy",
     "Strategy",
+    "TaskKind",
     "TransferConfig",
     "available",
     "build",
     "get_strategy",
+    "name_of",
     "prototype_logits",
     "register",
     "resolve_config",
+    "unregister",
 ]

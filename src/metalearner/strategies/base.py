@@ -1,9 +1,15 @@
-"""The Strategy protocol, the registry of strategies by name, and shared config checks.
+"""The strategy base class: what every learning strategy is, does and declares about itself.
 
 A strategy is what is learned across tasks and how a new task is adapted to. Every strategy is
 a set of pure functions of an explicit parameter dict (DESIGN.md rule 1) bound to a model that
 is only ever used through ``torch.func.functional_call``; only the training loop changes
 parameters, from the meta-gradients a strategy returns (rule 2).
+
+:class:`Strategy` names every method and capability that the training loop, run configs,
+evaluation, search and benchmarks use: three abstract methods, and hooks and class attributes
+with defaults that a strategy overrides where it differs. Nothing outside the strategy asks its
+name or probes it for attributes (rule 10): adding a strategy is one subclass and
+:func:`~metalearner.strategies.registry.register`.
 
 Example:
     >>> net = build_model("conv4", (1, 28, 28), 5, generator=0)
@@ -16,200 +22,212 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import typing
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+import abc
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from metalearner.config.types import describe_type, match_type
-from metalearner.errors import ConfigError, DataError
+from metalearner.errors import DataError
+from metalearner.strategies.space import SearchParam, SpaceContext, log_range
 from metalearner.tasks.batch import TaskBatch
 
 Params = dict[str, Tensor]
 Predictor = Callable[[Tensor], Tensor]
 """Maps one task's inputs ``[Q, ...]`` to logits ``[Q, N]`` or regression predictions ``[Q]``."""
+TaskKind = Literal["classification", "regression"]
 
 
-@runtime_checkable
-class Strategy(Protocol):
-    """What the training loop, evaluation and prediction need from a learning strategy."""
+@dataclass(frozen=True)
+class OuterLoop:
+    """How a strategy is meta-trained unless a run says otherwise (its ``auto`` settings).
 
-    config: Any
+    Attributes:
+        optimizer: the outer optimiser, ``"adam"`` or ``"sgd"``.
+        schedule: the step-size schedule: ``"constant"``, ``"linear"`` (to 0), ``"cosine"`` or
+            ``"step"`` (halved at intervals).
+        lr: the outer step size.
+        meta_batch: tasks per outer step.
+        halve_every_tasks: with ``"step"``, the interval between halvings counted in tasks
+            (the run turns it into outer steps); ``None``: a quarter of the run.
+    """
 
+    optimizer: Literal["adam", "sgd"] = "adam"
+    schedule: Literal["constant", "cosine", "linear", "step"] = "constant"
+    lr: float = 1e-3
+    meta_batch: int = 1
+    halve_every_tasks: int | None = None
+
+
+class Strategy(abc.ABC):
+    """A learning strategy: meta-gradients for the outer loop, and adaptation to a new task.
+
+    Subclasses implement :meth:`init_params`, :meth:`meta_grads` and :meth:`adapt`, set
+    ``default_config`` and override the class attributes and hooks below where they differ.
+    Their constructor takes ``(model, config)``, ``config`` of ``default_config``'s type.
+
+    Attributes:
+        default_config: the settings a run starts from, a frozen dataclass instance (required).
+        task_kinds: the tasks it learns; on others :meth:`meta_grads` raises ``ConfigError``.
+        meta_learns: whether :meth:`meta_grads` can lower the query loss. A strategy that learns
+            nothing across tasks (train from scratch) is not trained: its initialisation is
+            the model that benchmarks and searches score.
+        ordered: whether :meth:`meta_grads` reads a random order of each task's examples in
+            ``batch.info["order"]`` (Reptile's minibatches); the training loop then draws one
+            every meta-step (``TaskBatch.with_order``) so that a meta-step stays a function of
+            its arguments.
+        trains_as: the strategy whose training this one shares (same config but the name):
+            a benchmark trains that run once and adapts it both ways.
+        follows: settings that take another setting's value when a run does not give them
+            (``{"eval_steps": "inner_steps"}``).
+        anchor_settings: settings taken from a benchmark's anchor preset (MAML's, for the
+            dataset and task shape) when this strategy has no preset of its own.
+        outer_optimizer, outer_schedule: the outer loop's defaults (see :meth:`outer_loop`).
+        diverging_setting: the run setting to lower when adaptation diverges (for messages).
+        config: the strategy's settings, of ``default_config``'s type.
+        model: the network, used only as a pure function of a parameter dict.
+    """
+
+    default_config: ClassVar[Any]
+    task_kinds: ClassVar[tuple[TaskKind, ...]] = ("classification", "regression")
+    meta_learns: ClassVar[bool] = True
+    ordered: ClassVar[bool] = False
+    trains_as: ClassVar[str | None] = None
+    follows: ClassVar[Mapping[str, str]] = {}
+    anchor_settings: ClassVar[tuple[str, ...]] = ()
+    outer_optimizer: ClassVar[Literal["adam", "sgd"]] = "adam"
+    outer_schedule: ClassVar[Literal["constant", "cosine", "linear", "step"]] = "constant"
+    diverging_setting: ClassVar[str] = "strategy_config.inner_lr"
+
+    def __init__(self, model: nn.Module, config: Any) -> None:
+        self.model, self.config = model, config
+
+    # ------------------------------------------------------------ what every strategy does
+
+    @abc.abstractmethod
     def init_params(self, generator: torch.Generator | int) -> Params:
         """All meta-parameters, freshly initialised from ``generator`` (model and extras)."""
-        ...
 
+    @abc.abstractmethod
     def meta_grads(self, params: Params, batch: TaskBatch) -> tuple[Params, dict[str, float]]:
         """Meta-gradients for every entry of ``params`` (same keys and shapes) and metrics.
 
         The metrics include ``"loss"``; a descent step ``θ − lr·g`` improves the strategy's
-        meta-objective. Nothing is mutated. A strategy that trains on minibatches of a task's
-        examples sets the class attribute ``ordered = True``; the training loop then gives it
-        a fresh random order of them in ``batch.info["order"]`` (``TaskBatch.with_order``).
-        One whose ``host_batches`` attribute is true is given the batch on the CPU, whatever
-        the parameters' device, and moves it itself.
+        meta-objective. Nothing is mutated. The batch is on the parameters' device, or on the
+        host where :attr:`host_batches` is true.
         """
-        ...
+
+    @abc.abstractmethod
+    def adapt(
+        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int | None = None
+    ) -> Predictor:
+        """Adapts to one task from its support set ``[S, ...]``; ``steps`` overrides
+        :attr:`eval_steps` where the strategy takes adaptation steps."""
+
+    # ------------------------------------------------------------ hooks with default bodies
+
+    @property
+    def host_batches(self) -> bool:
+        """Whether :meth:`meta_grads` takes its batch on the host whatever the parameters'
+        device, and moves it itself (a recorded CUDA graph copies it straight in)."""
+        return False
+
+    @property
+    def eval_steps(self) -> int | None:
+        """Adaptation steps a new task gets by default: the config's ``eval_steps``; ``None``
+        for a strategy that adapts without steps (ProtoNets' prototypes)."""
+        steps = getattr(self.config, "eval_steps", None)
+        return int(steps) if steps is not None else None
+
+    def adapt_steps(
+        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int
+    ) -> list[Predictor]:
+        """The predictors after 0, 1, ..., ``steps`` adaptation steps.
+
+        The default adapts afresh for each count; :class:`StepwiseStrategy` gives them all
+        from one pass.
+        """
+        return [self.adapt(params, support_x, support_y, steps=s) for s in range(steps + 1)]
+
+    def adapt_curve(
+        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: Sequence[int]
+    ) -> list[Predictor]:
+        """The predictors after each number of adaptation steps in ``steps`` (a score curve)."""
+        return [self.adapt(params, support_x, support_y, steps=s) for s in steps]
+
+    @classmethod
+    def outer_loop(cls, config: Any) -> OuterLoop:
+        """The outer loop's defaults: ``outer_optimizer`` and ``outer_schedule``, and the
+        config's ``meta_lr`` and ``meta_batch_size`` where it has them."""
+        return OuterLoop(
+            optimizer=cls.outer_optimizer,
+            schedule=cls.outer_schedule,
+            lr=float(getattr(config, "meta_lr", 1e-3)),
+            meta_batch=int(getattr(config, "meta_batch_size", 1)),
+        )
+
+    @classmethod
+    def check_device(cls, config: Any, device: str) -> None:
+        """Raises ConfigError where ``config`` cannot run on ``device`` (default: every one)."""
+        return None
+
+    @classmethod
+    def training_ways(cls, config: Any) -> int | None:
+        """Ways of the training episodes where they differ from the test tasks' (``None``)."""
+        return None
+
+    @classmethod
+    def fit_to_classes(cls, config: Any, *, classes: int, ways: int, given: Collection[str]) -> Any:
+        """``config`` fitted to training data of ``classes`` classes and ``ways``-way tasks.
+
+        Called where the run's settings fix the class count; settings named in ``given`` were
+        set by the user and stay as they are. The default changes nothing.
+        """
+        return config
+
+    @classmethod
+    def with_class_ids(cls, config: Any, num_classes: int) -> Any:
+        """``config`` told the number of class ids of the training data, when a run is built
+        (a head over all of them, say). The default changes nothing."""
+        return config
+
+    @classmethod
+    def search_space(cls, config: Any, context: SpaceContext) -> list[SearchParam]:
+        """The hyperparameters a search draws, around ``config`` (its preset or defaults).
+
+        The default searches the outer step size, log-uniform from a tenth to ten times it.
+        """
+        return [log_range("meta_lr", "optimizer.lr", context.lr, 0.1, 10)]
+
+
+class StepwiseStrategy(Strategy):
+    """A strategy whose adaptation passes through every step count on its way (gradient steps).
+
+    Subclasses implement :meth:`adapt_steps`; :meth:`adapt` is its last predictor, and a score
+    curve over step counts takes one pass per task.
+    """
+
+    @abc.abstractmethod
+    def adapt_steps(
+        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int
+    ) -> list[Predictor]:
+        """The predictors after 0, 1, ..., ``steps`` adaptation steps, from one pass."""
 
     def adapt(
         self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int | None = None
     ) -> Predictor:
-        """Adapts to one task from its support set ``[S, ...]``; ``steps`` overrides the
-        config's number of adaptation steps where the strategy has any."""
-        ...
+        """The predictor after ``steps`` adaptation steps (:attr:`eval_steps` unless given)."""
+        n = steps if steps is not None else self.eval_steps or 0
+        return self.adapt_steps(params, support_x, support_y, steps=n)[-1]
 
-
-class StrategyFactory(Protocol):
-    """A registered strategy class: built from a model and a config of its own type."""
-
-    default_config: ClassVar[Any]
-
-    def __call__(self, model: nn.Module, config: Any) -> Strategy: ...
-
-
-_REGISTRY: dict[str, StrategyFactory] = {}
-F = TypeVar("F")
-
-
-def register(name: str) -> Callable[[F], F]:
-    """Class decorator that makes a strategy available under ``name``.
-
-    The class needs a ``default_config`` class attribute (a frozen dataclass instance) and a
-    constructor ``cls(model, config)``. Registering is all a new strategy needs to be run by
-    the training loop and checked by tests/test_strategies.py's contract tests.
-    """
-
-    def decorate(cls: F) -> F:
-        if name in _REGISTRY:
-            raise ValueError(f"A strategy named {name!r} is already registered")
-        if not dataclasses.is_dataclass(getattr(cls, "default_config", None)):
-            raise TypeError(f"Strategy {name!r} needs a dataclass default_config")
-        _REGISTRY[name] = typing.cast(StrategyFactory, cls)
-        return cls
-
-    return decorate
-
-
-def name_of(strategy: object) -> str:
-    """The name a strategy (class or instance) is registered under, for messages."""
-    cls = strategy if isinstance(strategy, type) else type(strategy)
-    return next((name for name, c in _REGISTRY.items() if c is cls), cls.__name__)
-
-
-def available() -> tuple[str, ...]:
-    """Names of all registered strategies, sorted."""
-    return tuple(sorted(_REGISTRY))
-
-
-def get_strategy(name: str) -> StrategyFactory:
-    """The registered class for ``name``.
-
-    Raises:
-        ConfigError: for an unknown name.
-    """
-    if name not in _REGISTRY:
-        raise ConfigError(f"Unknown strategy {name!r}; use one of {', '.join(available())}.")
-    return _REGISTRY[name]
-
-
-def resolve_config(name: str, config: object | Mapping[str, Any] | None = None) -> Any:
-    """The strategy's config: its default, the given instance, or the default with overrides.
-
-    A strategy class may name settings that follow another's value when not given
-    (``follows = {"eval_steps": "inner_steps"}``: Meta-SGD adapts with the steps it learned).
-
-    Raises:
-        ConfigError: for an unknown key, a config of another strategy's type or a bad value.
-    """
-    default = get_strategy(name).default_config
-    if config is None:
-        return default
-    if isinstance(config, Mapping):
-        names = {f.name for f in dataclasses.fields(default)}
-        unknown = sorted(set(config) - names)
-        if unknown:
-            raise ConfigError(
-                f"Strategy {name!r} has no setting {unknown[0]!r}; remove strategy_config."
-                f"{unknown[0]} or use one of {', '.join(sorted(names))}."
-            )
-        follows: Mapping[str, str] = getattr(get_strategy(name), "follows", {})
-        tied = {k: config[v] for k, v in follows.items() if k not in config and v in config}
-        return dataclasses.replace(default, **tied, **config)
-    if type(config) is not type(default):
-        raise ConfigError(
-            f"Strategy {name!r} takes a {type(default).__name__}, not {type(config).__name__}."
-        )
-    return config
-
-
-def build(
-    name: str, model: nn.Module, config: object | Mapping[str, Any] | None = None
-) -> Strategy:
-    """Builds strategy ``name`` around ``model`` (see :func:`resolve_config` for ``config``)."""
-    return get_strategy(name)(model, resolve_config(name, config))
-
-
-class ConfigBase:
-    """Mixin for strategy configs: type checks of every field and named presets.
-
-    Subclasses are frozen dataclasses; ``PRESETS`` maps a setting of a paper (e.g.
-    ``"sinusoid"``) to the fields that differ from the defaults.
-    """
-
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
-
-    def with_preset(self, name: str) -> Any:
-        """This config with the fields of a named paper setting replaced.
-
-        Example:
-            >>> get_strategy("metasgd").default_config.with_preset("sinusoid")
-        """
-        if name not in self.PRESETS:
-            known = ", ".join(sorted(self.PRESETS)) or "none"
-            raise ConfigError(
-                f"{type(self).__name__} has no preset {name!r}; known presets: {known}."
-            )
-        return dataclasses.replace(self, **self.PRESETS[name])  # type: ignore[type-var]
-
-    def check_types(self) -> None:
-        """Raises ConfigError for a field whose value does not match its annotation.
-
-        A value of the right kind in another form (a list for a pair, ``1`` for ``1.0``) is
-        stored in the annotated form, so equal settings compare equal however they were written.
-        """
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            ok, normal = match_type(value, hints[f.name])
-            if not ok:
-                raise ConfigError(
-                    f"strategy_config.{f.name} must be {describe_type(hints[f.name])}, "
-                    f"got {value!r}."
-                )
-            if normal is not value:
-                object.__setattr__(self, f.name, normal)  # frozen: only __post_init__ may
-
-
-def check_range(
-    owner: object, name: str, *, low: float, strict: bool = False, high: float = math.inf
-) -> None:
-    """Raises ConfigError unless ``low <(=) value <= high`` (``None`` values pass).
-
-    ``owner`` is a strategy config: the message names the run setting, ``strategy_config.NAME``.
-    """
-    value = getattr(owner, name)
-    if value is None:
-        return
-    ok = (value > low if strict else value >= low) and value <= high
-    if not ok or not math.isfinite(value):
-        bound = f"> {low}" if strict else f">= {low}"
-        upper = f" and <= {high}" if math.isfinite(high) else ""
-        raise ConfigError(f"strategy_config.{name} must be {bound}{upper}, got {value!r}.")
+    def adapt_curve(
+        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: Sequence[int]
+    ) -> list[Predictor]:
+        """The predictors after each count of ``steps``, from one pass of the most steps."""
+        path = self.adapt_steps(params, support_x, support_y, steps=max(steps))
+        return [path[s] for s in steps]
 
 
 def support_ways(support_y: Tensor) -> int:

@@ -24,7 +24,10 @@ from metalearner import functional as fx
 from metalearner.errors import ConfigError
 from metalearner.nn.backbones import init_params
 from metalearner.nn.layers import per_task_kernels
-from metalearner.strategies.base import ConfigBase, Params, Predictor, check_range, register
+from metalearner.strategies.base import Params, Predictor, StepwiseStrategy, TaskKind
+from metalearner.strategies.config import ConfigBase, check_range
+from metalearner.strategies.registry import register
+from metalearner.strategies.space import SearchParam, SpaceContext, int_range, log_range
 from metalearner.tasks.batch import TaskBatch
 
 
@@ -45,31 +48,25 @@ class BaselineConfig(ConfigBase):
         check_range(self, "meta_batch_size", low=1)
 
 
-class _FineTuner:
+class _FineTuner(StepwiseStrategy):
     """Shared by both baselines: the model's own parameters, adapted by plain SGD."""
 
     default_config: ClassVar[BaselineConfig] = BaselineConfig()
-    meta_learns: ClassVar[bool] = True  # whether meta_grads can lower the query loss
+    config: BaselineConfig
 
     def __init__(self, model: nn.Module, config: BaselineConfig) -> None:
-        self.model, self.config = model, config
+        super().__init__(model, config)
         self._fn = fx.functional(model)
 
     def init_params(self, generator: torch.Generator | int) -> Params:
         """The model's freshly initialised parameters (no other meta-parameters)."""
         return init_params(self.model, generator=generator)
 
-    def adapt(
-        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int | None = None
-    ) -> Predictor:
-        """Fine-tunes every weight on the support set (``eval_steps`` SGD steps unless given)."""
-        n = self.config.eval_steps if steps is None else steps
-        return self.adapt_steps(params, support_x, support_y, steps=n)[-1]
-
     def adapt_steps(
         self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int
     ) -> list[Predictor]:
-        """The predictors after 0, 1, ..., ``steps`` fine-tuning steps, from one pass."""
+        """The predictors after 0, 1, ..., ``steps`` steps of SGD on every weight on the
+        support set, from one pass."""
         theta = {k: v.detach() for k, v in params.items()}
         with per_task_kernels():  # safe: nothing here is vmapped
             path = fx.adapt_path(
@@ -89,6 +86,14 @@ class Scratch(_FineTuner):
     """
 
     meta_learns: ClassVar[bool] = False
+
+    @classmethod
+    def search_space(cls, config: BaselineConfig, context: SpaceContext) -> list[SearchParam]:
+        """Nothing is trained: only adaptation, its step size and steps, can be tuned."""
+        return [
+            log_range("adapt_lr", "strategy_config.adapt_lr", config.adapt_lr, 0.1, 30),
+            int_range("eval_steps", "strategy_config.eval_steps", 1, 50),
+        ]
 
     def meta_grads(self, params: Params, batch: TaskBatch) -> tuple[Params, dict[str, float]]:
         """Zero gradients; metrics of adapting the initialisation to each task."""
@@ -116,7 +121,7 @@ class Pretrain(_FineTuner):
     over all training classes (the ``finetune`` baseline of Chen et al. 2019), not this.
     """
 
-    task_kinds: ClassVar[tuple[str, ...]] = ("regression",)
+    task_kinds: ClassVar[tuple[TaskKind, ...]] = ("regression",)
 
     def meta_grads(self, params: Params, batch: TaskBatch) -> tuple[Params, dict[str, float]]:
         """Gradient of the mean loss over every point of every task, θ unadapted."""

@@ -29,14 +29,15 @@ from metalearner.errors import ConfigError
 from metalearner.functional import compiled as speed
 from metalearner.nn.backbones import init_params
 from metalearner.nn.layers import per_task_kernels
-from metalearner.strategies.base import (
-    ConfigBase,
-    Params,
-    Predictor,
-    check_range,
-    name_of,
-    register,
-    resolve_batching,
+from metalearner.strategies.base import Params, Predictor, StepwiseStrategy, resolve_batching
+from metalearner.strategies.config import ConfigBase, check_range
+from metalearner.strategies.registry import name_of, register
+from metalearner.strategies.space import (
+    SearchParam,
+    SpaceContext,
+    int_range,
+    log_range,
+    meta_batch_choices,
 )
 from metalearner.tasks.batch import TaskBatch
 
@@ -110,7 +111,7 @@ class MAMLConfig(ConfigBase):
 
 
 @register("maml")
-class MAML:
+class MAML(StepwiseStrategy):
     """Model-Agnostic Meta-Learning: learn θ so that a few gradient steps fit a new task.
 
     The meta-gradient is the exact derivative of the query loss after ``inner_steps`` steps on
@@ -126,7 +127,10 @@ class MAML:
     """
 
     default_config: ClassVar[MAMLConfig] = MAMLConfig()
+    config: MAMLConfig
     requires: ClassVar[str | None] = None  # the config flag that defines a variant
+    # Without a preset of their own, the variants adapt as MAML's preset for the task shape does.
+    anchor_settings: ClassVar[tuple[str, ...]] = ("inner_lr", "inner_steps", "eval_steps")
     # Fastest meta-batch path per device type. CPU: measured on 2 cores for conv4 5-way 1-shot
     # 15-query meta-batch 8 (loop 0.41 s, vmap 0.97 s per meta-step; ANIL's batched backbone
     # too is slower there, 0.88 s vs 0.34 s: the big activations miss the cache). CUDA (H100,
@@ -150,7 +154,7 @@ class MAML:
                 f"Strategy {name_of(self)!r} is defined by strategy_config.{self.requires}=true; "
                 "use strategy 'maml' for other combinations."
             )
-        self.model, self.config = model, config
+        super().__init__(model, config)
         names = [k for k, _ in model.named_parameters()]
         self._adapted = names
         self._compiled: Callable[..., tuple[Tensor, ...]] | None = None
@@ -177,6 +181,25 @@ class MAML:
                     lr = low + (high - low) * u
                 params[LR_PREFIX + k] = lr
         return params
+
+    @classmethod
+    def check_device(cls, config: MAMLConfig, device: str) -> None:
+        """A CUDA graph (``cuda_graph``) needs device ``cuda``."""
+        if config.cuda_graph and device != "cuda":
+            raise ConfigError(
+                f"strategy_config.cuda_graph records CUDA graphs, but device is {device!r}; set "
+                "device=cuda or strategy_config.cuda_graph=false."
+            )
+
+    @classmethod
+    def search_space(cls, config: MAMLConfig, context: SpaceContext) -> list[SearchParam]:
+        """The inner step size and steps, the outer step size and the meta-batch."""
+        return [
+            log_range("inner_lr", "strategy_config.inner_lr", config.inner_lr, 0.1, 3),
+            int_range("inner_steps", "strategy_config.inner_steps", 1, 5),
+            *super().search_space(config, context),
+            meta_batch_choices(context.meta_batch),
+        ]
 
     @property
     def host_batches(self) -> bool:
@@ -246,21 +269,14 @@ class MAML:
 
         return objective
 
-    def adapt(
-        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int | None = None
-    ) -> Predictor:
-        """Adapts to one task (``eval_steps`` steps unless ``steps``) and returns its predictor.
-
-        The predictor normalises with the statistics of the batch it is given (transductive
-        BatchNorm), so pass a task's whole query set at once.
-        """
-        n = self.config.eval_steps if steps is None else steps
-        return self.adapt_steps(params, support_x, support_y, steps=n)[-1]
-
     def adapt_steps(
         self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int
     ) -> list[Predictor]:
-        """The predictors after 0, 1, ..., ``steps`` adaptation steps, from one pass."""
+        """The predictors after 0, 1, ..., ``steps`` adaptation steps, from one pass.
+
+        A predictor normalises with the statistics of the batch it is given (transductive
+        BatchNorm), so pass a task's whole query set at once.
+        """
         detached = {k: v.detach() for k, v in params.items()}
         net, lr = self._split(self._inner_params(detached))
         embed = self._embedder(detached, tasks=False, vectorize=False)

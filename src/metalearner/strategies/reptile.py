@@ -18,13 +18,15 @@ from metalearner import functional as fx
 from metalearner.errors import ConfigError
 from metalearner.functional import optim
 from metalearner.nn.backbones import init_params
-from metalearner.strategies.base import (
-    ConfigBase,
-    Params,
-    Predictor,
-    check_range,
-    register,
-    resolve_batching,
+from metalearner.strategies.base import Params, Predictor, Strategy, resolve_batching
+from metalearner.strategies.config import ConfigBase, check_range
+from metalearner.strategies.registry import register
+from metalearner.strategies.space import (
+    SearchParam,
+    SpaceContext,
+    int_range,
+    log_range,
+    meta_batch_choices,
 )
 from metalearner.tasks.batch import ORDER, TaskBatch
 
@@ -87,7 +89,7 @@ class ReptileConfig(ConfigBase):
 
 
 @register("reptile")
-class Reptile:
+class Reptile(Strategy):
     """Reptile: the pseudo-gradient θ − φ̄ of k inner steps on each task's support + query data.
 
     ``meta_grads`` returns θ − mean_t φ_t, so an SGD step with learning rate ε gives
@@ -95,22 +97,38 @@ class Reptile:
     paper's transductive setting). Inner minibatches are drawn without replacement from each
     task's shuffled support + query examples, as in the paper's code; the shuffle is the batch's
     ``info["order"]`` (:meth:`TaskBatch.with_order`, drawn by ``meta_train`` every meta-step),
-    so a meta-step stays a function of its arguments.
+    so a meta-step stays a function of its arguments. The outer loop is plain SGD on the
+    pseudo-gradient with a step annealed linearly to 0, as in the paper.
 
     References:
         Nichol, Achiam and Schulman, "On First-Order Meta-Learning Algorithms", 2018.
     """
 
     default_config: ClassVar[ReptileConfig] = ReptileConfig()
+    config: ReptileConfig
     # Measured as for MAML.MEASURED (paper defaults: Adam, 5 steps, minibatches of 10): vmap
     # 0.28 s vs loop 0.31 s per meta-step on a 2-core CPU; CUDA: not measured yet.
     MEASURED: ClassVar[dict[str, str]] = {"cpu": "vmap", "cuda": "vmap"}
     # meta_grads reads info["order"]: the training loop draws it before the batch is shared out.
     ordered: ClassVar[bool] = True
+    # ε(φ̄ − θ) is a step of SGD with step size ε on θ − φ̄; the paper anneals ε linearly.
+    outer_optimizer: ClassVar[Literal["adam", "sgd"]] = "sgd"
+    outer_schedule: ClassVar[Literal["constant", "cosine", "linear", "step"]] = "linear"
 
     def __init__(self, model: nn.Module, config: ReptileConfig) -> None:
-        self.model, self.config = model, config
+        super().__init__(model, config)
         self._fn = fx.functional(model)
+
+    @classmethod
+    def search_space(cls, config: ReptileConfig, context: SpaceContext) -> list[SearchParam]:
+        """The inner step size and steps, the outer step size and the meta-batch."""
+        return [
+            log_range("inner_lr", "strategy_config.inner_lr", config.inner_lr, 0.1, 10),
+            int_range("inner_steps", "strategy_config.inner_steps", 1, 10),
+            # The outer step is a fraction of the way from θ to φ̄: at most all of it.
+            SearchParam("meta_lr", "optimizer.lr", "float", 0.1, 1.0),
+            meta_batch_choices(context.meta_batch),
+        ]
 
     def init_params(self, generator: torch.Generator | int) -> Params:
         """The model's parameters (Reptile has no other meta-parameters)."""

@@ -23,6 +23,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -36,14 +37,15 @@ from metalearner.functional import optim
 from metalearner.nn.backbones import init_params
 from metalearner.nn.layers import per_task_kernels
 from metalearner.strategies.base import (
-    ConfigBase,
     Params,
     Predictor,
-    check_range,
-    name_of,
-    register,
+    StepwiseStrategy,
+    TaskKind,
     support_ways,
 )
+from metalearner.strategies.config import ConfigBase, check_range
+from metalearner.strategies.registry import name_of, register
+from metalearner.strategies.space import SearchParam, SpaceContext, log_range
 from metalearner.tasks.batch import TaskBatch
 
 HEAD = "pretrain_head."
@@ -74,10 +76,12 @@ class TransferConfig(ConfigBase):
         check_range(self, "meta_batch_size", low=1)
 
 
-class _Transfer:
+class _Transfer(StepwiseStrategy):
     """Pretraining over global classes and a head adapted on frozen features."""
 
     default_config: ClassVar[TransferConfig] = TransferConfig()
+    config: TransferConfig
+    task_kinds: ClassVar[tuple[TaskKind, ...]] = ("classification",)
     cosine: ClassVar[bool] = False  # cosine-similarity heads (Baseline++) instead of linear
 
     def __init__(self, model: nn.Module, config: TransferConfig) -> None:
@@ -86,12 +90,25 @@ class _Transfer:
             raise ConfigError(
                 f"Strategy {name_of(self)!r} needs a model with a .features backbone."
             )
-        self.model, self.config = model, config
+        super().__init__(model, config)
         self._embed = fx.functional(features)
         head = getattr(model, "head", None)
         if not isinstance(head, nn.Linear):
             raise ConfigError(f"Strategy {name_of(self)!r} needs a model with a linear .head.")
         self._width = head.in_features  # the feature size, for the pretraining head
+
+    @classmethod
+    def with_class_ids(cls, config: TransferConfig, num_classes: int) -> TransferConfig:
+        """The pretraining head spans every class id of the training data, unless set."""
+        if config.num_classes:
+            return config
+        return dataclasses.replace(config, num_classes=num_classes)
+
+    @classmethod
+    def search_space(cls, config: TransferConfig, context: SpaceContext) -> list[SearchParam]:
+        """The outer step size and the new head's step size."""
+        adapt_lr = log_range("adapt_lr", "strategy_config.adapt_lr", config.adapt_lr, 0.1, 10)
+        return [*super().search_space(config, context), adapt_lr]
 
     def init_params(self, generator: torch.Generator | int) -> Params:
         """The backbone's parameters and a pretraining head over ``num_classes`` classes."""
@@ -139,17 +156,11 @@ class _Transfer:
 
         return fx.meta_gradient(objective, params)
 
-    def adapt(
-        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int | None = None
-    ) -> Predictor:
-        """A new head for the support's classes on the frozen backbone (``eval_steps`` SGD)."""
-        n = self.config.eval_steps if steps is None else steps
-        return self.adapt_steps(params, support_x, support_y, steps=n)[-1]
-
     def adapt_steps(
         self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int
     ) -> list[Predictor]:
-        """The predictors after 0, 1, ..., ``steps`` steps of training the new head."""
+        """The predictors after 0, 1, ..., ``steps`` steps of training a new head for the
+        support's classes on the frozen backbone."""
         feats, ways, z = self._support_features(params, support_x, support_y)
         heads = self._train_head(z, support_y, ways, steps)
 
@@ -216,7 +227,7 @@ class BaselinePlusPlus(_Transfer):
 class NearestCentroid(_Transfer):
     """The Baseline's pretrained backbone; a query goes to the most similar class mean feature."""
 
-    trains_as: ClassVar[str] = "finetune"  # same pretraining: a benchmark trains it once
+    trains_as: ClassVar[str | None] = "finetune"  # same pretraining: a benchmark trains it once
 
     def adapt_steps(
         self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int

@@ -9,10 +9,12 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
-from metalearner.strategies.base import register
 from metalearner.strategies.maml import MAML, MAMLConfig
+from metalearner.strategies.registry import register
+from metalearner.strategies.space import SearchParam, SpaceContext
 
 
 @register("fomaml")
@@ -46,7 +48,16 @@ class MetaSGD(MAML):
         learn_inner_lr=True, inner_lr_init=(0.005, 0.1), eval_steps=1
     )
     requires: ClassVar[str | None] = "learn_inner_lr"
-    follows: ClassVar[dict[str, str]] = {"eval_steps": "inner_steps"}
+    follows: ClassVar[Mapping[str, str]] = {"eval_steps": "inner_steps"}
+    # Not MAML's eval_steps: it adapts with the steps its step sizes were learned for.
+    anchor_settings: ClassVar[tuple[str, ...]] = ("inner_lr", "inner_steps")
+    # Learned step sizes applied more often than learned for diverge first.
+    diverging_setting: ClassVar[str] = "strategy_config.eval_steps (to inner_steps)"
+
+    @classmethod
+    def search_space(cls, config: MAMLConfig, context: SpaceContext) -> list[SearchParam]:
+        """MAML's space but the inner step size: Meta-SGD learns its step sizes."""
+        return [p for p in super().search_space(config, context) if p.name != "inner_lr"]
 
 
 @register("anil")

@@ -17,9 +17,9 @@ from matplotlib.backend_bases import FigureCanvasBase
 from rich.console import Console
 from rich.table import Table
 
+from metalearner.data.config import DataConfig, resolve_data
 from metalearner.data.labeled import LabeledSet
-from metalearner.data.omniglot import load_omniglot, vinyals_split
-from metalearner.data.registry import DATASETS, load_user_data
+from metalearner.data.registry import dataset
 from metalearner.data.text import decode, from_preprocessing, is_text
 from metalearner.errors import ConfigError, file_above
 from metalearner.tasks.batch import TaskBatch
@@ -138,7 +138,7 @@ def _save(fig: plt.Figure, out: Path) -> Path:
 
 
 def load_for_demo(
-    dataset: str,
+    name: str,
     *,
     data_dir: Path | None,
     path: Path | None,
@@ -149,25 +149,23 @@ def load_for_demo(
 ) -> tuple[LabeledSet, EpisodeSampler]:
     """The labeled set and an episode sampler for ``metalearner tasks demo``.
 
-    Omniglot and FewRel episodes come from their meta-test classes (Vinyals split, wiki split),
-    a user's data from all of its classes.
-    """
-    if dataset == "fewrel":
-        from metalearner.data.fewrel import load_fewrel
+    Omniglot and FewRel episodes come from their meta-test classes (their default splits), a
+    user's data from all of its classes.
 
-        data, split = load_fewrel(data_dir)
-        classes = split.test
-    elif dataset == "omniglot":
-        omniglot = load_omniglot(data_dir, download=download)
-        split = vinyals_split(omniglot)
-        data, classes = omniglot.data, split.test
-    elif dataset == "folder":
+    Raises:
+        ConfigError: an unknown dataset, a regression dataset (it has no episodes), or a
+            dataset of the user's files without ``path``.
+    """
+    entry = dataset(name)
+    if entry.reader is not None:  # the user's own files: every class is one to look at
         if path is None:
-            raise ConfigError(
-                "--dataset folder needs --path: a folder of class sub-folders or a CSV/.npz table."
-            )
-        data = load_user_data(path)
+            raise ConfigError(f"--dataset {name} needs --path: {entry.path_is}.")
+        data = entry.reader(path)
         classes = torch.arange(data.num_classes)
+    elif entry.regression:
+        raise ConfigError(f"--dataset {name} makes regression tasks, not episodes of classes.")
     else:
-        raise ConfigError(f"Unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}.")
+        settings = resolve_data(DataConfig(dataset=name, ways=ways, shots=shots, queries=queries))
+        data, split = entry.load(settings, data_dir, download=download)
+        classes = split.test
     return data, EpisodeSampler(data, classes, ways=ways, shots=shots, queries=queries)

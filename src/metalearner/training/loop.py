@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from metalearner.data.registry import dataset
 from metalearner.errors import ConfigError, MetalearnerError
 from metalearner.evaluation.evaluator import summarize, task_scores
 from metalearner.runs.checkpoint import Checkpoint, checkpoint_exists
@@ -140,18 +141,20 @@ def _train(
     device = group.device(torch_device(cfg.device).type)
     group.check_meta_batch(cfg.meta_batch or 1)
     deterministic()
+    # Taken before the folder is read and held until training ends: no second process trains
+    # here meanwhile (a failure before create_run leaves no folder behind).
+    if group.is_main:
+        hold.enter_context(run_lock(folder))
     saved = load_state(folder / LATEST) if resume and checkpoint_exists(folder / LATEST) else None
     if saved is not None and data_dir is None:
         recorded = saved[1].meta.get("data_dir")
         data_dir = Path(recorded) if recorded else None  # where the run found its data
     exp = build_experiment(cfg, data_dir=data_dir)
-    metric = "accuracy" if cfg.data.dataset != "sinusoid" else "mse"
+    metric = dataset(cfg.data.dataset).metric
     params = {k: v.to(device) for k, v in exp.strategy.init_params(seeded(cfg.seed)).items()}
     optimizer = make_optimizer(cfg.optimizer, list(params.values()))
     tasks_rng = task_stream(cfg.seed)
     state = TrainState(0, params, optimizer.state_dict(), {}, None, 0.0)
-    if group.is_main:  # held until training ends: no second process writes this folder
-        hold.enter_context(run_lock(folder))
     if saved is not None:
         state = _restore(folder, saved, cfg, params, optimizer, tasks_rng, device, group.is_main)
     elif resume:
@@ -179,10 +182,10 @@ def _train(
                 settings["lr"] = base_lr * lr_factor(cfg, step)
             # Every rank draws the whole meta-batch (same generator) and keeps its share.
             batch = exp.train.sample(cfg.meta_batch or 1, generator=tasks_rng)
-            if getattr(exp.strategy, "ordered", False):  # Reptile's minibatch shuffle
+            if exp.strategy.ordered:  # a fresh order of each task's examples (Reptile)
                 batch = batch.with_order(tasks_rng)
             batch = group.share(batch)
-            if not getattr(exp.strategy, "host_batches", False):  # a CUDA graph copies it in
+            if not exp.strategy.host_batches:  # a CUDA graph copies it in
                 batch = batch.to(device)
             with precision(cfg.precision, device, exp.strategy.config):
                 grads, metrics = exp.strategy.meta_grads(params, batch)

@@ -1,9 +1,10 @@
-"""Shared helpers for strategy tests: tiny models, tiny task batches, and the toy problem.
+"""Tiny models, tiny task batches and the toy problems that the strategy contract runs on.
 
-The contract tests in test_strategies.py run every registered strategy on ``toy_source()``
-(images) and every classifier also on ``toy_text_source()`` (FewRel-style sentences).
-A strategy whose paper defaults do not suit that toy problem adds its settings to
-``TOY_SETTINGS``; otherwise registering it is all it takes to be tested.
+The contract (:mod:`.contract`) holds every strategy to ``toy_source()`` (images), every
+classifier also to ``toy_text_source()`` (FewRel-style sentences), and a strategy that only
+regresses to ``toy_regression_source()`` (sinusoids). A built-in strategy whose paper defaults
+do not suit the toy problem has its settings in ``TOY_SETTINGS``; a user's strategy gives its
+own in its :class:`~metalearner.testing.contract.ContractCase`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metalearner import functional as fx
 from metalearner.data.text import Sentence, Vocabulary, encode, text_preprocessing
 from metalearner.nn.backbones import Network, build_model
-from metalearner.strategies import Strategy, available, build, get_strategy
-from metalearner.tasks import EpisodeSampler, LabeledSet, SinusoidTasks, TaskBatch, TaskSource
+from metalearner.tasks import EpisodeSampler, LabeledSet, SinusoidTasks, TaskBatch
 
 TEXT_LENGTH = 12  # tokens per toy sentence
 
@@ -120,11 +119,13 @@ def toy_text_source(ways: int = 3) -> EpisodeSampler:
     return EpisodeSampler(data, torch.arange(classes), ways=ways, shots=1, queries=3)
 
 
-def toy_text_model(ways: int = 3) -> Network:
-    """textcnn cut to 16-d words, 2-d positions and 32 filters for the toy sentences (float32)."""
+def toy_text_model(ways: int = 3, *, dtype: torch.dtype = torch.float32) -> Network:
+    """textcnn cut to 16-d words, 2-d positions and 32 filters for the toy sentences."""
     vocab = len(toy_text_source().data.preprocessing["vocabulary"])  # type: ignore[arg-type]
-    sizes = {"word_dim": 16, "position_dim": 2, "filters": 32}
-    return build_model("textcnn", (3, TEXT_LENGTH), ways, generator=0, vocab_size=vocab, **sizes)
+    return build_model(
+        "textcnn", (3, TEXT_LENGTH), ways, generator=0, dtype=dtype, vocab_size=vocab,
+        word_dim=16, position_dim=2, filters=32,
+    )  # fmt: skip
 
 
 def toy_regression_source() -> SinusoidTasks:
@@ -132,14 +133,14 @@ def toy_regression_source() -> SinusoidTasks:
     return SinusoidTasks(shots=5, queries=5)
 
 
-def toy_regression_model() -> Network:
-    """The 40-40 MLP of the MAML paper's sinusoid experiment (float32)."""
-    return build_model("mlp", (1,), 1, generator=0)
+def toy_regression_model(*, dtype: torch.dtype = torch.float32) -> Network:
+    """The 40-40 MLP of the MAML paper's sinusoid experiment."""
+    return build_model("mlp", (1,), 1, generator=0, dtype=dtype)
 
 
-def toy_model(ways: int = 3) -> Network:
-    """conv4 with 2 blocks of 8 channels for the 8x8 toy images (float32)."""
-    return build_model("conv4", (1, 8, 8), ways, generator=0, depth=2, width=8)
+def toy_model(ways: int = 3, *, dtype: torch.dtype = torch.float32) -> Network:
+    """conv4 with 2 blocks of 8 channels for the 8x8 toy images."""
+    return build_model("conv4", (1, 8, 8), ways, generator=0, dtype=dtype, depth=2, width=8)
 
 
 def rel_error(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
@@ -153,65 +154,3 @@ def rel_error(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
 def conv_biases(params: dict[str, Tensor]) -> list[str]:
     """Names of the conv biases that feed a BatchNorm (their true meta-gradient is 0)."""
     return [k for k in params if k.endswith(".conv.bias")]
-
-
-# ---------------------------------------------------------------- the contract's toy runs
-
-
-def regression_only(name: str) -> bool:
-    """Whether strategy ``name`` only regresses (its contract runs on sinusoids)."""
-    return getattr(get_strategy(name), "task_kinds", ("classification",)) == ("regression",)
-
-
-# Every classifier meets both input kinds: float images and int64 sentences (textcnn).
-FAMILIES = ("image", "text")
-
-
-def contract_cases() -> list[tuple[str, str]]:
-    """(strategy, family) pairs: each strategy on images, classifiers on text too."""
-    return [(n, f) for n in available() for f in FAMILIES if f == "image" or not regression_only(n)]
-
-
-def toy_strategy(name: str, ways: int = 3, family: str = "image") -> Strategy:
-    """Strategy ``name`` on the toy model of ``family`` with its ``TOY_SETTINGS``."""
-    if regression_only(name):
-        model = toy_regression_model()
-    else:
-        model = toy_text_model(ways) if family == "text" else toy_model(ways)
-    return build(name, model, TOY_SETTINGS.get(name, {}))
-
-
-def toy_family(name: str, family: str = "image", ways: int = 3) -> TaskSource:
-    """The toy task family a strategy is held to: images or sentences, or sinusoids if it only
-    regresses."""
-    if regression_only(name):
-        return toy_regression_source()
-    return toy_text_source(ways) if family == "text" else toy_source(ways)
-
-
-def query_loss(strategy: Strategy, params: dict[str, Tensor], tasks: TaskBatch) -> float:
-    """Mean query loss over ``tasks`` after ``strategy.adapt`` on each support set."""
-    losses = [
-        fx.task_loss(
-            strategy.adapt(params, tasks.support_x[t], tasks.support_y[t])(tasks.query_x[t]),
-            tasks.query_y[t],
-        )
-        for t in range(tasks.num_tasks)
-    ]
-    return float(torch.stack(losses).mean())
-
-
-def meta_train_toy(
-    name: str, steps: int, seed: int, family: str = "image"
-) -> tuple[Strategy, dict[str, Tensor]]:
-    """``steps`` Adam steps (lr 1e-2) on meta-batches of 4 toy tasks; the strategy and θ."""
-    strategy = toy_strategy(name, family=family)
-    params = {k: v.requires_grad_() for k, v in strategy.init_params(seed).items()}
-    opt = torch.optim.Adam(params.values(), lr=1e-2)
-    source, gen = toy_family(name, family), torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        grads, _ = strategy.meta_grads(params, source.sample(4, generator=gen))
-        for k, v in params.items():
-            v.grad = grads[k]
-        opt.step()
-    return strategy, {k: v.detach() for k, v in params.items()}
