@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,6 +45,23 @@ def test_presets_are_listed(tmp_path: Path) -> None:
     result = run("presets", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "omniglot-20w1s-protonet" in result.stdout and "sinusoid-k10-maml" in result.stdout
+
+
+def test_a_copied_preset_is_the_preset_and_trains_as_edited(tmp_path: Path) -> None:
+    from metalearner.config.presets import get_preset
+
+    result = run("presets", "copy", "sinusoid-k5-maml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    copied = tmp_path / "sinusoid-k5-maml.yaml"
+    assert copied.read_text() == get_preset("sinusoid-k5-maml").path.read_text()  # comments too
+    again = run("presets", "copy", "sinusoid-k5-maml", cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert copied.read_text() == get_preset("sinusoid-k5-maml").path.read_text()  # untouched
+    edited = re.sub(r"(?m)^steps: \d+$", "steps: 3", copied.read_text())
+    copied.write_text(re.sub(r"(?m)^val_every: \d+$", "val_every: 3", edited))
+    trained = run("train", str(copied), "--out", "edited", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "steps: 3" in (tmp_path / "edited" / "config.yaml").read_text()
 
 
 def test_train_then_evaluate_sinusoid(tmp_path: Path) -> None:

@@ -37,6 +37,14 @@ def test_adapt_to_your_files_predicts_classes_it_never_saw(tmp_path: Path) -> No
     assert (tmp_path / "ex" / "run" / "checkpoints" / "best" / "meta.json").is_file()
 
 
+@pytest.mark.slow
+def test_your_own_strategy_passes_the_contract_and_trains_by_name(tmp_path: Path) -> None:
+    out = _run("your_own_strategy.py", "--steps", "150", cwd=tmp_path)
+    assert "contract: passed" in out
+    accuracy = float(re.search(r"accuracy ([\d.]+)% ±", out).group(1))
+    assert accuracy > 30, out  # chance is 20% at 5-way
+
+
 def test_every_example_is_tested() -> None:
     tested = set(re.findall(r'"(\w+\.py)"', Path(__file__).read_text()))
     assert {p.name for p in EXAMPLES.glob("*.py")} <= tested

@@ -270,3 +270,6 @@ def test_every_registered_strategy_is_a_strategy_with_its_declarations() -> None
         assert kind.trains_as is None or kind.trains_as in available()
         outer = kind.outer_loop(kind.default_config)
         assert outer.lr > 0 and outer.meta_batch >= 1
+        # A strategy that applies the run's precision itself has the setting to hold it.
+        fields = {f.name for f in dataclasses.fields(kind.default_config)}
+        assert kind.applies_precision == ("precision" in fields), name

@@ -102,7 +102,7 @@ def check_trainable(configs: Mapping[str, RunConfig], data_dir: Path | None) -> 
         exp = build_experiment(cfg, data_dir=data_dir)
         params = {k: v.to(device) for k, v in exp.strategy.init_params(seeded(cfg.seed)).items()}
         batch = exp.train.sample(1, generator=seeded(cfg.seed)).to(device)
-        with precision(cfg.precision, device, exp.strategy.config):
+        with precision(cfg.precision, device, autocast=not exp.strategy.applies_precision):
             exp.strategy.meta_grads(params, batch)
 
 

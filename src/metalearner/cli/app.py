@@ -17,7 +17,7 @@ import typer
 from metalearner.cli.adapt import adapt_cmd
 from metalearner.cli.benchmark import benchmark_cmd
 from metalearner.cli.evaluate import evaluate_cmd
-from metalearner.cli.presets import presets_cmd
+from metalearner.cli.presets import presets_app
 from metalearner.cli.quickstart import quickstart_cmd
 from metalearner.cli.rl import rl_app
 from metalearner.cli.search import search_cmd
@@ -52,7 +52,7 @@ def _root(
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("adapt")(adapt_cmd)
-app.command("presets")(presets_cmd)
+app.add_typer(presets_app, name="presets")
 app.command("quickstart")(quickstart_cmd)
 app.command("benchmark")(benchmark_cmd)
 app.command("search")(search_cmd)

@@ -1,12 +1,25 @@
-"""``metalearner presets``: the papers' settings shipped as YAML files."""
+"""``metalearner presets``: the papers' settings shipped as YAML files; ``presets copy`` writes
+one out to edit and train, as torchtune's ``tune cp`` copies a recipe's config."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import typer
 from rich.console import Console
 
+presets_app = typer.Typer(
+    help="List the presets: the papers' settings, their sources and published scores.",
+    invoke_without_command=True,
+)
 
-def presets_cmd() -> None:
+
+@presets_app.callback()
+def presets_cmd(ctx: typer.Context) -> None:
     """List the presets: the papers' settings, their sources and published scores."""
+    if ctx.invoked_subcommand is not None:
+        return
     from rich.table import Table
 
     from metalearner.config.presets import list_presets, presets_dir
@@ -17,3 +30,30 @@ def presets_cmd() -> None:
     for p in list_presets():
         table.add_row(p.name, p.title, p.expected)
     Console(width=160).print(table)
+
+
+@presets_app.command("copy")
+def copy_cmd(
+    name: Annotated[str, typer.Argument(help="The preset (see `metalearner presets`).")],
+    dest: Annotated[
+        Path | None,
+        typer.Argument(help="A .yaml file or a folder to write it to (default: NAME.yaml here)."),
+    ] = None,
+) -> None:
+    """Write a preset's YAML (with its comments) to a file to edit, then train it."""
+    from metalearner.config.presets import get_preset
+    from metalearner.errors import ConfigError, file_above
+
+    preset = get_preset(name)
+    target = dest if dest is not None else Path(f"{preset.name}.yaml")
+    if target.is_dir() or target.suffix.lower() not in (".yaml", ".yml"):  # a folder
+        target = target / f"{preset.name}.yaml"
+    if target.exists():
+        raise ConfigError(f"{target} already exists; give another file name or remove it.")
+    blocker = file_above(target)
+    if blocker is not None:
+        raise ConfigError(f"{target}: {blocker} is a file, not a folder; give another path.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("x") as out:  # "x": a file that appeared meanwhile is not overwritten
+        out.write(preset.path.read_text())
+    typer.echo(f"wrote {target}; edit it, then: metalearner train {target}")

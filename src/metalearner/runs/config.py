@@ -139,10 +139,9 @@ def resolve(cfg: RunConfig) -> RunConfig:
         k: whole_numbers(v, hints[k]) if k in hints else v
         for k, v in tuples(cfg.strategy_config).items()
     }
-    own = set(hints)
-    if "precision" in own:
-        # A strategy with a precision option of its own applies it where it pays (train.py
-        # autocasts the others): one setting, the run's, drives both.
+    if kind.applies_precision:
+        # A strategy with a precision option of its own applies it where it pays (the training
+        # loop autocasts the others): one setting, the run's, drives both.
         if settings.get("precision", cfg.precision) != cfg.precision:
             raise ConfigError(
                 f"strategy_config.precision ({settings['precision']}) differs from precision "

@@ -96,14 +96,15 @@ def threads(count: int | None) -> Iterator[None]:
 
 
 def precision(
-    name: str, device: torch.device, strategy_config: Any
+    name: str, device: torch.device, *, autocast: bool = True
 ) -> contextlib.AbstractContextManager[Any]:
     """The context a meta-step runs in: bfloat16 autocast, or nothing for float32.
 
-    A strategy with its own precision option (set from the run's by config.resolve) knows which
-    parts gain from bfloat16; autocast is the fallback for the others.
+    ``autocast=False`` for a strategy that applies the precision itself
+    (``Strategy.applies_precision``: it knows which parts gain from bfloat16); autocast is the
+    fallback for the others.
     """
-    if name == "float32" or hasattr(strategy_config, "precision"):
+    if name == "float32" or not autocast:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 

@@ -86,6 +86,9 @@ class Strategy(abc.ABC):
             dataset and task shape) when this strategy has no preset of its own.
         outer_optimizer, outer_schedule: the outer loop's defaults (see :meth:`outer_loop`).
         diverging_setting: the run setting to lower when adaptation diverges (for messages).
+        applies_precision: whether the config has a ``precision`` setting that the strategy
+            applies itself where bfloat16 pays (the run's ``precision`` is copied into it);
+            otherwise the training loop autocasts the whole meta-step.
         config: the strategy's settings, of ``default_config``'s type.
         model: the network, used only as a pure function of a parameter dict.
     """
@@ -100,6 +103,7 @@ class Strategy(abc.ABC):
     outer_optimizer: ClassVar[Literal["adam", "sgd"]] = "adam"
     outer_schedule: ClassVar[Literal["constant", "cosine", "linear", "step"]] = "constant"
     diverging_setting: ClassVar[str] = "strategy_config.inner_lr"
+    applies_precision: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, config: Any) -> None:
         self.model, self.config = model, config

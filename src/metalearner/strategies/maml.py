@@ -131,21 +131,18 @@ class MAML(StepwiseStrategy):
     requires: ClassVar[str | None] = None  # the config flag that defines a variant
     # Without a preset of their own, the variants adapt as MAML's preset for the task shape does.
     anchor_settings: ClassVar[tuple[str, ...]] = ("inner_lr", "inner_steps", "eval_steps")
-    # Fastest meta-batch path per device type. CPU: measured on 2 cores for conv4 5-way 1-shot
-    # 15-query meta-batch 8 (loop 0.41 s, vmap 0.97 s per meta-step; ANIL's batched backbone
-    # too is slower there, 0.88 s vs 0.34 s: the big activations miss the cache). CUDA (H100,
-    # benchmarks/RESULTS.md): vmap 0.07 s vs loop 0.35-0.40 s at 5-way meta-batch 32, 0.24-0.25
-    # vs 0.74-0.93 s at 20-way meta-batch 16 with five steps. "compiled" (the loop with each
-    # task compiled whole) is a little faster than "loop" at 5-way on the same CPU (0.93-0.95 vs
-    # 1.00-1.02 s) and 1.22-1.25x faster at 20-way with five steps (3.40-3.47 vs 4.22-4.24 s),
-    # with 11-13% less tensor memory (benchmarks/RESULTS.md, 2026-11-27), but costs a 40-110 s
-    # compile warm-up per model and shape, so "auto" does not choose it. On an H200 the loop
-    # recorded as a CUDA graph (cuda_graph) beat vmap, 0.064 vs 0.072 s (5-way) and 0.168 vs
-    # 0.245 s (20-way), in 1/20 and 1/17 of its memory (benchmarks/RESULTS.md, 2026-12-04); it
-    # stays an opt-in because a graph fixes the shapes and must be recorded per shape.
+    applies_precision: ClassVar[bool] = True  # MAMLConfig.precision: its own autocast
+    # Fastest meta-batch path per device type, as benchmarks/maml_speed.py measures it. On a CPU
+    # the per-task loop beats vmap (about 2x for conv4 5-way: vmap's big activations miss the
+    # cache; ANIL's batched backbone too); on a GPU vmap beats the loop several times over.
+    # "compiled" (the loop with each task compiled whole) is faster still on a CPU, most at
+    # 20-way with several inner steps, but costs a compile warm-up of a minute or more per
+    # model and shape, so "auto" does not choose it. On a GPU the loop recorded as a CUDA graph
+    # (cuda_graph) beats vmap in a small fraction of its memory; it stays an opt-in because a
+    # graph fixes the shapes and must be recorded per shape.
     MEASURED: ClassVar[dict[str, str]] = {"cpu": "loop", "cuda": "vmap"}
-    # For feature-vector tasks (the sinusoid MLP) vmap wins by far: 40-40 MLP, meta-batch 25,
-    # one thread, loop 22 ms vs vmap 1.8 ms per meta-step.
+    # For feature-vector tasks (the sinusoid MLP) vmap wins by far on every device: a task's
+    # ops are too small for the loop to pay its per-task overhead.
     MEASURED_VECTORS: ClassVar[dict[str, str]] = {"cpu": "vmap", "cuda": "vmap"}
 
     def __init__(self, model: nn.Module, config: MAMLConfig) -> None:

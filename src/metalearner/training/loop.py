@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,27 +32,28 @@ import torch
 from torch import Tensor
 
 from metalearner.data.registry import dataset
-from metalearner.errors import ConfigError, MetalearnerError
+from metalearner.errors import MetalearnerError
 from metalearner.evaluation.evaluator import summarize, task_scores
-from metalearner.runs.checkpoint import Checkpoint, checkpoint_exists
-from metalearner.runs.config import RunConfig, to_dict
+from metalearner.runs.checkpoint import checkpoint_exists
+from metalearner.runs.config import RunConfig
 from metalearner.runs.devices import deterministic, precision, threads, torch_device
 from metalearner.runs.distributed import Backend, Group, joined
-from metalearner.runs.experiment import build_experiment, seeded, task_stream
+from metalearner.runs.experiment import Experiment, build_experiment, seeded, task_stream
 from metalearner.runs.folder import (
     BEST,
     LATEST,
     TrainState,
     append_metrics,
-    check_resumable,
     create_run,
     load_state,
     run_lock,
     save_state,
     truncate_metrics,
 )
+from metalearner.tasks.batch import TaskSet
 from metalearner.training.optimizer import lr_factor, make_optimizer
 from metalearner.training.progress import TrainingProgress
+from metalearner.training.resume import restore, rng_states
 
 
 class TrainingDivergedError(MetalearnerError):
@@ -122,22 +123,65 @@ def meta_train(
         >>> result = meta_train(cfg, "runs/sine")
     """
     with threads(cfg.threads), joined(cfg.device, backend) as group, ExitStack() as hold:
-        return _train(
-            cfg, Path(run_dir), resume, data_dir, quiet, stop_at, on_validation, group, hold
-        )
+        run = _setup(cfg, Path(run_dir), resume=resume, data_dir=data_dir, group=group, hold=hold)
+        end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
+        if cfg.time_budget is not None and run.elapsed >= cfg.time_budget:
+            end = run.step  # resumed after its budget was spent: nothing left to do
+        last_val = "-"
+        with TrainingProgress(cfg.steps, run.step, quiet=quiet or not group.is_main) as bar:
+            while run.step < end:
+                metrics, rate = _outer_step(run)
+                if cfg.time_budget is not None and run.elapsed >= cfg.time_budget:
+                    end = run.step  # the budget is used up: finish this step as the last one
+                due = cfg.val_every_seconds is not None and (
+                    run.elapsed - run.validated >= cfg.val_every_seconds
+                )
+                record = (
+                    _validate(run)
+                    if run.step % cfg.val_every == 0 or run.step == end or due
+                    else {}
+                )
+                _log(run, record)
+                if record:
+                    _save(run)
+                    last_val = f"{record[f'val_{run.metric}']:.4g}"
+                    if on_validation is not None:
+                        on_validation(run.step, record[f"val_{run.metric}"])
+                bar.update(run.step, loss=float(metrics["loss"]), val=last_val, tasks_per_s=rate)
+        final = {k: v.detach().cpu() for k, v in run.params.items()}
+        return TrainResult(run.folder, run.step, final, run.best, run.metric)
 
 
-def _train(
-    cfg: RunConfig,
-    folder: Path,
-    resume: bool,
-    data_dir: Path | None,
-    quiet: bool,
-    stop_at: int | None,
-    on_validation: Callable[[int, float], None] | None,
-    group: Group,
+@dataclass
+class _Run:
+    """What the outer loop carries from phase to phase: the run's pieces and where it stands."""
+
+    cfg: RunConfig
+    folder: Path
+    exp: Experiment
+    group: Group
+    device: torch.device
+    params: dict[str, Tensor]
+    optimizer: torch.optim.Optimizer
+    tasks_rng: torch.Generator
+    val_tasks: TaskSet
+    my_val_tasks: TaskSet
+    metric: str
+    info: dict[str, Any]  # what every checkpoint records beside the parameters
+    step: int
+    best: dict[str, float] | None
+    elapsed: float  # seconds in outer steps, over all sessions (what a budget counts)
+    validated: float = 0.0  # ``elapsed`` at the last validation
+    improved: bool = False  # whether the last validation set a new best
+    window: dict[str, list[float]] = field(default_factory=dict)  # metrics since the last line
+    started: float = field(default_factory=time.perf_counter)
+
+
+def _setup(
+    cfg: RunConfig, folder: Path, *, resume: bool, data_dir: Path | None, group: Group,
     hold: ExitStack,
-) -> TrainResult:
+) -> _Run:  # fmt: skip
+    """Phase 1: lock the folder, build the experiment, then restore the run or create it."""
     device = group.device(torch_device(cfg.device).type)
     group.check_meta_batch(cfg.meta_batch or 1)
     deterministic()
@@ -150,13 +194,12 @@ def _train(
         recorded = saved[1].meta.get("data_dir")
         data_dir = Path(recorded) if recorded else None  # where the run found its data
     exp = build_experiment(cfg, data_dir=data_dir)
-    metric = dataset(cfg.data.dataset).metric
     params = {k: v.to(device) for k, v in exp.strategy.init_params(seeded(cfg.seed)).items()}
     optimizer = make_optimizer(cfg.optimizer, list(params.values()))
     tasks_rng = task_stream(cfg.seed)
     state = TrainState(0, params, optimizer.state_dict(), {}, None, 0.0)
     if saved is not None:
-        state = _restore(folder, saved, cfg, params, optimizer, tasks_rng, device, group.is_main)
+        state = restore(folder, saved, cfg, params, optimizer, tasks_rng, device, group.is_main)
     elif resume:
         # Stopped before its first checkpoint: nothing to restore, so it starts again.
         if group.is_main:
@@ -164,128 +207,93 @@ def _train(
     elif group.is_main:
         create_run(folder, cfg)
     val_tasks = exp.val_tasks(cfg)
-    my_val_tasks = group.tasks(val_tasks)
     info = {**exp.meta, "data_dir": str(data_dir.resolve()) if data_dir else None}
     info |= {"precision": cfg.precision, "device": cfg.device}
-    step, best, elapsed = state.step, state.best, state.elapsed
+    return _Run(
+        cfg, folder, exp, group, device, params, optimizer, tasks_rng, val_tasks,
+        group.tasks(val_tasks), dataset(cfg.data.dataset).metric, info, state.step, state.best,
+        state.elapsed, validated=state.elapsed,
+    )  # fmt: skip
+
+
+def _outer_step(run: _Run) -> tuple[dict[str, float], float]:
+    """Phase 2: sample a meta-batch, take its meta-gradients, step the optimiser; returns the
+    step's metrics and its tasks per second."""
+    cfg, strategy, group = run.cfg, run.exp.strategy, run.group
+    tick = time.perf_counter()
     base_lr = cfg.optimizer.lr or 0.0  # resolved from the strategy, never None here
-    end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
-    if cfg.time_budget is not None and elapsed >= cfg.time_budget:
-        end = step  # resumed after its budget was spent: nothing left to do
-    window: dict[str, list[float]] = {}
-    started, last_val = time.perf_counter(), "-"
-    validated = elapsed  # training seconds at the last validation
-    with TrainingProgress(cfg.steps, step, quiet=quiet or not group.is_main) as bar:
-        while step < end:
-            tick = time.perf_counter()
-            for settings in optimizer.param_groups:
-                settings["lr"] = base_lr * lr_factor(cfg, step)
-            # Every rank draws the whole meta-batch (same generator) and keeps its share.
-            batch = exp.train.sample(cfg.meta_batch or 1, generator=tasks_rng)
-            if exp.strategy.ordered:  # a fresh order of each task's examples (Reptile)
-                batch = batch.with_order(tasks_rng)
-            batch = group.share(batch)
-            if not exp.strategy.host_batches:  # a CUDA graph copies it in
-                batch = batch.to(device)
-            with precision(cfg.precision, device, exp.strategy.config):
-                grads, metrics = exp.strategy.meta_grads(params, batch)
-            grads, metrics = group.mean(grads, metrics)
-            norm = _global_norm(grads)
-            if not (math.isfinite(metrics["loss"]) and math.isfinite(norm)):
-                raise TrainingDivergedError(_diverged(folder, step + 1, metrics["loss"], norm))
-            if cfg.optimizer.clip is not None and norm > cfg.optimizer.clip:
-                scale = cfg.optimizer.clip / (norm + 1e-6)
-                grads = {k: g * scale for k, g in grads.items()}
-            for k, p in params.items():
-                p.grad = grads[k].to(p.dtype)
-            optimizer.step()
-            step += 1
-            for k, v in {**metrics, "grad_norm": norm}.items():
-                window.setdefault(k, []).append(float(v))
-            took = group.slowest(time.perf_counter() - tick)
-            elapsed += took
-            rate = batch.num_tasks * group.world / max(took, 1e-9)
-            record: dict[str, Any] = {}
-            if cfg.time_budget is not None and elapsed >= cfg.time_budget:
-                end = step  # the budget is used up: finish this step as the last one
-            due = cfg.val_every_seconds is not None and elapsed - validated >= cfg.val_every_seconds
-            if step % cfg.val_every == 0 or step == end or due:
-                mine = task_scores(exp.strategy, params, my_val_tasks, device=device)
-                val = summarize(group.gather(mine, len(val_tasks)))
-                record[f"val_{metric}"], record["val_ci95"] = val.mean, val.ci95
-                improved = best is None or (
-                    val.mean > best["score"] if metric == "accuracy" else val.mean < best["score"]
-                )
-                better = improved and math.isfinite(val.mean)  # nan, inf: a diverged adaptation
-                if better:
-                    best = {"score": val.mean, "step": step}
-                last_val, validated = f"{val.mean:.4g}", elapsed
-            if group.is_main and (record or step % cfg.log_every == 0):
-                # Logged before the checkpoint: a kill between the two leaves a line that the
-                # resumed run drops and logs again, never a step whose line is lost.
-                times = {"time": round(elapsed, 3), "wall": round(time.perf_counter() - started, 3)}
-                append_metrics(folder, _record(step, times, window, metric, record, optimizer))
-                window = {}
-            if record:
-                state = TrainState(
-                    step, params, optimizer.state_dict(), _rng_states(tasks_rng), best, elapsed
-                )
-                # Best first: latest names this step as the best, so a kill between the two
-                # must leave the older latest, whose resume redoes the step and writes best.
-                if better and group.is_main:
-                    save_state(folder / BEST, state, cfg, info, metric)
-                if group.is_main:
-                    save_state(folder / LATEST, state, cfg, info, metric)
-            if record and on_validation is not None:
-                on_validation(step, record[f"val_{metric}"])
-            bar.update(step, loss=float(metrics["loss"]), val=last_val, tasks_per_s=rate)
-    final = {k: v.detach().cpu() for k, v in params.items()}
-    return TrainResult(folder, step, final, best, metric)
+    for settings in run.optimizer.param_groups:
+        settings["lr"] = base_lr * lr_factor(cfg, run.step)
+    # Every rank draws the whole meta-batch (same generator) and keeps its share.
+    batch = run.exp.train.sample(cfg.meta_batch or 1, generator=run.tasks_rng)
+    if strategy.ordered:  # a fresh order of each task's examples (Reptile)
+        batch = batch.with_order(run.tasks_rng)
+    batch = group.share(batch)
+    if not strategy.host_batches:  # a CUDA graph copies it in
+        batch = batch.to(run.device)
+    with precision(cfg.precision, run.device, autocast=not strategy.applies_precision):
+        grads, metrics = strategy.meta_grads(run.params, batch)
+    grads, metrics = group.mean(grads, metrics)
+    norm = _global_norm(grads)
+    if not (math.isfinite(metrics["loss"]) and math.isfinite(norm)):
+        raise TrainingDivergedError(_diverged(run.folder, run.step + 1, metrics["loss"], norm))
+    if cfg.optimizer.clip is not None and norm > cfg.optimizer.clip:
+        scale = cfg.optimizer.clip / (norm + 1e-6)
+        grads = {k: g * scale for k, g in grads.items()}
+    for k, p in run.params.items():
+        p.grad = grads[k].to(p.dtype)
+    run.optimizer.step()
+    run.step += 1
+    for k, v in {**metrics, "grad_norm": norm}.items():
+        run.window.setdefault(k, []).append(float(v))
+    took = group.slowest(time.perf_counter() - tick)
+    run.elapsed += took
+    return metrics, batch.num_tasks * group.world / max(took, 1e-9)
 
 
-def _restore(
-    folder: Path,
-    saved: tuple[TrainState, Checkpoint],
-    cfg: RunConfig,
-    params: dict[str, Tensor],
-    optimizer: torch.optim.Optimizer,
-    rng: torch.Generator,
-    device: torch.device,
-    writer: bool,
-) -> TrainState:
-    state, ckpt = saved
-    check_resumable(folder, ckpt.meta.get("config"), to_dict(cfg), RESUMABLE)
-    if list(state.params) != list(params):
-        raise ConfigError(
-            f"{ckpt.path} holds parameters of another model; resume it with its own config.yaml."
-        )
-    with torch.no_grad():
-        for k, p in params.items():
-            p.copy_(state.params[k])
-    optimizer.load_state_dict(state.optimizer)
-    rng.set_state(state.rng["tasks"])
-    torch.set_rng_state(state.rng["torch"])
-    if "cuda" in state.rng and device.type == "cuda":
-        torch.cuda.set_rng_state(state.rng["cuda"])
-    if writer:
-        truncate_metrics(folder, state.step)
-    return state
+def _validate(run: _Run) -> dict[str, Any]:
+    """Phase 3: score the fixed validation tasks; returns the metrics line's validation part."""
+    mine = task_scores(run.exp.strategy, run.params, run.my_val_tasks, device=run.device)
+    val = summarize(run.group.gather(mine, len(run.val_tasks)))
+    best = run.best
+    improved = best is None or (
+        val.mean > best["score"] if run.metric == "accuracy" else val.mean < best["score"]
+    )
+    run.improved = improved and math.isfinite(val.mean)  # nan, inf: a diverged adaptation
+    if run.improved:
+        run.best = {"score": val.mean, "step": run.step}
+    run.validated = run.elapsed
+    return {f"val_{run.metric}": val.mean, "val_ci95": val.ci95}
 
 
-# What a resumed run may change in its config.yaml: when and where it runs, how long, and
-# where its data now lies; not what is learned, from which tasks, or how.
-RESUMABLE = frozenset(
-    {"steps", "time_budget", "val_every", "val_every_seconds", "log_every", "test_tasks",
-     "precision", "strategy_config.precision", "device", "threads", "data.path"}
-)  # fmt: skip
+def _log(run: _Run, record: dict[str, Any]) -> None:
+    """Phase 4: a metrics.jsonl line every ``log_every`` steps and at each validation.
+
+    Logged before the checkpoint: a kill between the two leaves a line that the resumed run
+    drops and logs again, never a step whose line is lost.
+    """
+    if not run.group.is_main or not (record or run.step % run.cfg.log_every == 0):
+        return
+    times = {"time": round(run.elapsed, 3), "wall": round(time.perf_counter() - run.started, 3)}
+    append_metrics(
+        run.folder, _record(run.step, times, run.window, run.metric, record, run.optimizer)
+    )
+    run.window = {}
 
 
-def _rng_states(tasks: torch.Generator) -> dict[str, Tensor]:
-    # The global RNG is saved too: no code here should draw from it, but a strategy might.
-    states = {"tasks": tasks.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state()
-    return states
+def _save(run: _Run) -> None:
+    """Phase 5: checkpoints after a validation: ``best`` if it improved, then ``latest``."""
+    state = TrainState(
+        run.step, run.params, run.optimizer.state_dict(), rng_states(run.tasks_rng), run.best,
+        run.elapsed,
+    )  # fmt: skip
+    if not run.group.is_main:
+        return
+    # Best first: latest names this step as the best, so a kill between the two must leave
+    # the older latest, whose resume redoes the step and writes best.
+    if run.improved:
+        save_state(run.folder / BEST, state, run.cfg, run.info, run.metric)
+    save_state(run.folder / LATEST, state, run.cfg, run.info, run.metric)
 
 
 def _global_norm(grads: dict[str, Tensor]) -> float:
