@@ -106,7 +106,7 @@ def test_plans_read_yaml_and_options_override_it(tmp_path: Path) -> None:
      ({"strategies": "maml,maml"}, "listed twice"),
      ({"colour": "red"}, "Unknown benchmark setting 'colour'"),
      ({"label_noise": "0,1.5"}, "fractions"),
-     ({"sweep_shots": "1,x"}, "take numbers"),
+     ({"sweep_shots": "1,x"}, "'sweep_shots' must be a list, each an integer, got \\[1, 'x'\\]"),
      ({"dataset": "folder"}, "needs path"),
      ({"dataset": "sinusoid", "cross_domain": True}, "needs Omniglot"),
      ({"tasks": 1}, "at least 2"),

@@ -285,3 +285,20 @@ def test_every_preset_resolves_and_cites_its_source() -> None:
         assert cfg.steps >= 1000
     with pytest.raises(ConfigError, match="sinusoid-k5-maml"):
         get_preset("nope")
+
+
+def test_any_length_lists_and_mappings_are_checked_and_take_their_annotated_form() -> None:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from metalearner.config.types import describe_type, match_type
+
+    assert match_type([1, 2, 3], tuple[int, ...]) == (True, (1, 2, 3))
+    assert match_type([], tuple[float, ...]) == (True, ())
+    assert match_type([1, "x"], tuple[int, ...])[0] is False
+    assert match_type([0, 0.5], tuple[float, ...]) == (True, (0.0, 0.5))
+    nested = match_type({"maml": ["steps=2"]}, Mapping[str, tuple[str, ...]])
+    assert nested == (True, {"maml": ("steps=2",)})
+    assert match_type({"maml": [3]}, Mapping[str, tuple[str, ...]])[0] is False
+    assert match_type({"a": {"b": 1}}, Mapping[str, Mapping[str, Any]])[0] is True
+    assert describe_type(tuple[int, ...]) == "a list, each an integer"

@@ -22,6 +22,8 @@ from typing import Any
 
 from metalearner.config.plans import read_settings
 from metalearner.config.presets import list_presets
+from metalearner.config.settings import from_dict
+from metalearner.config.yaml_files import parse_setting
 from metalearner.data.registry import Dataset, dataset
 from metalearner.errors import ConfigError
 from metalearner.runs.config import RunConfig, load_config
@@ -256,22 +258,13 @@ def load_plan(file: Path | None = None, **given: Any) -> BenchmarkPlan:
         ConfigError: an unknown key or a bad value, naming it.
     """
     raw = read_settings(BenchmarkPlan, file, given, "benchmark")
-    for key in ("strategies", "sweep_shots", "label_noise", "overrides"):
-        if isinstance(raw.get(key), str):
-            raw[key] = [s.strip() for s in raw[key].split(",") if s.strip()]
-        if key in raw:
-            raw[key] = tuple(raw[key] or ())
-    try:
-        for key, kind in (("sweep_shots", int), ("label_noise", float)):
-            if key in raw:
-                raw[key] = tuple(kind(v) for v in raw[key])
-    except ValueError as err:
-        raise ConfigError(f"sweep_shots and label_noise take numbers: {err}.") from None
-    if "strategy_overrides" in raw:
-        raw["strategy_overrides"] = {
-            str(k): tuple(v or ()) for k, v in dict(raw["strategy_overrides"] or {}).items()
-        }
-    try:
-        return BenchmarkPlan(**raw)
-    except TypeError as err:
-        raise ConfigError(f"A benchmark setting has the wrong type: {err}.") from None
+    for key in ("sweep_shots", "label_noise", "overrides"):
+        if isinstance(raw.get(key), str):  # an option: "1,5,10"; a value parsed as YAML's
+            raw[key] = [parse_setting(s.strip()) for s in raw[key].split(",") if s.strip()]
+    for key in ("strategies", "sweep_shots", "label_noise", "overrides", "strategy_overrides"):
+        if key in raw and raw[key] is None:  # an empty YAML value: none
+            raw[key] = {} if key == "strategy_overrides" else []
+    if isinstance(raw.get("strategy_overrides"), Mapping):
+        raw["strategy_overrides"] = {k: v or [] for k, v in raw["strategy_overrides"].items()}
+    plan: BenchmarkPlan = from_dict(BenchmarkPlan, raw, "")  # the one settings parser
+    return plan

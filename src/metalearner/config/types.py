@@ -1,9 +1,11 @@
-"""Checking settings against their type annotations, shared by run and strategy configs."""
+"""Checking settings against their type annotations, shared by every config: runs, strategies,
+RL, benchmark and search plans."""
 
 from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any, Literal
 
 
@@ -26,12 +28,24 @@ def match_type(value: Any, hint: Any) -> tuple[bool, Any]:
         return value in typing.get_args(hint), value
     if origin is tuple:
         args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: any length
+            args = (args[0],) * len(value) if isinstance(value, list | tuple) else ()
         if not isinstance(value, list | tuple) or len(value) != len(args):
             return False, value
         pairs = [match_type(v, a) for v, a in zip(value, args, strict=True)]
         return all(ok for ok, _ in pairs), tuple(v for _, v in pairs)
-    if origin is dict:
-        return isinstance(value, dict), dict(value) if isinstance(value, dict) else value
+    if origin in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            return False, value
+        key, item = typing.get_args(hint) or (Any, Any)
+        mapped: dict[Any, Any] = {}
+        for k, v in value.items():
+            k_ok, k_out = match_type(k, key)
+            v_ok, v_out = match_type(v, item)
+            if not (k_ok and v_ok):
+                return False, value
+            mapped[k_out] = v_out
+        return True, mapped
     if hint is type(None):
         return value is None, value
     if hint is float:
@@ -50,8 +64,11 @@ def describe_type(hint: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(describe_type(a) for a in typing.get_args(hint))
     if origin is tuple:
-        return f"a list of {len(typing.get_args(hint))} numbers"
-    if origin is dict:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list, each {describe_type(args[0])}"
+        return f"a list of {len(args)} numbers"
+    if origin in (dict, Mapping):
         return "a mapping"
     names = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
     return names.get(hint, "null" if hint is type(None) else str(hint))

@@ -11,6 +11,7 @@ from typing import Any
 
 from metalearner.benchmark.plan import BenchmarkPlan, parse_budget
 from metalearner.config.plans import read_settings
+from metalearner.config.settings import from_dict
 from metalearner.data.registry import dataset
 from metalearner.errors import ConfigError
 from metalearner.runs.config import RunConfig, load_config, to_dict
@@ -168,13 +169,11 @@ def load_search_plan(file: Path | None = None, **given: Any) -> SearchPlan:
     """
     raw = read_settings(SearchPlan, file, given, "search")
     for key in ("strategies", "overrides", "start"):
-        if key in raw:
-            raw[key] = tuple(raw[key] or ())
+        if key in raw and raw[key] is None:  # an empty YAML value: none
+            raw[key] = []
     if not isinstance(raw.get("space", {}), Mapping) or not all(
         isinstance(v, Mapping) for v in raw.get("space", {}).values()
     ):
         raise ConfigError("space maps each strategy to its settings: {maml: {inner_lr: [0.1, 1]}}.")
-    try:
-        return SearchPlan(**raw)
-    except TypeError as err:
-        raise ConfigError(f"A search setting has the wrong type: {err}.") from None
+    plan: SearchPlan = from_dict(SearchPlan, raw, "")  # the one settings parser
+    return plan
