@@ -91,11 +91,13 @@ def test_a_stopped_and_resumed_run_ends_bit_identical(tmp_path: Path, extra: tup
 
 def test_schedules_are_pure_functions_of_the_step() -> None:
     cos = sine("steps=100", "optimizer.schedule=cosine")
-    assert lr_factor(cos, 0) == 1.0 and lr_factor(cos, 50) == pytest.approx(0.5)
+    assert lr_factor(cos.optimizer, 0, 100) == 1.0
+    assert lr_factor(cos.optimizer, 50, 100) == pytest.approx(0.5)
     lin = sine("steps=100", "optimizer.schedule=linear")
-    assert lr_factor(lin, 75) == pytest.approx(0.25)
+    assert lr_factor(lin.optimizer, 75, 100) == pytest.approx(0.25)
     step = sine("optimizer.schedule=step", "optimizer.decay_every=10", "optimizer.decay_rate=0.5")
-    assert [lr_factor(step, s) for s in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
+    factors = [lr_factor(step.optimizer, s, step.steps) for s in (0, 9, 10, 25)]
+    assert factors == [1.0, 1.0, 0.5, 0.25]
 
 
 def test_nan_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(

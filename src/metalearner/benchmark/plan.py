@@ -175,9 +175,10 @@ class BenchmarkPlan:
 
     def run_config(self, strategy: str) -> RunConfig:
         """The resolved run config of ``strategy`` in this benchmark (see the module doc)."""
-        base, overrides = self._base(strategy), list(self._shared_overrides())
-        overrides += list(self.strategy_overrides.get(strategy, ()))
-        return load_config(base=base, overrides=overrides)
+        overrides = [*self.overrides, *self.strategy_overrides.get(strategy, ())]
+        return load_config(
+            base=self._base(strategy), settings=self._shared_settings(), overrides=overrides
+        )
 
     def _base(self, strategy: str) -> dict[str, Any]:
         presets = {p.name: p for p in list_presets()}
@@ -219,29 +220,31 @@ class BenchmarkPlan:
             return f"{self.dataset}-k{self.shots}-{strategy}"
         return f"{self.dataset}-{self.ways}w{self.shots}s-{strategy}"
 
-    def _shared_overrides(self) -> list[str]:
+    def _shared_settings(self) -> dict[str, Any]:
+        """The run settings every strategy of the benchmark shares, by dotted name (the plan's
+        own ``overrides`` go on top of them)."""
         budget = self.parsed_budget()
-        sets = [
-            f"seed={self.seed}",
-            f"data.ways={self.ways}",
-            f"data.shots={self.shots}",
-            f"val_tasks={self.val_tasks}",
-            f"test_tasks={self.tasks}",
-        ]
+        settings: dict[str, Any] = {
+            "seed": self.seed,
+            "data.ways": self.ways,
+            "data.shots": self.shots,
+            "val_tasks": self.val_tasks,
+            "test_tasks": self.tasks,
+        }
         entry = self.entry
         if entry.needs_path:
-            sets.append(f"data.path={self.path}")
+            settings["data.path"] = self.path
         cross = entry.cross_domain
         if self.cross_domain and cross is not None and cross.train_split is not None:
-            sets.append(f"data.split={cross.train_split}")
+            settings["data.split"] = cross.train_split
         if budget.seconds is not None:
             # Enough steps that only the clock stops training; ~6 validations per run (each
             # costs wall time, not budget: 100 tasks of 50 steps take Reptile ~30 s on a core).
-            sets += [f"time_budget={budget.seconds}", f"val_every_seconds={budget.seconds / 6}"]
+            settings |= {"time_budget": budget.seconds, "val_every_seconds": budget.seconds / 6}
         else:
             steps = budget.steps or 1
-            sets += [f"steps={steps}", f"val_every={max(steps // 10, 1)}"]
-        return sets + list(self.overrides)
+            settings |= {"steps": steps, "val_every": max(steps // 10, 1)}
+        return settings
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON types, for the report and ``benchmark.yaml``."""

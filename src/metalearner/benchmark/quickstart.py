@@ -64,10 +64,10 @@ def quickstart(
         quiet: no progress bars.
     """
     out.mkdir(parents=True, exist_ok=True)
-    base = load_config(base=get_preset("sinusoid-k10-maml").load(), overrides=[
-        f"steps={steps}", f"val_every={max(steps // 8, 1)}", f"seed={seed}", "val_tasks=200",
-        "log_every=50",
-    ])  # fmt: skip
+    base = load_config(base=get_preset("sinusoid-k10-maml").load(), settings={
+        "steps": steps, "val_every": max(steps // 8, 1), "seed": seed, "val_tasks": 200,
+        "log_every": 50,
+    })  # fmt: skip
     configs = {
         "maml": dataclasses.replace(base, strategy_config={**base.strategy_config,
                                                            "eval_steps": STEPS}),

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from metalearner.config.settings import (
     apply_overrides,
+    assign,
     check_seed,
     from_dict,
     plain,
@@ -103,6 +104,7 @@ def load_config(
     path: Path | str | None = None,
     *,
     base: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
 ) -> RunConfig:
     """Reads a run config from YAML (or ``base``), applies ``key=value`` overrides, resolves it.
@@ -110,6 +112,8 @@ def load_config(
     Args:
         path: a YAML file; ignored when ``base`` is given.
         base: an already parsed mapping (a preset).
+        settings: ``dotted.key -> value`` settings applied on top of the file or ``base``
+            (a program's own, typed: a benchmark's shared budget and task shape).
         overrides: ``dotted.key=value`` strings; values are parsed as YAML (``0.1``, ``true``,
             ``null``, ``[1, 2]``).
 
@@ -125,6 +129,8 @@ def load_config(
                 f"--out {path}, or give its {path / 'config.yaml'} to start a new run like it."
             )
         raw = read_yaml(path)
+    for key, value in (settings or {}).items():
+        assign(raw, key, value)
     apply_overrides(raw, overrides, example="steps=100")
     return resolve(from_dict(RunConfig, raw, ""))
 

@@ -156,9 +156,7 @@ class SearchPlan:
 
 def _apply(base: Mapping[str, Any], values: Mapping[str, Any]) -> RunConfig:
     """The run config ``base`` (left as it is) with ``values`` (run config key → value) set."""
-    return load_config(
-        base=copy.deepcopy(dict(base)), overrides=[f"{k}={v}" for k, v in values.items()]
-    )
+    return load_config(base=copy.deepcopy(dict(base)), settings=values)
 
 
 def load_search_plan(file: Path | None = None, **given: Any) -> SearchPlan:

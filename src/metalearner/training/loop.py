@@ -223,7 +223,7 @@ def _outer_step(run: _Run) -> tuple[dict[str, float], float]:
     tick = time.perf_counter()
     base_lr = cfg.optimizer.lr or 0.0  # resolved from the strategy, never None here
     for settings in run.optimizer.param_groups:
-        settings["lr"] = base_lr * lr_factor(cfg, run.step)
+        settings["lr"] = base_lr * lr_factor(cfg.optimizer, run.step, cfg.steps)
     # Every rank draws the whole meta-batch (same generator) and keeps its share.
     batch = run.exp.train.sample(cfg.meta_batch or 1, generator=run.tasks_rng)
     if strategy.ordered:  # a fresh order of each task's examples (Reptile)

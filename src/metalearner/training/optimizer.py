@@ -17,12 +17,12 @@ import math
 import torch
 from torch import Tensor
 
-from metalearner.runs.config import OptimizerConfig, RunConfig
+from metalearner.runs.config import OptimizerConfig
 
 
-def lr_factor(cfg: RunConfig, step: int) -> float:
-    """Multiplier of the base step size before outer step ``step`` (0-based)."""
-    opt, frac = cfg.optimizer, step / max(cfg.steps, 1)
+def lr_factor(opt: OptimizerConfig, step: int, steps: int) -> float:
+    """Multiplier of the base step size before outer step ``step`` (0-based) of ``steps``."""
+    frac = step / max(steps, 1)
     if opt.schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * frac))
     if opt.schedule == "linear":
