@@ -17,6 +17,7 @@ from metalearner.runs.checkpoint import (
     TENSORS,
     checkpoint_exists,
     load_checkpoint,
+    meta_digest,
     save_checkpoint,
 )
 
@@ -128,6 +129,7 @@ def test_not_a_checkpoint_and_pickles_are_refused(tmp_path: Path) -> None:
     (path / TENSORS).write_bytes(payload)
     meta = json.loads((path / META).read_text())
     meta["sha256"] = hashlib.sha256(payload).hexdigest()
+    meta["meta_sha256"] = meta_digest(meta)  # re-signed, as a forger would
     (path / META).write_text(json.dumps(meta))
     with pytest.raises(DataError, match="cannot be read"):
         load_checkpoint(path)

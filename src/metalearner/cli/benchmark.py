@@ -80,7 +80,7 @@ def benchmark_cmd(
         workers=workers,
         overrides=overrides or None,
     )
-    console = Console(width=max(Console().width, 120))
+    console = Console(markup=False, width=max(Console().width, 120))
     command = "metalearner " + shlex.join(sys.argv[1:])
     try:
         result = run_benchmark(

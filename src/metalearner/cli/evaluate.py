@@ -68,7 +68,7 @@ def evaluate_cmd(
     )
     if not main_rank():
         return
-    console = Console()
+    console = Console(markup=False)  # paths and names print as they are, never as markup
     console.print(result.line())
     if result.curve:
         scale = 100 if result.metric == "accuracy" else 1

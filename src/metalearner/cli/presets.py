@@ -29,7 +29,7 @@ def presets_cmd(ctx: typer.Context) -> None:
         table.add_column(column)
     for p in list_presets():
         table.add_row(p.name, p.title, p.expected)
-    Console(width=160).print(table)
+    Console(markup=False, width=160).print(table)
 
 
 @presets_app.command("copy")

@@ -37,6 +37,7 @@ def quickstart_cmd(
         table.add_column(column)
     for row in table_rows(result):
         table.add_row(*row)
-    console = Console(width=max(Console().width, 120))  # the table must not wrap its names
+    # The table must not wrap its names; paths print as they are, never as markup.
+    console = Console(markup=False, width=max(Console().width, 120))
     console.print(table)
     console.print(f"wrote {out / 'report.md'}, {out / 'quickstart.png'}")

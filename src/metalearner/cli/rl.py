@@ -61,7 +61,7 @@ def rl_train(
         cfg = load_rl_config(env, sets, seed)
         out = out or Path("runs") / f"rl-{env}"
     result = train_rl(cfg, out, resume=resume, quiet=quiet)
-    console = Console()
+    console = Console(markup=False)  # paths and names print as they are, never as markup
     m = result.metrics
     if m:
         after = f", after adaptation {m['return_after']:.1f}" if "return_after" in m else ""
@@ -99,7 +99,7 @@ def rl_evaluate(
         table.add_column("before" if s == 0 else f"after {s} step{'s' if s > 1 else ''}")
     for row in result.table():
         table.add_row(*row)
-    console = Console(width=max(Console().width, 110))
+    console = Console(markup=False, width=max(Console().width, 110))
     console.print(table)
     console.print(f"published: {result.published}")
     for name in result.missing:

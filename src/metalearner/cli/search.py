@@ -61,7 +61,7 @@ def search_cmd(
         trial_budget=trial_budget, budget=budget, workers=workers, storage=storage, seed=seed,
         overrides=overrides or None,
     )  # fmt: skip
-    console = Console()
+    console = Console(markup=False)  # paths and names print as they are, never as markup
     command = "metalearner " + shlex.join(sys.argv[1:])
     try:
         result = run_search(plan, out, data_dir=data_dir, command=command, log=console.print)

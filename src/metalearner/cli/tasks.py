@@ -50,7 +50,7 @@ def tasks_demo(
     if num_tasks < 1:
         raise ConfigError(f"--tasks {num_tasks}: sample at least 1 task.")
     out = picture_path(out)  # before any work: a path that cannot be written fails at once
-    console = Console()
+    console = Console(markup=False)  # paths and names print as they are, never as markup
     if entry_of(dataset).regression:
         # Sinusoids, the regression family. One point does not show a sinusoid: K=10 unless
         # asked otherwise.

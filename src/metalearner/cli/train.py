@@ -46,7 +46,7 @@ def train_cmd(
     from metalearner.runs.folder import read_run_config
     from metalearner.training.loop import meta_train
 
-    console = Console()
+    console = Console(markup=False)  # paths and names print as they are, never as markup
     if resume:
         changes = bool(config or preset or overrides or seed is not None)
         out = resumed_run(out, changes=changes, options="CONFIG, --preset, --set and --seed")

@@ -23,11 +23,12 @@ from metalearner.data.omniglot import lake_split, load_omniglot, vinyals_split
 from metalearner.data.splits import ClassSplit
 
 
-def load_user_data(path: Path) -> LabeledSet:
-    """A folder of class sub-folders of images, or a ``.csv``/``.npz`` table."""
+def load_user_data(path: Path, d: LoadSettings) -> LabeledSet:
+    """A folder of class sub-folders of images (stored ``d.image_size`` square), or a
+    ``.csv``/``.npz`` table."""
     if path.suffix.lower() in {".csv", ".npz"}:
         return load_table(path)
-    return load_image_folder(path)
+    return load_image_folder(path, size=d.image_size)
 
 
 def _omniglot(

@@ -103,8 +103,9 @@ class Dataset:
             so a run trained on one is scored on another without retraining.
         cross_domain: its cross-domain protocol, or ``None``.
         loader: loads the data and splits its classes.
-        reader: reads the user's files at ``data.path`` (the dataset then needs one); their
-            classes are split at random with ``data.split_seed``.
+        reader: reads the user's files at ``data.path`` (the dataset then needs one) with the
+            settings (``data.image_size``); their classes are split at random with
+            ``data.split_seed``.
         path_is: what ``data.path`` must be, for messages.
     """
 
@@ -121,7 +122,7 @@ class Dataset:
     same_training: tuple[tuple[str, ...], ...] = ()
     cross_domain: CrossDomain | None = None
     loader: Loader | None = None
-    reader: Callable[[Path], LabeledSet] | None = None
+    reader: Callable[[Path, LoadSettings], LabeledSet] | None = None
     path_is: str = "a class-folder tree or a table"
 
     @property
@@ -192,7 +193,7 @@ class Dataset:
         path = Path(d.path).expanduser()
         if not path.is_absolute() and data_dir is not None and not path.exists():
             path = data_dir / path
-        data = self.reader(path)
+        data = self.reader(path, d)
         train = meta_train - val
         if meta_train >= data.num_classes or train < 1:
             raise ConfigError(

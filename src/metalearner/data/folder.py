@@ -69,7 +69,11 @@ def load_image_folder(
             "fix the link or delete it."
         )
     classes = sorted({n.split("/", 1)[0] for n in files})
-    empty = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    empty = sorted(
+        p.name  # a link is skipped by list_tree, with a warning
+        for p in root.iterdir()
+        if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+    )
     empty = [c for c in empty if c not in classes]
     if empty:
         raise DataError(
@@ -188,13 +192,22 @@ def read_csv_rows(file: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     return header, rows
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def csv_number(file: Path, line: int, column: str, value: str) -> float:
-    """``value`` as a finite number, or a DataError naming the file, line and column."""
+    """``value`` as a finite number that a ``float32`` holds, or a DataError naming the file,
+    line and column."""
     number = float(value) if _is_number(value) else math.nan
     if not math.isfinite(number):
         raise DataError(
             f"{file} line {line}, column {column!r} is {value!r}, not a finite number; fix "
             "that value (features must be numbers)."
+        )
+    if abs(number) > _FLOAT32_MAX:
+        raise DataError(
+            f"{file} line {line}, column {column!r} is {value!r}, out of range (features are "
+            f"float32, at most {_FLOAT32_MAX:.3g} in size); scale that column down."
         )
     return number
 

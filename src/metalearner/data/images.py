@@ -12,6 +12,7 @@ References:
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import struct
@@ -25,6 +26,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from metalearner.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 """File name endings treated as images when a folder is scanned."""
@@ -159,6 +162,11 @@ def list_tree(source: Path) -> list[str]:
 
     Archive tools add ``.DS_Store``, ``__MACOSX/`` and ``._*`` files; they are left out.
 
+    A link to a folder is skipped, with a warning naming it, where it points back into
+    ``source`` (``c00/loop -> ..`` would list the tree again and again, and another class's
+    images under this one) or out of it (the data is what lies in the folder). Skipping, not
+    refusing, lets the rest of the folder load: such links are usually left by accident.
+
     Raises:
         DataError: ``source`` is a file but not a readable zip.
     """
@@ -172,14 +180,31 @@ def list_tree(source: Path) -> list[str]:
             ) from None
     else:
         names = []
+        top = os.path.realpath(source)
         # os.walk, not Path.rglob: it lists Omniglot's 32,460 files 20x faster (no stat each).
-        for root, _, files in os.walk(source, followlinks=True):
+        for root, dirs, files in os.walk(source, followlinks=True):
             rel = os.path.relpath(root, source)
             prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+            dirs[:] = [d for d in dirs if _follow(source, prefix + d, top)]
             names += [prefix + f for f in files]
     return sorted(
         n for n in names if not any(p.startswith((".", "__MACOSX")) for p in n.split("/"))
     )
+
+
+def _follow(source: Path, name: str, top: str) -> bool:
+    """Whether :func:`list_tree` walks into ``source/name``: a real folder, not a link to a
+    folder inside the tree (a loop or a second copy of a class) or outside it."""
+    path = os.path.join(source, name)
+    if not os.path.islink(path):
+        return True
+    target = os.path.realpath(path)
+    inside = target == top or target.startswith(top.rstrip(os.sep) + os.sep)
+    where = "back into" if inside else "out of"
+    logger.warning(
+        "Skipping %s: a link to %s, %s the data folder %s.", path, os.readlink(path), where, source
+    )
+    return False
 
 
 def read_tree(source: Path, names: list[str]) -> Sequence[bytes | Path]:

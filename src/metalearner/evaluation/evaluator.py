@@ -25,6 +25,7 @@ from torch import Tensor
 
 from metalearner.data.registry import dataset
 from metalearner.errors import ConfigError, DataError
+from metalearner.runs.checkpoint_schema import check_tensors
 from metalearner.runs.config import RunConfig
 from metalearner.runs.devices import threads, torch_device
 from metalearner.runs.distributed import Backend, Group, joined
@@ -268,6 +269,7 @@ def _evaluate(
     recorded = ckpt.meta.get("data_dir")
     exp = build_experiment(cfg, data_dir=data_dir or (Path(recorded) if recorded else None))
     device = group.device(torch_device(cfg.device).type)
+    check_tensors(path, "params", state.params, exp.strategy.init_params(0))
     params = {k: v.to(device) for k, v in state.params.items()}
     tasks = exp.test_tasks(cfg, num_tasks)
     mine = group.tasks(tasks)

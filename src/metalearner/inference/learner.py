@@ -41,10 +41,15 @@ from torch import Tensor
 
 from metalearner.data.images import ImageSettings, decode_image
 from metalearner.data.registry import find
-from metalearner.errors import DataError
+from metalearner.errors import ConfigError, DataError
 from metalearner.inference.textfiles import encode_records
 from metalearner.nn.backbones import build_model
-from metalearner.runs.checkpoint import Checkpoint, load_checkpoint
+from metalearner.runs.checkpoint import Checkpoint, damaged, load_checkpoint
+from metalearner.runs.checkpoint_schema import (
+    check_model_meta,
+    check_tensors,
+    check_training_meta,
+)
 from metalearner.runs.config import RunConfig, load_config
 from metalearner.runs.devices import torch_device
 from metalearner.runs.folder import checkpoint_path
@@ -129,12 +134,10 @@ class Learner:
             settings["num_classes"] = recorded  # filled in from the data (transfer baselines)
         self.strategy: Strategy = build(config.strategy, model, settings)
         params = checkpoint.group("params")
-        expected = list(self.strategy.init_params(0))
-        if sorted(params) != sorted(expected):
-            raise DataError(
-                f"{checkpoint.path} holds parameters that do not fit its recorded "
-                f"{config.strategy} {name} model; use a checkpoint written by `metalearner train`."
-            )
+        expected = self.strategy.init_params(0)
+        # Names, shapes and dtypes as the recorded model has them: anything else is refused
+        # here, in one sentence, rather than as a shape error (or a hang) inside adapt.
+        check_tensors(checkpoint.path, "params", params, expected)
         self.params: Params = {k: params[k].to(device) for k in expected}
         # The dataset's entry says regression or classification; one not registered here (a
         # user's own, in another session) was classified, as every dataset but sinusoids is.
@@ -256,8 +259,21 @@ def load(path: Path | str, *, device: str = "cpu", which: str = "best") -> Learn
             f"{checkpoint.path} is not a model checkpoint (its meta.json lacks config, backbone "
             "or input_shape); use one written by `metalearner train`."
         )
-    config = load_config(base=checkpoint.meta["config"])
+    if "param_names" in checkpoint.meta:  # a training state (a run's best or latest)
+        check_training_meta(checkpoint)
+    else:
+        check_model_meta(checkpoint)
+    try:
+        config = load_config(base=checkpoint.meta["config"])
+    except ConfigError as err:
+        raise damaged(checkpoint.path, f"its recorded config: {_clause(str(err))}") from None
     return Learner(checkpoint, config, target)
+
+
+def _clause(sentence: str) -> str:
+    """A sentence made a clause inside another: its first letter lowered, its end stop dropped."""
+    text = sentence.strip().rstrip(".")
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
 
 
 def _is_file_list(x: Inputs) -> bool:

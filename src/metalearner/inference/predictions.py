@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from metalearner.errors import ConfigError, DataError, file_above
 from metalearner.inference.learner import Learner, Prediction, load
-from metalearner.inference.taskfiles import read_items, read_support
+from metalearner.inference.taskfiles import TaskFiles, read_items, read_support
 
 
 @dataclass(frozen=True)
@@ -90,8 +94,12 @@ def adapt_files(
 
     Raises:
         DataError: any input that does not fit (one sentence, naming the file), such as a
-            classification support set of a single class.
-        ConfigError: ``output`` is a folder or lies under a file (checked before any work).
+            classification support set of a single class; or predictions that are not finite
+            numbers, naming the cause (inputs out of range, or damaged parameters) instead of
+            writing ``nan``.
+        ConfigError: ``output`` is a folder or lies under a file (checked before any work),
+            or it is one of the input files (the files given, those in a given folder, and the
+            images a CSV names; checked before anything is written).
     """
     _check_output(output)  # before any work
     learner = load(run, device=device, which=which)
@@ -103,6 +111,7 @@ def adapt_files(
             "least 2 classes to tell apart; add examples of another class."
         )
     items = read_items(query, learner, label=label)
+    _check_not_an_input(output, [support, *query, *_files(shots.x), *_files(items.x)])
     started = time.perf_counter()
     task = learner.adapt(shots.x, shots.labels or [], steps=steps)
     prediction = task.predict(items.x)
@@ -114,6 +123,8 @@ def adapt_files(
                 f"The query has class {unknown[0]!r}, which is not among the support classes "
                 f"({', '.join(task.classes)}); give support examples of it or remove it."
             )
+    if not torch.isfinite(prediction.scores).all():
+        raise _not_finite(run, learner, shots, items)
     _write_csv(output, _rows(learner, prediction, items.names, items.labels))
     return AdaptReport(
         prediction,
@@ -131,6 +142,9 @@ def adapt_files(
 def _rows(
     learner: Learner, prediction: Prediction, names: list[str], labels: list[str] | None
 ) -> list[list[str]]:
+    # Every cell from a user's string (file names, class names, labels) goes through
+    # neutralise(); the numbers are written here.
+    names = [neutralise(n) for n in names]
     if learner.kind == "regression":
         head = ["item", "prediction"] + (["label"] if labels is not None else [])
         rows = [[n, f"{v:.6g}"] for n, v in zip(names, prediction.scores.tolist(), strict=True)]
@@ -138,13 +152,35 @@ def _rows(
         head = ["item", "prediction", "probability"]
         head += ["label", "correct"] if labels is not None else []
         probs = prediction.probabilities.tolist()
-        rows = [[n, c, f"{p:.4f}"] for n, c, p in zip(names, prediction.labels, probs, strict=True)]
+        rows = [
+            [n, neutralise(c), f"{p:.4f}"]
+            for n, c, p in zip(names, prediction.labels, probs, strict=True)
+        ]
     if labels is not None:
-        for row, truth in zip(rows, labels, strict=True):
-            row.append(truth)
+        for i, (row, truth) in enumerate(zip(rows, labels, strict=True)):
+            row.append(neutralise(truth))
             if learner.kind == "classification":
-                row.append(str(row[1] == truth).lower())
+                row.append(str(prediction.labels[i] == truth).lower())
     return [head, *rows]
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def neutralise(cell: str) -> str:
+    """``cell`` made safe to open in a spreadsheet (CSV injection): a user's string starting
+    with ``=``, ``+``, ``-``, ``@``, TAB or CR gets a leading ``'``, as OWASP recommends, so
+    that ``=1+1`` or ``@SUM(A1)`` stays text instead of becoming a live formula. A plain number
+    (``-0.84``, a regression target) is left as it is.
+
+    Example:
+        >>> neutralise("=1+1"), neutralise("cat"), neutralise("-0.84")
+        ("'=1+1", 'cat', '-0.84')
+    """
+    if cell.startswith(_FORMULA_START) and not _NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
 
 
 def _check_output(path: Path) -> None:
@@ -158,6 +194,56 @@ def _check_output(path: Path) -> None:
         raise ConfigError(
             f"The output {path} lies under {blocker}, which is a file; give another path."
         )
+
+
+def _not_finite(run: Path, learner: Learner, shots: TaskFiles, items: TaskFiles) -> DataError:
+    """Why the predictions are ``nan`` or infinite, as one sentence: the model's parameters are
+    not finite (a damaged checkpoint), or the inputs are too large for it to compute with."""
+    if not all(bool(torch.isfinite(p).all()) for p in learner.params.values()):
+        return DataError(
+            f"The model {run} has parameters that are not finite numbers, so every prediction "
+            "would be nan: its checkpoint is damaged; train it again or use another checkpoint."
+        )
+    largest = 0.0
+    for values in (shots.x, items.x):
+        if isinstance(values, torch.Tensor) and values.is_floating_point() and values.numel():
+            largest = max(largest, float(values.abs().max()))
+    if learner.kind == "regression":
+        largest = max([largest, *(abs(float(v)) for v in shots.labels or [])])
+    if not math.isfinite(largest):
+        size = " (values beyond 3.4e38, the largest a float32 holds)"
+    elif largest > 0:
+        size = f" (values as large as {largest:.3g})"
+    else:
+        size = ""
+    return DataError(
+        "The predictions are not finite numbers: the input values are out of range for this "
+        f"model{size}; scale them as the training data was, or leave out the outliers."
+    )
+
+
+def _files(x: object) -> list[Path]:
+    """The input files among what ``read_items`` gave: image paths, not tensors."""
+    if isinstance(x, list):
+        return [Path(p) for p in x if isinstance(p, (str, Path))]
+    return []
+
+
+def _check_not_an_input(output: Path, inputs: list[Path]) -> None:
+    """Refuses an output that is, or links to, one of the input files (it would be lost)."""
+    if not output.exists():  # a new file overwrites nothing
+        return
+    for path in inputs:
+        try:
+            same = path.is_file() and os.path.samefile(output, path)
+        except OSError:
+            continue
+        if same:
+            alias = "" if output.resolve() == path.resolve() else f" ({output.resolve()})"
+            raise ConfigError(
+                f"The output {output}{alias} is one of the inputs, {path}, and writing the "
+                "predictions would overwrite it; give another --output."
+            )
 
 
 def _write_csv(path: Path, rows: list[list[str]]) -> None:

@@ -102,7 +102,11 @@ def _read_folder(root: Path, learner: Learner, what: str) -> TaskFiles:
             f"{root} holds images both directly and in sub-folders ({flat[0]}, {nested[0]}); "
             "put every image in a class sub-folder, or none."
         )
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(
+        p.name  # a link is skipped by list_tree, with a warning
+        for p in root.iterdir()
+        if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+    )
     if not files:
         raise DataError(
             f"The {what} folder {root} has no images ({', '.join(IMAGE_SUFFIXES)}); "

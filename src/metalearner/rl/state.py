@@ -16,15 +16,13 @@ import torch
 from torch import Tensor
 
 from metalearner.errors import DataError
+from metalearner.functional.optim import adam
 from metalearner.rl.config import RLConfig, read_config, to_dict
 from metalearner.rl.families import get_family
-from metalearner.rl.policy import Params
+from metalearner.rl.policy import Params, init_policy
 from metalearner.rl.ppo import AdamState
-from metalearner.runs.checkpoint import (
-    Checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from metalearner.runs.checkpoint import Checkpoint, damaged, load_checkpoint, save_checkpoint
+from metalearner.runs.checkpoint_schema import check_tensors
 from metalearner.runs.folder import CONFIG, LATEST, check_resumable, has_checkpoint
 
 # What a resumed run may change in its config.yaml: how long and on how many threads it runs,
@@ -71,6 +69,7 @@ def load_policy(folder: Path) -> tuple[RLConfig, Params, dict[str, Any]]:
         DataError: the folder is not an RL run, or it has no checkpoint yet.
     """
     cfg, ckpt = _load(folder)
+    _check(ckpt, cfg)
     params = ckpt.group("params")
     return cfg, {k: params[k] for k in ckpt.meta["param_names"]}, ckpt.meta
 
@@ -80,9 +79,31 @@ def _load(folder: Path) -> tuple[RLConfig, Checkpoint]:
     if not has_checkpoint(folder):
         raise DataError(f"{folder} has no checkpoint yet; train it first (or resume it).")
     ckpt = load_checkpoint(folder / LATEST)
-    if ckpt.meta.get("kind") != "rl" or not isinstance(ckpt.meta.get("param_names"), list):
+    if ckpt.meta.get("kind") != "rl" or "param_names" not in ckpt.meta:
         raise DataError(f"{ckpt.path} is not an RL checkpoint; give a `metalearner rl` run.")
     return cfg, ckpt
+
+
+def _check(ckpt: Checkpoint, cfg: RLConfig) -> None:
+    """Refuses a checkpoint whose fields or tensors are not what :func:`save_state` writes for
+    ``cfg``'s policy: names, shapes and dtypes of θ, Adam's state and the generator's state."""
+    meta, path = ckpt.meta, ckpt.path
+    family = get_family(cfg.env)
+    expected = init_policy(
+        family.obs_dim, family.act_dim, cfg.hidden, generator=torch.Generator().manual_seed(0),
+        init_log_std=cfg.init_log_std,
+    )  # fmt: skip
+    if meta.get("param_names") != list(expected):
+        raise damaged(path, "its param_names are not the policy's")
+    step, elapsed = meta.get("step"), meta.get("elapsed", 0.0)
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= 10**12:
+        raise damaged(path, f"step is {step!r}, not a whole number of iterations")
+    if not isinstance(elapsed, (int, float)) or not math.isfinite(elapsed) or elapsed < 0:
+        raise damaged(path, f"elapsed is {elapsed!r}, not a number of seconds")
+    check_tensors(path, "params", ckpt.group("params"), expected)
+    check_tensors(path, "adam", ckpt.group("adam"), adam(cfg.ppo_lr).init(expected))
+    rng = {k: v for k, v in ckpt.group("rng").items()}
+    check_tensors(path, "rng", rng, {"train": torch.Generator().get_state()})
 
 
 def restore_state(folder: Path, cfg: RLConfig) -> State:
@@ -94,12 +115,11 @@ def restore_state(folder: Path, cfg: RLConfig) -> State:
     """
     _, ckpt = _load(folder)
     check_resumable(folder, ckpt.meta.get("config"), to_dict(cfg), RESUMABLE)
+    _check(ckpt, cfg)  # the config trained, so its policy's shapes
     params = ckpt.group("params")
     generator = torch.Generator()
     generator.set_state(ckpt.tensors["rng/train"])
-    elapsed = float(ckpt.meta.get("elapsed", 0.0))
-    if not math.isfinite(elapsed):
-        raise DataError(f"{folder / LATEST} is damaged (elapsed time {elapsed}).")
+    elapsed = float(ckpt.meta.get("elapsed", 0.0))  # finite: checked on load
     names = ckpt.meta["param_names"]
     step = int(ckpt.meta["step"])
     return State(step, {k: params[k] for k in names}, ckpt.group("adam"), generator, elapsed)

@@ -6,7 +6,18 @@ names, versions, the tensors' sha256) into JSON. Loading parses those two format
 else, so a checkpoint from a stranger cannot execute code (DESIGN.md rule 6).
 
 The folder is written beside its final place and swapped in with renames, so a crash at any
-moment leaves either the old checkpoint or the new one, never a mix of the two.
+moment leaves either the old checkpoint or the new one, never a mix of the two. A reader takes
+both files from one folder (opened once, read through its descriptor) and reads again when a
+save swapped the folder meanwhile, so a checkpoint being rewritten is never taken for a damaged
+one.
+
+Integrity: ``sha256`` is the tensors' digest and ``meta_sha256`` the digest of the metadata
+(every other field, ``sha256`` included, as canonical JSON), so a changed byte in either file,
+or a field edited by hand, is refused as "damaged or replaced". These are checksums, not
+signatures: they catch damage and edits, not a forger who recomputes them. What a loader then
+takes from a checkpoint is validated against what its code expects (fields, JSON types, sizes
+within bounds, tensor names, shapes and dtypes: :mod:`metalearner.runs.checkpoint_schema`), so
+even a re-signed checkpoint is refused in one sentence.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +35,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save_file
 from torch import Tensor
 
 from metalearner.errors import DataError
@@ -32,6 +45,9 @@ FORMAT = 1
 """Version of the checkpoint layout; a checkpoint of another format is refused by name."""
 
 TENSORS, META = "model.safetensors", "meta.json"
+
+_READS = 5
+"""Reads of a checkpoint that a concurrent save swapped mid-way, before it counts as damaged."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +81,8 @@ def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[str
     Args:
         path: the checkpoint folder (replaced if it exists).
         tensors: flat names (use ``group/name`` prefixes) to tensors; saved contiguous on CPU.
-        meta: JSON-serialisable metadata; ``format``, ``versions`` and ``sha256`` are added.
+        meta: JSON-serialisable metadata; ``format``, ``versions``, ``sha256`` (the tensors'
+            digest) and ``meta_sha256`` (the metadata's) are added.
 
     Returns:
         ``path``.
@@ -83,6 +100,8 @@ def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[str
     save_file(cpu, str(tmp / TENSORS))
     _fsync_file(tmp / TENSORS)  # on disk before the rename makes it the checkpoint
     full = {**meta, "format": FORMAT, "versions": versions(), "sha256": _sha256(tmp / TENSORS)}
+    full = json.loads(json.dumps(full))  # as a reader parses it: tuples as lists, keys as text
+    full["meta_sha256"] = meta_digest(full)
     _write_json(tmp / META, full)
     _fsync_dir(tmp)
     # Swap: the old folder is moved aside first, because a rename cannot replace a non-empty one.
@@ -118,24 +137,108 @@ def _alive(pid: str) -> bool:
 
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
-    """Reads a checkpoint folder, checking its format and the tensors' checksum.
+    """Reads a checkpoint folder, checking its format and the checksums of its tensors and
+    metadata.
+
+    Both files are read from one folder; when a concurrent save swapped the folder during the
+    read (it is no longer the one at ``path``), it is read again.
 
     Raises:
         DataError: if the folder is not a checkpoint, is from another format, or is damaged.
     """
-    path = _located(Path(path))
+    requested = Path(path)
+    for attempt in range(_READS):
+        folder = _located(requested)
+        files, identity = _snapshot(folder)
+        try:
+            return _parse(folder, files)
+        except DataError:
+            # Refused for good unless the folder read is no longer the checkpoint: a save
+            # swapped a new one in (or removed the moved-aside one we read) meanwhile.
+            if attempt + 1 == _READS or not _swapped(requested, identity):
+                raise
+            time.sleep(0.002 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def damaged(path: Path, what: str) -> DataError:
+    """The one-sentence error for a checkpoint whose content is not what its loader expects."""
+    return DataError(f"{path} is damaged or replaced ({what}); use another checkpoint or retrain.")
+
+
+def meta_digest(meta: Mapping[str, Any]) -> str:
+    """The digest of a checkpoint's metadata: sha256 of the canonical JSON (sorted keys, no
+    spaces, ASCII) of every field but ``meta_sha256`` itself, as parsed from ``meta.json``."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _snapshot(folder: Path) -> tuple[tuple[bytes | None, bytes | None], tuple[int, int] | None]:
+    """``meta.json``'s and the tensors' bytes (``None`` where missing), read from one folder
+    (opened once and read through its descriptor where the OS allows), and that folder's
+    identity (device, inode), or ``None`` if there was no folder."""
+    if os.open not in os.supports_dir_fd:  # Windows: by path; a swap shows as a changed inode
+        try:
+            before = os.stat(folder)
+        except OSError:
+            return (None, None), None
+        files = (_read(folder / META), _read(folder / TENSORS))
+        return files, (before.st_dev, before.st_ino)
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        return (None, None), None
+    except OSError as err:
+        raise DataError(
+            f"{folder} cannot be read ({err.strerror}); check its permissions."
+        ) from None
+    try:
+        st = os.fstat(fd)
+        return (_read(META, fd), _read(TENSORS, fd)), (st.st_dev, st.st_ino)
+    finally:
+        os.close(fd)
+
+
+def _read(file: Path | str, dir_fd: int | None = None) -> bytes | None:
+    try:
+        fd = os.open(file, os.O_RDONLY, dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except OSError as err:
+        raise DataError(f"{file} cannot be read ({err.strerror}); check its permissions.") from None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return f.read()
+        except IsADirectoryError:
+            return None
+
+
+def _swapped(requested: Path, identity: tuple[int, int] | None) -> bool:
+    """Whether the folder read (``identity``) is no longer the checkpoint at ``requested``."""
+    if not checkpoint_exists(requested):
+        return False  # nothing there at all: not a race, just no checkpoint
+    try:
+        st = os.stat(requested)
+    except OSError:
+        return True  # between a save's two renames: the moved-aside one is read next
+    return identity != (st.st_dev, st.st_ino)
+
+
+def _parse(path: Path, files: tuple[bytes | None, bytes | None]) -> Checkpoint:
+    meta_bytes, tensor_bytes = files
     meta_file, tensor_file = path / META, path / TENSORS
-    if not meta_file.is_file() or not tensor_file.is_file():
+    if meta_bytes is None or tensor_bytes is None:
         raise DataError(
             f"{path} is not a checkpoint (it needs {META} and {TENSORS}); "
             "point at a run's checkpoints/latest or checkpoints/best folder."
         )
     try:
-        meta = json.loads(meta_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        meta = json.loads(meta_bytes.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        problem = err.msg if isinstance(err, json.JSONDecodeError) else "not UTF-8 JSON"
         raise DataError(
-            f"{meta_file} is damaged ({err.msg if hasattr(err, 'msg') else err}); "
-            "use another checkpoint or retrain."
+            f"{meta_file} is damaged ({problem}); use another checkpoint or retrain."
         ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else None
@@ -143,14 +246,25 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
             f"{path} is a checkpoint of format {found!r}, this metalearner reads format "
             f"{FORMAT}; load it with the version that wrote it ({_writer(meta)})."
         )
-    if _sha256(tensor_file) != meta.get("sha256"):
+    recorded = meta.get("meta_sha256")
+    # Checkpoints written before the metadata had a digest have no ``meta_sha256``: they are
+    # still read (a run folder of an earlier version evaluates, adapts and resumes), with their
+    # tensors checked by ``sha256`` as before. For them (and for a metadata whose digest was
+    # deleted, which then looks old) nothing detects an edited field; only the loaders'
+    # validation of every field (types, bounds, tensor shapes) stands between it and a run.
+    if recorded is not None and recorded != meta_digest(meta):
+        raise DataError(
+            f"{meta_file} does not match its checksum (damaged or replaced); "
+            "use another checkpoint or retrain."
+        )
+    if hashlib.sha256(tensor_bytes).hexdigest() != meta.get("sha256"):
         raise DataError(
             f"{tensor_file} does not match the checksum in {META} (damaged or replaced); "
             "use another checkpoint or retrain."
         )
     try:
-        tensors = load_file(str(tensor_file))
-    except (SafetensorError, OSError) as err:
+        tensors = load_tensors(tensor_bytes)
+    except (SafetensorError, OSError, ValueError) as err:
         raise DataError(f"{tensor_file} cannot be read ({err}); use another checkpoint.") from None
     return Checkpoint(tensors=tensors, meta=meta, path=path)
 

@@ -28,6 +28,7 @@ from metalearner.runs.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from metalearner.runs.checkpoint_schema import check_training_meta
 from metalearner.runs.config import RunConfig, resolve, to_dict, to_yaml
 from metalearner.runs.lock import LOCK, run_lock  # noqa: F401 (the run folder's lock)
 
@@ -196,11 +197,17 @@ def save_state(
 
 
 def load_state(path: Path) -> tuple[TrainState, Checkpoint]:
-    """Reads a training state written by :func:`save_state`."""
+    """Reads a training state written by :func:`save_state`.
+
+    Raises:
+        DataError: not a training checkpoint, or one whose fields or tensor names are not what
+            :func:`save_state` writes ("damaged or replaced"; :func:`check_training_meta`).
+    """
     ckpt = load_checkpoint(path)
-    names = ckpt.meta.get("param_names")
-    if not isinstance(names, list):
+    if "param_names" not in ckpt.meta:
         raise DataError(f"{ckpt.path} is not a training checkpoint (no param_names in its meta).")
+    check_training_meta(ckpt)
+    names = ckpt.meta["param_names"]
     params = ckpt.group("params")
     per_param: dict[int, dict[str, Tensor]] = {}
     for key, value in ckpt.group("optim").items():
@@ -212,12 +219,13 @@ def load_state(path: Path) -> tuple[TrainState, Checkpoint]:
         g["params"] = list(range(len(names)))
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
+    best = ckpt.meta.get("best")
     state = TrainState(
         step=int(ckpt.meta["step"]),
         params={k: params[k] for k in names},
         optimizer={"state": per_param, "param_groups": groups},
         rng=ckpt.group("rng"),
-        best=ckpt.meta.get("best"),
+        best=None if best is None else {"score": float(best["score"]), "step": int(best["step"])},
         elapsed=float(ckpt.meta.get("elapsed", 0.0)),
     )
     return state, ckpt

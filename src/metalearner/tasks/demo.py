@@ -16,6 +16,7 @@ import torch
 from matplotlib.backend_bases import FigureCanvasBase
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from metalearner.data.config import DataConfig, resolve_data
 from metalearner.data.labeled import LabeledSet
@@ -70,16 +71,20 @@ def episode_demo(data: LabeledSet, batch: TaskBatch, *, out: Path, console: Cons
     """Prints each episode's classes and draws its support images, one row per task."""
     assert batch.classes is not None
     shots = batch.support_x.shape[1] // batch.classes.shape[1]
+    # Class names and the path are a user's strings: Text, never parsed as rich markup (a
+    # name like "[link=...]" would become a hyperlink, "[/bold]" an error).
     table = Table(
-        title=f"{batch.num_tasks} episodes from {data.name}: {batch.ways}-way "
-        f"{shots}-shot, {batch.query_x.shape[1]} queries, "
-        f"inputs {tuple(batch.support_x.shape[2:])}"
+        title=Text(
+            f"{batch.num_tasks} episodes from {data.name}: {batch.ways}-way "
+            f"{shots}-shot, {batch.query_x.shape[1]} queries, "
+            f"inputs {tuple(batch.support_x.shape[2:])}"
+        )
     )
     table.add_column("task")
     table.add_column("classes (label: name)")
     for t in range(batch.num_tasks):
         names = [f"{j}: {data.class_names[c]}" for j, c in enumerate(batch.classes[t].tolist())]
-        table.add_row(str(t), ", ".join(names))
+        table.add_row(str(t), Text(", ".join(names)))
     console.print(table)
     vocab = from_preprocessing(data.preprocessing)[0] if is_text(data.preprocessing) else None
     cols = batch.support_x.shape[1]
@@ -160,7 +165,7 @@ def load_for_demo(
     if entry.reader is not None:  # the user's own files: every class is one to look at
         if path is None:
             raise ConfigError(f"--dataset {name} needs --path: {entry.path_is}.")
-        data = entry.reader(path)
+        data = entry.reader(path, DataConfig(dataset=name, path=str(path)))
         classes = torch.arange(data.num_classes)
     elif entry.regression:
         raise ConfigError(f"--dataset {name} makes regression tasks, not episodes of classes.")
