@@ -13,7 +13,14 @@ from metalearner.config.plans import (
     same_plan,
 )
 from metalearner.config.presets import Preset, get_preset, list_presets, presets_dir
-from metalearner.config.settings import SEED_MAX, assign, check_seed, from_dict, whole_numbers
+from metalearner.config.settings import (
+    SEED_MAX,
+    apply_overrides,
+    assign,
+    check_seed,
+    from_dict,
+    whole_numbers,
+)
 from metalearner.config.types import describe_type, match_type
 from metalearner.config.yaml_files import (
     dump_yaml,
@@ -26,6 +33,7 @@ from metalearner.config.yaml_files import (
 __all__ = [
     "SEED_MAX",
     "Preset",
+    "apply_overrides",
     "assign",
     "check_same_plan",
     "check_seed",

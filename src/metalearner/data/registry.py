@@ -74,7 +74,7 @@ def dataset(name: str, *, setting: str | None = None) -> Dataset:
     Raises:
         ConfigError: an unknown name, in one sentence listing the known ones.
     """
-    entry = _REGISTRY.get(name) if isinstance(name, str) else None
+    entry = find(name)
     if entry is not None:
         return entry
     close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
