@@ -11,8 +11,11 @@ import torch
 from metalearner.benchmark import BenchmarkPlan, holm, load_plan, paired, parse_budget
 from metalearner.benchmark.document import Bullets, Document, Heading, Image, Paragraph, Table
 from metalearner.benchmark.report import _published
+from metalearner.benchmark.scoring import describe_settings
 from metalearner.config.plans import keep_plan, same_plan
 from metalearner.errors import ConfigError
+from metalearner.runs.config import load_config
+from metalearner.runs.experiment import build_experiment
 from metalearner.tasks import EpisodeSampler, LabeledSet, NoisyLabels
 
 # --- budgets and plans -------------------------------------------------------------------
@@ -273,3 +276,12 @@ def test_document_writes_the_same_blocks_as_markdown_and_self_contained_html(
     assert "<b>bold</b> a&lt;b" in page and "<td>2</td>" in page
     assert 'src="data:image/png;base64,iVBORw0KGgo' in page  # the PNG itself, embedded
     assert "figures/f.png" not in page
+
+
+def test_the_settings_line_names_the_model_as_built_not_as_set() -> None:
+    # model.width and depth size conv4 only: an MLP reported as "mlp 64×4" was the 40-40 one.
+    cfg = load_config(overrides=["data.dataset=sinusoid", "val_tasks=4"])
+    exp = build_experiment(cfg)
+    assert describe_settings(cfg, exp.meta["backbone"]).endswith("; model mlp")
+    conv4 = {"name": "conv4", "out_features": 5, "width": 32, "depth": 3}
+    assert describe_settings(cfg, conv4).endswith("; model conv4 32×3")

@@ -86,8 +86,8 @@ def test_quickstart_and_benchmark_refuse_a_file_as_their_folder(tmp_path: Path) 
     ("args", "words"),
     [
         (("--tasks", "0"), ("--tasks 0", "at least 1")),
-        (("--shots", "-3"), ("shots=-3", "shots >= 1")),
-        (("--shots", "0"), ("shots=0", "shots >= 1")),
+        (("--shots", "-3"), ("--shots", "at least 1, got -3")),
+        (("--shots", "0"), ("--shots", "at least 1, got 0")),
         (("--out", "out/pic.xyz"), ("--out out/pic.xyz", ".xyz", ".png")),
         (("--out", "taken/x.png"), ("taken", "is a file")),
         (("--out", "folder"), ("--out folder is a folder", "folder/tasks.png")),

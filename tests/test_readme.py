@@ -159,3 +159,17 @@ def test_the_adapt_example_runs_on_a_trained_run(
     assert len(prediction.labels) == 3 and set(prediction.labels) <= {"alpha", "beta"}
     assert prediction.scores.shape == (3, 2)  # the comment's [Q, N]
     assert torch.equal(prediction.probabilities, prediction.scores.max(1).values)
+
+
+def safety_section() -> str:
+    """The README's "What is safe" section."""
+    return README.read_text().split("## What is safe", 1)[1].split("\n## ", 1)[0]
+
+
+def test_each_line_of_what_is_safe_is_backed_by_a_test_that_exists() -> None:
+    rows = [line for line in safety_section().splitlines() if line.startswith("| ")]
+    named = re.findall(r"^\|.*\| `([\w/]+\.py)::(test_\w+)` \|$", safety_section(), re.M)
+    assert len(named) == len(rows) - 1 >= 10  # every line but the header names one
+    tests = Path(__file__).parent
+    for file, test in named:
+        assert re.search(rf"^def {test}\(", (tests / file).read_text(), re.M), f"{file}::{test}"

@@ -1,15 +1,19 @@
 """Typed errors whose message is one sentence: what is wrong and what to do.
 
 The command line turns any :class:`MetalearnerError` into that sentence on stderr and a non-zero
-exit, with no traceback (DESIGN.md rule 5); :func:`file_error` words the file-system errors a
-user can fix (an output path that is a file, a full disk) the same way.
+exit, with no traceback (DESIGN.md rule 5); :func:`fault_message` words the faults of the machine
+a user can fix (a read-only or full disk, an output path that is a file, no memory) the same way,
+once for every command.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -49,15 +53,53 @@ def require_extra(extra: str, *modules: str) -> None:
             ) from err
 
 
+def fault_message(err: BaseException) -> str | None:
+    """One sentence for a fault of the machine that a user can fix; ``None`` for anything else
+    (a bug, whose traceback must stay visible).
+
+    Covers :func:`file_error`'s file-system errors and running out of memory: Python's
+    ``MemoryError`` and PyTorch's allocator failures, ``RuntimeError`` instances told apart only
+    by their text (this module may not import torch).
+    """
+    if isinstance(err, OSError):
+        return file_error(err)
+    if isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and _OUT_OF_MEMORY.search(str(err))
+    ):
+        asked = _ASKED_BYTES.search(str(err))
+        size = f" (one allocation of {int(asked[1]) / 2**30:.3g} GiB)" if asked else ""
+        return (
+            f"Out of memory{size}; lower meta_batch, ways, shots, queries, the image size or the "
+            "model's width, or use a machine with more memory."
+        )
+    return None
+
+
+# PyTorch's words: "DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes"
+# (CPU) and "CUDA out of memory. Tried to allocate ..." (torch.OutOfMemoryError).
+_OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory", re.IGNORECASE)
+_ASKED_BYTES = re.compile(r"tried to allocate (\d+) bytes")
+
+
 def file_error(err: OSError) -> str | None:
     """One sentence for a file-system error a user can fix (a file where a folder must be, a
-    folder where a file must be, no permission, a full disk); ``None`` for any other error."""
+    folder where a file must be, no permission, a read-only or full disk); ``None`` for any
+    other error."""
     name = err.filename2 if err.filename2 is not None else err.filename  # rename: the target
     path = None if name is None else os.fsdecode(name) if isinstance(name, bytes) else str(name)
+    where = f" (writing {path})" if path else ""
     if err.errno == errno.ENOSPC:
-        return f"The disk is full (writing {path or 'a file'}); free some space and run again."
+        return f"The disk is full{where}; free some space and run again (the run resumes)."
+    if err.errno == errno.EDQUOT:
+        return f"The disk quota is used up{where}; free some space and run again."
+    if err.errno == errno.EROFS:
+        return f"The file system is read-only{where}; give an output folder you can write to."
+    if err.errno == errno.EMFILE:
+        return "Too many files are open; raise the limit (ulimit -n) and run again."
     if path is None:
         return None
+    if err.errno == errno.ENAMETOOLONG:
+        return f"The path {path} is too long for the file system; give a shorter one."
     if isinstance(err, FileExistsError) and Path(path).is_dir():
         return f"{path} already exists; give another path or remove it."
     if isinstance(err, FileExistsError):
@@ -72,6 +114,31 @@ def file_error(err: OSError) -> str | None:
     if isinstance(err, FileNotFoundError):
         return f"{path} does not exist; check the path and the folders above it."
     return None
+
+
+@contextlib.contextmanager
+def writing(final: Path, tmp: Path) -> Iterator[None]:
+    """Reports a failure to write ``tmp`` (an atomic write's temporary file or folder) as one to
+    write ``final``, the path the user knows: "writing run/checkpoints/latest", not
+    "writing run/checkpoints/.latest.tmp-4242/model.safetensors"."""
+    try:
+        yield
+    except OSError as err:
+        name = err.filename2 if err.filename2 is not None else err.filename
+        if name is None or not os.fsdecode(name).startswith(os.fspath(tmp)):
+            raise
+        raise OSError(err.errno, err.strerror, os.fspath(final)) from err
+
+
+def os_error(err: Exception, path: Path | str) -> OSError | None:
+    """The :class:`OSError` behind a library's I/O failure that reports it only in its text
+    (safetensors: "I/O error: No space left on device (os error 28)"), so that it is worded
+    like any other; ``None`` if the text names no error number."""
+    number = re.search(r"os error (\d+)", str(err))
+    if number is None:
+        return None
+    code = int(number[1])
+    return OSError(code, os.strerror(code), str(path))
 
 
 def file_above(path: Path) -> Path | None:

@@ -18,8 +18,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from metalearner.config.bounds import EXAMPLES, SECONDS, STEPS, TASKS, THREADS, WAYS, check_bounds
 from metalearner.config.plans import read_settings
 from metalearner.config.presets import list_presets
 from metalearner.config.settings import from_dict
@@ -70,10 +71,17 @@ def parse_budget(text: str) -> Budget:
             f"duration such as {match.group(1)}m, 90s or 1h."
         )
     number, unit = float(match.group(1)), match.group(2)
+    # A budget becomes the runs' steps or time_budget: held to those settings' bounds.
     if unit.startswith("step"):
         if number != int(number):
             raise ConfigError(f"Budget {text!r}: a step count must be a whole number.")
+        if number > STEPS.high:
+            raise ConfigError(f"Budget {text!r} must be at most {STEPS.high} steps.")
         return Budget(steps=int(number))
+    if number * _UNITS[unit] > SECONDS.high:
+        raise ConfigError(
+            f"Budget {text!r} must be at most {SECONDS.high} s ({SECONDS.high / 3600:.0f}h)."
+        )
     return Budget(seconds=number * _UNITS[unit])
 
 
@@ -100,19 +108,19 @@ class BenchmarkPlan:
 
     dataset: str = "omniglot"
     path: str | None = None
-    ways: int = 5
-    shots: int = 1
-    queries: int = 15
+    ways: Annotated[int, WAYS] = 5
+    shots: Annotated[int, EXAMPLES] = 1
+    queries: Annotated[int, EXAMPLES] = 15
     strategies: tuple[str, ...] = ("maml", "protonet", "reptile", "finetune", "baselinepp")
     budget: str = "10m"
-    tasks: int = 600
-    sweep_tasks: int = 200
-    sweep_shots: tuple[int, ...] = (1, 5, 10)
+    tasks: Annotated[int, TASKS.at_least(2, "for a CI")] = 600
+    sweep_tasks: Annotated[int, TASKS] = 200
+    sweep_shots: Annotated[tuple[int, ...], EXAMPLES] = (1, 5, 10)
     label_noise: tuple[float, ...] = (0.0, 0.2, 0.4)
     cross_domain: bool = False
     seed: int = 0
-    val_tasks: int = 100
-    workers: int = 1
+    val_tasks: Annotated[int, TASKS] = 100
+    workers: Annotated[int, THREADS] = 1  # each trains on cores / workers threads
     overrides: tuple[str, ...] = ()
     strategy_overrides: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -128,15 +136,9 @@ class BenchmarkPlan:
             )
         if len(set(self.strategies)) != len(self.strategies):
             raise ConfigError("A strategy is listed twice; list each once.")
-        for key in ("ways", "shots", "queries", "tasks", "sweep_tasks", "val_tasks", "workers"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"Benchmark setting {key!r} must be at least 1.")
-        if self.tasks < 2:
-            raise ConfigError("Benchmark setting 'tasks' must be at least 2 (for a CI).")
+        check_bounds(self)  # the sizes and counts, as declared above
         if any(not 0 <= p <= 1 for p in self.label_noise):
             raise ConfigError("label_noise holds fractions: use values from 0 to 1.")
-        if any(k < 1 for k in self.sweep_shots):
-            raise ConfigError("sweep_shots must all be at least 1.")
         entry = self.entry
         if self.cross_domain and entry.cross_domain is None:
             raise ConfigError(

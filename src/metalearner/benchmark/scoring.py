@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ def score_strategy(
         seconds=trained.seconds,
         threads=trained.threads,
         val_curve=_val_curve(trained.folder, metric),
-        settings=describe_settings(trained.cfg),
+        settings=describe_settings(trained.cfg, exp.meta["backbone"]),
         tasks=fingerprint(suite.test),
     )
     if steps is not None:
@@ -127,8 +128,12 @@ def score_strategy(
     return result
 
 
-def describe_settings(cfg: RunConfig) -> str:
-    """``inner_lr=0.4, inner_steps=1, …; adam lr 0.001 (constant), meta-batch 32; conv4 64×4``."""
+def describe_settings(cfg: RunConfig, backbone: Mapping[str, Any]) -> str:
+    """``inner_lr=0.4, inner_steps=1, …; adam lr 0.001 (constant), meta-batch 32; conv4 64×4``.
+
+    ``backbone`` is the model as built (the experiment's ``meta["backbone"]``), not as set: an
+    ``auto`` model is the dataset's, and only conv4 has a width and depth.
+    """
     # meta_lr and meta_batch_size are shown as the effective optimiser step and meta-batch.
     own = ", ".join(
         f"{k}={v}"
@@ -136,7 +141,8 @@ def describe_settings(cfg: RunConfig) -> str:
         if v is not None and k not in ("meta_lr", "meta_batch_size")
     )
     opt = cfg.optimizer
-    model = f"{cfg.model.name} {cfg.model.width}×{cfg.model.depth}"
+    sized = "width" in backbone and "depth" in backbone
+    model = backbone["name"] + (f" {backbone['width']}×{backbone['depth']}" if sized else "")
     return (
         f"{own}; {opt.name} lr {opt.lr:g} ({opt.schedule}), meta-batch {cfg.meta_batch}, "
         f"{cfg.data.queries} training queries per class; model {model}"

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from metalearner.cli.options import Which, checkpoint_name
+from metalearner.config.bounds import ADAPT_STEPS, check_value
 
 
 def adapt_cmd(
@@ -46,6 +47,7 @@ def adapt_cmd(
     from metalearner.errors import ConfigError
     from metalearner.inference.predictions import adapt_files
 
+    check_value(steps, ADAPT_STEPS, "--steps")  # a strategy's eval_steps' bound, before any work
     queries = [*(query or []), *(more or [])]
     if not queries:
         raise ConfigError("Give the query items with --query (a folder, image files or a CSV).")

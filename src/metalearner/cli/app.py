@@ -23,7 +23,7 @@ from metalearner.cli.rl import rl_app
 from metalearner.cli.search import search_cmd
 from metalearner.cli.tasks import tasks_app
 from metalearner.cli.train import train_cmd
-from metalearner.errors import MetalearnerError, file_error
+from metalearner.errors import MetalearnerError, fault_message
 
 app = typer.Typer(
     help="Meta-learning: generate tasks, meta-train strategies, adapt fast, evaluate.",
@@ -74,8 +74,8 @@ def main() -> None:
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except OSError as err:  # last resort: an output path that cannot be written, a full disk
-        message = file_error(err)
+    except (OSError, MemoryError, RuntimeError) as err:  # a read-only or full disk, no memory
+        message = fault_message(err)
         if message is None or os.environ.get(_DEBUG_ENV) == "1":
             raise
         print(f"error: {message}", file=sys.stderr)

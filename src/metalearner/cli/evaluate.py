@@ -16,7 +16,7 @@ from metalearner.cli.options import (
     checkpoint_name,
     main_rank,
 )
-from metalearner.errors import ConfigError
+from metalearner.config.bounds import ADAPT_STEPS, TASKS, check_value
 
 
 def evaluate_cmd(
@@ -52,8 +52,9 @@ def evaluate_cmd(
     """Score a run on its fixed test tasks (mean ± 95% CI, curve over steps); write eval.json."""
     from metalearner.evaluation.evaluator import evaluate
 
-    if (tasks is not None and tasks < 1) or (steps is not None and steps < 0):
-        raise ConfigError("--tasks must be at least 1 and --steps at least 0.")
+    # The bounds of the run's test_tasks and of a strategy's eval_steps, before any work.
+    check_value(tasks, TASKS, "--tasks")
+    check_value(steps, ADAPT_STEPS, "--steps")
     result = evaluate(
         run_dir,
         num_tasks=tasks,

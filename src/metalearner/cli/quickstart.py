@@ -25,9 +25,12 @@ def quickstart_cmd(
     from rich.table import Table
 
     from metalearner.benchmark.quickstart import HEADER, quickstart, table_rows
+    from metalearner.config.bounds import STEPS, TASKS, check_value
 
     if steps < 1 or tasks < 2:
         raise ConfigError("--steps must be at least 1 and --tasks at least 2.")
+    check_value(steps, STEPS, "--steps")
+    check_value(tasks, TASKS, "--tasks")
     blocker = out if out.exists() and not out.is_dir() else file_above(out)
     if blocker is not None:  # found now, not after minutes of training
         raise ConfigError(f"--out {out}: {blocker} is a file, not a folder; give another path.")

@@ -83,11 +83,14 @@ def rl_evaluate(
     ] = None,
 ) -> None:
     """Average return before and after 1..S adaptation steps (95% CI) vs the baselines."""
+    from metalearner.config.bounds import ADAPT_STEPS, TASKS, check_value
     from metalearner.rl.evaluate import evaluate_rl
 
     if not run_dir.is_dir():
         what = "is a file, not a run folder" if run_dir.exists() else "does not exist"
         raise ConfigError(f"{run_dir} {what}; give a folder written by `metalearner rl train`.")
+    check_value(tasks, TASKS, "--tasks")
+    check_value(steps, ADAPT_STEPS, "--steps")
     result = evaluate_rl(run_dir, num_tasks=tasks, steps=steps)
     steps_done = len(result.curves[0].mean)
     table = Table(

@@ -43,12 +43,20 @@ def tasks_demo(
     ),
 ) -> None:
     """Sample a few tasks, print what they are made of, and draw them to a PNG."""
+    from metalearner.config.bounds import EXAMPLES, TASKS, WAYS, check_value
     from metalearner.data.registry import dataset as entry_of
     from metalearner.tasks.demo import episode_demo, picture_path, sinusoid_demo
     from metalearner.tasks.regression import SinusoidTasks
 
     if num_tasks < 1:
         raise ConfigError(f"--tasks {num_tasks}: sample at least 1 task.")
+    for option, value, bound in [
+        ("--tasks", num_tasks, TASKS),
+        ("--ways", ways, WAYS),
+        ("--shots", shots, EXAMPLES),
+        ("--queries", queries, EXAMPLES),
+    ]:
+        check_value(value, bound, option)  # fmt: skip
     out = picture_path(out)  # before any work: a path that cannot be written fails at once
     console = Console(markup=False)  # paths and names print as they are, never as markup
     if entry_of(dataset).regression:

@@ -1,10 +1,12 @@
-"""Settings as typed dataclasses: YAML in and out, ``--set`` overrides, presets and plan files.
+"""Settings as typed dataclasses: YAML in and out, ``--set`` overrides, presets and plan files,
+the bounds of sizes and counts.
 
 This layer knows no strategy and no dataset: it is the machinery every command's config uses.
 """
 
 from __future__ import annotations
 
+from metalearner.config.bounds import Range, bound_of, check_bounds, check_value
 from metalearner.config.plans import (
     check_same_plan,
     interrupted,
@@ -33,10 +35,14 @@ from metalearner.config.yaml_files import (
 __all__ = [
     "SEED_MAX",
     "Preset",
+    "Range",
     "apply_overrides",
     "assign",
+    "bound_of",
+    "check_bounds",
     "check_same_plan",
     "check_seed",
+    "check_value",
     "describe_type",
     "dump_yaml",
     "from_dict",

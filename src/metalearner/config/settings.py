@@ -1,8 +1,9 @@
 """Typed settings from plain mappings: the one parser behind every config (runs, RL, plans).
 
 A config is a frozen dataclass; :func:`from_dict` builds it from parsed YAML, checking every key
-and coercing every value against the field's type hint, so a typo or a wrong type is one
-sentence naming the setting. ``--set a.b=value`` overrides go through :func:`apply_overrides`.
+and coercing every value against the field's type hint (and the bound declared in it, see
+:mod:`metalearner.config.bounds`), so a typo, a wrong type or an absurd size is one sentence
+naming the setting. ``--set a.b=value`` overrides go through :func:`apply_overrides`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from metalearner.config.bounds import check_value, declared_bound
 from metalearner.config.types import describe_type, match_type
 from metalearner.config.yaml_files import parse_setting
 from metalearner.errors import ConfigError
@@ -48,7 +50,7 @@ def from_dict(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
             f"Setting {prefix.rstrip('.')!r} must be a mapping of settings (key: value), not "
             f"{data!r}."
         )
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
@@ -60,10 +62,16 @@ def from_dict(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
         if name not in data:
             continue
         hint, value = hints[name], data[name]
+        bound = declared_bound(hint)
+        if bound is not None:
+            hint = typing.get_args(hint)[0]  # Annotated[int, STEPS]: the int
         if dataclasses.is_dataclass(hint):
             values[name] = from_dict(typing.cast(type, hint), value or {}, f"{prefix}{name}.")
         else:
             values[name] = coerce(value, hint, prefix + name)
+            # Checked here, as it is read, a bound comes before any check of its combinations
+            # with other settings, and before the config's own checks start any work.
+            check_value(values[name], bound, f"Setting {prefix + name!r}")
     return cls(**values)
 
 

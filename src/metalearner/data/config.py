@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Annotated
 
+from metalearner.config.bounds import CLASSES, EXAMPLES, WAYS, Range, check_bounds
 from metalearner.config.settings import check_seed
 from metalearner.data.registry import UNSPLIT, dataset
 from metalearner.errors import ConfigError
@@ -34,9 +36,9 @@ class DataConfig:
     # A registered dataset (metalearner.data.registry): sinusoid, omniglot, folder, fewrel.
     dataset: str = "sinusoid"
     path: str | None = None  # the user's folder or CSV/.npz table, for dataset "folder"
-    ways: int = 5
-    shots: int = 1
-    queries: int = 15
+    ways: Annotated[int, WAYS] = 5
+    shots: Annotated[int, EXAMPLES] = 1
+    queries: Annotated[int, EXAMPLES] = 15
     # Omniglot: "vinyals" (MAML's 1200 shuffled characters, the rest test) or "lake"
     # (background vs evaluation alphabets). FewRel: "wiki" (10 of val_wiki.json's 16 relations
     # for meta-training, 6 for test), "pubmed" (the same training, tested on FewRel 2.0's PubMed
@@ -45,14 +47,15 @@ class DataConfig:
     split: str | None = None
     # Classes for training + validation; null: 1200 (Omniglot, folders), 10 (FewRel; all 64 for
     # "official").
-    meta_train_classes: int | None = None
+    meta_train_classes: Annotated[int | None, CLASSES] = None
     # The validation part of meta_train_classes; null: 100, or 0 for FewRel, which then
     # validates on held-out sentences of its training relations instead.
-    val_classes: int | None = None
+    val_classes: Annotated[int | None, CLASSES.at_least(0)] = None
     split_seed: int = 0  # fixes the class split, so it is the same on every machine
     rotations: bool = True  # Omniglot: rotated training characters as new classes
-    image_size: int = 28
-    max_length: int = 40  # FewRel: tokens per sentence (L = 40 in the FewRel paper's CNN code)
+    image_size: Annotated[int, Range(1, 4096)] = 28  # pixels of a side of the stored images
+    # FewRel: tokens per sentence (L = 40 in the FewRel paper's CNN code).
+    max_length: Annotated[int, Range(1, 10**4)] = 40
 
 
 def resolve_data(d: DataConfig) -> DataConfig:
@@ -83,13 +86,7 @@ def class_counts(d: DataConfig) -> tuple[int, int]:
 def check_data(d: DataConfig) -> None:
     """Raises ConfigError for a data setting out of range."""
     entry = dataset(d.dataset, setting="data.dataset")
-    for key in ("ways", "shots", "image_size", "max_length"):
-        if getattr(d, key) < 1:
-            raise ConfigError(f"Setting 'data.{key}' must be at least 1, got {getattr(d, key)}.")
-    if d.queries < 1:
-        raise ConfigError(f"Setting 'data.queries' must be at least 1, got {d.queries}.")
-    if (d.val_classes or 0) < 0:
-        raise ConfigError(f"Setting 'data.val_classes' must be 0 or more, got {d.val_classes}.")
+    check_bounds(d, "data.")
     val = d.val_classes
     if entry.held_out_examples and val is not None and 0 < val < d.ways:
         raise ConfigError(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metalearner.data.entry import CrossDomain, Dataset, LoadSettings
+from metalearner.data.entry import TABLE_SUFFIXES, CrossDomain, Dataset, LoadSettings
 from metalearner.data.fewrel import load_fewrel
 from metalearner.data.folder import load_image_folder, load_table
 from metalearner.data.labeled import LabeledSet
@@ -26,7 +26,7 @@ from metalearner.data.splits import ClassSplit
 def load_user_data(path: Path, d: LoadSettings) -> LabeledSet:
     """A folder of class sub-folders of images (stored ``d.image_size`` square), or a
     ``.csv``/``.npz`` table."""
-    if path.suffix.lower() in {".csv", ".npz"}:
+    if path.suffix.lower() in TABLE_SUFFIXES:
         return load_table(path)
     return load_image_folder(path, size=d.image_size)
 

@@ -21,6 +21,9 @@ from metalearner.errors import ConfigError
 
 InputKind = Literal["image", "text", "table", "regression"]
 
+TABLE_SUFFIXES = (".csv", ".npz")
+"""The endings of a user's table (any other ``data.path`` is a folder of class folders)."""
+
 BACKBONES: Mapping[str, str] = {
     "image": "conv4",
     "text": "textcnn",
@@ -144,6 +147,22 @@ class Dataset:
         """The backbone ``model.name: auto`` picks: by its kind of input, or by ``data``'s."""
         kind = self.kind or (input_kind(data) if data is not None else "table")
         return BACKBONES[kind]
+
+    def example_size(self, d: LoadSettings) -> tuple[int, str]:
+        """Bytes of one example as the model takes it, and what it is in words, for the size
+        check of a meta-batch before any data is loaded (:mod:`metalearner.runs.config`)."""
+        kind = self.kind
+        if kind is None:  # a user's files: a table by its ending, else images
+            kind = "table" if str(d.path or "").lower().endswith(TABLE_SUFFIXES) else "image"
+        if kind == "image":  # stored grey (one channel), float32 in the model
+            side = d.image_size
+            return 4 * side * side, f"a 1×{side}×{side} float32 image, data.image_size {side}"
+        if kind == "text":  # token ids and two rows of position ids (metalearner.data.text)
+            length = d.max_length
+            return 8 * 3 * length, f"3×{length} int64 ids, data.max_length {length}"
+        if kind == "table":  # its width is known once it is read: one feature at the least
+            return 4, "one float32 feature at the least"
+        return 4, "one float32 point"
 
     def class_counts(
         self, split: str | None, meta_train: int | None, val: int | None

@@ -123,9 +123,10 @@ def load_table(path: Path | str, *, label: str = "label") -> LabeledSet:
         label: the CSV's label column.
 
     Raises:
-        DataError: the file is missing or unreadable, the label column is missing (listing the
-            columns there are), a row is ragged or a feature not a finite number (naming the
-            line and column), or the ``.npz`` lacks ``x``/``y`` or their lengths differ.
+        DataError: the file is missing or unreadable, a column name is repeated or blank, the
+            label column is missing (listing the columns there are), a row is ragged, has no
+            label or a feature that is not a finite number (naming the line and column), or
+            the ``.npz`` lacks ``x``/``y`` or their lengths differ.
 
     Example:
         >>> data = load_table("flowers.csv", label="species")
@@ -166,8 +167,9 @@ def read_csv_rows(file: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """A CSV's header and its non-blank rows with their line numbers, checked for shape.
 
     Raises:
-        DataError: the file is unreadable or empty, a row is ragged (naming its line), or there
-            are no rows.
+        DataError: the file is unreadable or empty, two columns have the same name (which one a
+            name means would be a guess), a row is ragged (naming its line), or there are no
+            rows.
     """
     try:
         with file.open(newline="", encoding="utf-8-sig") as f:
@@ -177,6 +179,14 @@ def read_csv_rows(file: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     if not table:
         raise DataError(f"{file} is empty; give a CSV with a header row and one row per example.")
     header = [h.strip() for h in table[0]]
+    first: dict[str, int] = {}
+    for number, name in enumerate(header, start=1):
+        if name and name in first:
+            raise DataError(
+                f"{file} has two columns named {name!r} (columns {first[name]} and {number}); "
+                "rename one, so that each column has its own name."
+            )
+        first.setdefault(name, number)
     rows = []
     for line, row in enumerate(table[1:], start=2):
         if not any(v.strip() for v in row):
@@ -214,6 +224,11 @@ def csv_number(file: Path, line: int, column: str, value: str) -> float:
 
 def _read_csv(file: Path, label: str) -> tuple[np.ndarray, list[str], list[str]]:
     header, rows = read_csv_rows(file)
+    if "" in header:  # a feature without a name: often an index column, not a feature at all
+        raise DataError(
+            f"{file} column {header.index('') + 1} has no name in the header; name it, or remove "
+            "it if it numbers the rows (pandas writes its index so unless given index=False)."
+        )
     if label not in header:
         raise DataError(
             f"{file} has no label column {label!r} (its columns are {', '.join(header)}); "
@@ -225,6 +240,12 @@ def _read_csv(file: Path, label: str) -> tuple[np.ndarray, list[str], list[str]]
         raise DataError(f"{file} has only the label column; add feature columns.")
     x = np.empty((len(rows), len(features)), dtype=np.float32)
     labels = [row[col].strip() for _, row in rows]
+    if "" in labels:  # would become a class named ''
+        line = rows[labels.index("")][0]
+        raise DataError(
+            f"{file} line {line} has no label (column {label!r} is empty); give every row its "
+            "class, or remove the row."
+        )
     for n, (line, row) in enumerate(rows):
         values = [v for i, v in enumerate(row) if i != col]
         for j, value in enumerate(values):

@@ -29,7 +29,15 @@ from metalearner.runs.checkpoint_schema import check_tensors
 from metalearner.runs.config import RunConfig
 from metalearner.runs.devices import threads, torch_device
 from metalearner.runs.distributed import Backend, Group, joined
-from metalearner.runs.folder import EVAL, checkpoint_path, load_state, read_run_config, run_kind
+from metalearner.runs.folder import (
+    EVAL,
+    check_writable,
+    checkpoint_path,
+    load_state,
+    read_run_config,
+    run_kind,
+    write_atomic,
+)
 from metalearner.strategies import Params, Strategy
 from metalearner.tasks import TaskSet, iter_batches
 
@@ -196,6 +204,7 @@ def evaluate(
     if run_kind(Path(run_dir)) == "rl":
         raise DataError(f"{run_dir} is an RL run; use `metalearner rl evaluate {run_dir}`.")
     cfg = _with_data_path(read_run_config(Path(run_dir)), data_path)
+    check_writable(Path(run_dir))  # before the scoring: its result goes into the run
     out = EVAL
     if split is not None and split != cfg.data.split:
         cfg = _other_split(cfg, split)
@@ -296,5 +305,5 @@ def _evaluate(
     payload = asdict(result) | {"line": result.line(), "test_seed": cfg.test_seed}
     payload |= {"device": cfg.device, "precision": cfg.precision}
     if group.is_main:
-        (folder / out).write_text(json.dumps(payload, indent=2) + "\n")
+        write_atomic(folder / out, json.dumps(payload, indent=2) + "\n")
     return result

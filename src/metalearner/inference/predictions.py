@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from metalearner.errors import ConfigError, DataError, file_above
+from metalearner.errors import ConfigError, DataError, file_above, writing
 from metalearner.inference.learner import Learner, Prediction, load
 from metalearner.inference.taskfiles import TaskFiles, read_items, read_support
 
@@ -252,7 +253,10 @@ def _write_csv(path: Path, rows: list[list[str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text.getvalue())
+        with writing(path, tmp):
+            tmp.write_text(text.getvalue())
         os.replace(tmp, path)  # a reader never sees half a file
     finally:
-        tmp.unlink(missing_ok=True)  # left only when writing or renaming failed
+        # Left only when writing or renaming failed; its removal must not hide why.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)

@@ -21,8 +21,20 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from metalearner.config.bounds import (
+    ADAPT_STEPS,
+    EXAMPLES,
+    META_BATCH,
+    SECONDS,
+    STEPS,
+    TASKS,
+    THREADS,
+    WIDTH,
+    Range,
+    check_bounds,
+)
 from metalearner.config.settings import apply_overrides, check_seed, from_dict, plain
 from metalearner.config.yaml_files import dump_yaml, read_saved_yaml
 from metalearner.errors import ConfigError, DataError
@@ -39,17 +51,21 @@ class RLConfig:
     # (the outer optimiser on pooled trajectories of random tasks, no adaptation in training).
     method: Literal["maml", "pretrain"] = "maml"
     outer: Literal["trpo", "ppo"] = "trpo"  # the meta-optimiser (ppo: cheaper, first-order)
-    iterations: int = 500  # meta-iterations (pytorch-maml-rl's 2D navigation run: 500)
+    # Meta-iterations (pytorch-maml-rl's 2D navigation run: 500).
+    iterations: Annotated[int, STEPS] = 500
     # Seconds of training (rollouts and updates; not checkpoints) after which the run stops
     # and saves as at its last iteration; null: iterations only.
-    time_budget: float | None = None
-    meta_batch: int | None = None  # tasks per iteration; null: the family's (20 / 40)
-    trajectories: int = 20  # per task, before and after each inner step
-    horizon: int | None = None  # steps per episode; null: the family's (100 / 200)
-    hidden: tuple[int, int] = (100, 100)  # the policy MLP's widths (ReLU)
+    time_budget: Annotated[float | None, SECONDS] = None
+    # Tasks per iteration; null: the family's (20 / 40).
+    meta_batch: Annotated[int | None, META_BATCH] = None
+    trajectories: Annotated[int, EXAMPLES] = 20  # per task, before and after each inner step
+    # Steps per episode; null: the family's (100 / 200).
+    horizon: Annotated[int | None, Range(1, 10**6)] = None
+    hidden: Annotated[tuple[int, int], WIDTH] = (100, 100)  # the policy MLP's widths (ReLU)
     init_log_std: float = 0.0  # the policy starts with σ = 1 on every action dimension
     inner_lr: float = 0.1  # α of the policy-gradient inner step
-    inner_steps: int = 1  # inner steps during meta-training, each on fresh trajectories
+    # Inner steps during meta-training, each on fresh trajectories.
+    inner_steps: Annotated[int, ADAPT_STEPS.at_least(1)] = 1
     # Treat inner gradients as constants (no second-order term); null: true for ppo only.
     first_order: bool | None = None
     gamma: float = 0.99  # discount
@@ -57,36 +73,31 @@ class RLConfig:
     baseline_reg: float = 1e-5  # ridge coefficient of the linear feature baseline
     normalize_advantages: bool = True  # zero mean, unit variance within each task
     max_kl: float = 0.01  # TRPO's trust region δ
-    cg_iters: int = 10  # conjugate-gradient iterations
+    cg_iters: Annotated[int, Range(1, 10**4)] = 10  # conjugate-gradient iterations
     cg_damping: float = 0.01  # added to the KL Hessian for the solve
     ls_backtrack: float = 0.5  # the line search's shrink factor
-    ls_steps: int = 15  # the line search's tries
+    ls_steps: Annotated[int, Range(1, 1000)] = 15  # the line search's tries
     ppo_clip: float = 0.2  # PPO's ε
-    ppo_epochs: int = 5  # Adam steps per iteration on the same trajectories
+    # Adam steps per iteration on the same trajectories.
+    ppo_epochs: Annotated[int, Range(1, 10**4)] = 5
     ppo_lr: float = 3e-4  # Adam's step size
-    eval_steps: int = 3  # adaptation steps scored by `rl evaluate`
-    test_tasks: int = 40  # fixed evaluation tasks (same seed for every policy compared)
+    eval_steps: Annotated[int, ADAPT_STEPS] = 3  # adaptation steps scored by `rl evaluate`
+    # Fixed evaluation tasks (same seed for every policy compared).
+    test_tasks: Annotated[int, TASKS] = 40
     test_seed: int = 2002
     seed: int = 0  # initialisation, training tasks, rollout seeds and action noise
-    save_every: int = 10  # iterations between checkpoints (also every 2 minutes, and at the end)
+    # Iterations between checkpoints (also every 2 minutes, and at the end).
+    save_every: Annotated[int, STEPS] = 10
     # Also train the pretrained baseline (same settings, budget and environment steps per
     # iteration, method=pretrain) into <run>/pretrain after the MAML run.
     baselines: bool = False
     # CPU threads per op (null: PyTorch's default). One by default: the policy's matrices are
     # small, and where another process holds a core, two spinning threads made an iteration 7x
     # slower (4.9 s vs 35 s for navigation on the 2-core CPU).
-    threads: int | None = 1
+    threads: Annotated[int | None, THREADS] = 1
 
     def __post_init__(self) -> None:
-        positive = ["iterations", "trajectories", "inner_steps", "cg_iters", "ls_steps"]
-        positive += ["ppo_epochs", "test_tasks", "save_every"]
-        for name in positive:
-            _at_least(name, getattr(self, name), 1)
-        for name in ("meta_batch", "horizon", "threads"):
-            if getattr(self, name) is not None:
-                _at_least(name, getattr(self, name), 1)
-        _at_least("hidden", min(self.hidden), 1)
-        _at_least("eval_steps", self.eval_steps, 0)
+        check_bounds(self)  # the sizes and counts, as declared above
         for name in ("inner_lr", "max_kl", "ppo_clip", "ppo_lr", "baseline_reg"):
             if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
                 raise ConfigError(f"Setting {name!r} must be > 0, got {getattr(self, name)}.")
@@ -97,12 +108,6 @@ class RLConfig:
             raise ConfigError(f"Setting 'cg_damping' must be >= 0, got {self.cg_damping}.")
         if not math.isfinite(self.init_log_std):
             raise ConfigError(f"Setting 'init_log_std' must be finite, got {self.init_log_std}.")
-        if self.time_budget is not None and not (
-            self.time_budget > 0 and math.isfinite(self.time_budget)
-        ):
-            raise ConfigError(
-                f"Setting 'time_budget' must be > 0 seconds or null, got {self.time_budget}."
-            )
         check_seed("seed", self.seed)
         check_seed("test_seed", self.test_seed)
         # Training tasks come from seed + 1's stream (θ₀ takes seed's), test tasks from
@@ -119,11 +124,6 @@ class RLConfig:
         the pretrained baseline (one batch of trajectories per task and inner step, pooled)."""
         batch = self.meta_batch or 1
         return batch * (self.inner_steps + 1) if self.method == "pretrain" else batch
-
-
-def _at_least(name: str, value: int, low: int) -> None:
-    if value < low:
-        raise ConfigError(f"Setting {name!r} must be at least {low}, got {value}.")
 
 
 def resolve(cfg: RLConfig) -> RLConfig:

@@ -35,7 +35,14 @@ from metalearner.rl.rollouts import collect
 from metalearner.rl.state import load_policy
 from metalearner.rl.train import PRETRAIN, initial_params, make_batch
 from metalearner.runs.devices import deterministic, threads
-from metalearner.runs.folder import CONFIG, EVAL, has_checkpoint, run_kind, write_atomic
+from metalearner.runs.folder import (
+    CONFIG,
+    EVAL,
+    check_writable,
+    has_checkpoint,
+    run_kind,
+    write_atomic,
+)
 
 POLICIES = ("maml", "pretrained", "random")
 
@@ -139,6 +146,7 @@ def evaluate_rl(
     if run_kind(folder) == "supervised":
         raise DataError(f"{folder} is a supervised run; use `metalearner evaluate {folder}`.")
     cfg, params, meta = load_policy(folder)
+    check_writable(folder)  # before the rollouts: their result goes into the run
     n = num_tasks if num_tasks is not None else cfg.test_tasks
     S = steps if steps is not None else cfg.eval_steps
     if n < 2 or S < 0:

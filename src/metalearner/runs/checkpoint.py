@@ -39,7 +39,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 from torch import Tensor
 
-from metalearner.errors import DataError
+from metalearner.errors import DataError, os_error, writing
 
 FORMAT = 1
 """Version of the checkpoint layout; a checkpoint of another format is refused by name."""
@@ -95,23 +95,42 @@ def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[str
     # reused; in a container every run may be pid 1): ours to remove, or the renames fail.
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
+    try:
+        with writing(path, tmp):
+            _write_folder(tmp, tensors, meta)
+        # Swap: the old folder is moved aside first; a rename cannot replace a non-empty one.
+        if path.exists():
+            os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if old.exists() and not path.exists():
+                os.replace(old, path)  # the checkpoint that was there stays
+            raise
+    except BaseException:
+        # Any failure (a full disk, Ctrl-C): nothing half-written is left to take space.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    _remove_leftovers(path)
+    return path
+
+
+def _write_folder(tmp: Path, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> None:
+    """The new checkpoint's two files in ``tmp``, on disk before any rename makes them live."""
     tmp.mkdir()
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    save_file(cpu, str(tmp / TENSORS))
-    _fsync_file(tmp / TENSORS)  # on disk before the rename makes it the checkpoint
+    try:
+        save_file(cpu, str(tmp / TENSORS))
+    except SafetensorError as err:  # its I/O errors (a full disk) come only as text
+        raise (os_error(err, tmp / TENSORS) or err) from err
+    _fsync_file(tmp / TENSORS)
     full = {**meta, "format": FORMAT, "versions": versions(), "sha256": _sha256(tmp / TENSORS)}
     full = json.loads(json.dumps(full))  # as a reader parses it: tuples as lists, keys as text
     full["meta_sha256"] = meta_digest(full)
     _write_json(tmp / META, full)
     _fsync_dir(tmp)
-    # Swap: the old folder is moved aside first, because a rename cannot replace a non-empty one.
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-    shutil.rmtree(old, ignore_errors=True)
-    _remove_leftovers(path)
-    return path
 
 
 def _remove_leftovers(path: Path) -> None:

@@ -21,8 +21,19 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from metalearner.config.bounds import (
+    EPISODE_BYTES_MAX,
+    META_BATCH,
+    SECONDS,
+    STEPS,
+    TASKS,
+    THREADS,
+    WIDTH,
+    Range,
+    check_bounds,
+)
 from metalearner.config.settings import (
     apply_overrides,
     assign,
@@ -44,8 +55,8 @@ class ModelConfig:
     textcnn for sentences, the 40-40 MLP for tables and regression)."""
 
     name: Literal["auto", "conv4", "mlp", "textcnn"] = "auto"
-    width: int = 64  # conv4 channels per block
-    depth: int = 4  # conv4 blocks
+    width: Annotated[int, WIDTH] = 64  # conv4 channels per block
+    depth: Annotated[int, Range(1, 64)] = 4  # conv4 blocks (each halves the image)
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,8 @@ class OptimizerConfig:
     name: Literal["auto", "adam", "sgd"] = "auto"
     lr: float | None = None  # None: the strategy's meta_lr
     schedule: Literal["auto", "constant", "cosine", "linear", "step"] = "auto"
-    decay_every: int | None = None  # "step": steps between decays (None: the strategy's)
+    # "step": steps between decays (None: the strategy's)
+    decay_every: Annotated[int | None, STEPS] = None
     decay_rate: float = 0.5  # "step": factor per decay
     clip: float | None = None  # max global gradient norm; None: no clipping
     betas: tuple[float, float] = (0.9, 0.999)  # Adam only
@@ -76,28 +88,29 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    steps: int = 1000  # outer steps (the learning-rate schedule spans these)
+    steps: Annotated[int, STEPS] = 1000  # outer steps (the learning-rate schedule spans these)
     # Seconds of training after which the run stops early, validated and saved as at its last
     # step (a budget for benchmarks); null: no limit. Only outer steps count, not validation or
     # checkpoints, so a strategy with costly validation buys as many steps as any other.
-    time_budget: float | None = None
-    meta_batch: int | None = None  # tasks per outer step; None: the strategy's meta_batch_size
-    val_every: int = 100  # steps between validations (and checkpoints)
+    time_budget: Annotated[float | None, SECONDS] = None
+    # Tasks per outer step; None: the strategy's meta_batch_size.
+    meta_batch: Annotated[int | None, META_BATCH] = None
+    val_every: Annotated[int, STEPS] = 100  # steps between validations (and checkpoints)
     # Also validate once this many seconds of training passed since the last validation (for
     # budgets, where steps per second differ 100-fold between strategies); null: steps only.
-    val_every_seconds: float | None = None
-    val_tasks: int = 100
-    test_tasks: int = 600  # evaluation's default (the papers' 600-task protocol)
+    val_every_seconds: Annotated[float | None, SECONDS] = None
+    val_tasks: Annotated[int, TASKS] = 100
+    test_tasks: Annotated[int, TASKS] = 600  # evaluation's default (the papers' 600 tasks)
     # Fixed task sets: the same for every seed and strategy, so runs compare on identical tasks.
     val_seed: int = 1001
     test_seed: int = 2002
     seed: int = 0  # initialisation and the training task stream
-    log_every: int = 10  # steps between lines of metrics.jsonl
+    log_every: Annotated[int, STEPS] = 10  # steps between lines of metrics.jsonl
     precision: Literal["float32", "bfloat16"] = "float32"
     device: Literal["cpu", "cuda"] = "cpu"
     # CPU threads per op; null keeps PyTorch's default. Tiny models (the sinusoid MLP) run many
     # times faster on one thread: their ops are too small to split, and idle threads spin.
-    threads: int | None = None
+    threads: Annotated[int | None, THREADS] = None
 
 
 def load_config(
@@ -177,6 +190,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
         data=data,
     )
     _check_ranges(out)
+    _check_episode_bytes(out, kind.training_ways(strat))
     _check_training_ways(out, kind.training_ways(strat))
     return out
 
@@ -199,27 +213,9 @@ def to_yaml(cfg: RunConfig) -> str:
 
 def _check_ranges(cfg: RunConfig) -> None:
     opt = cfg.optimizer
-    positive = {
-        "steps": cfg.steps,
-        "meta_batch": cfg.meta_batch,
-        "val_every": cfg.val_every,
-        "val_tasks": cfg.val_tasks,
-        "test_tasks": cfg.test_tasks,
-        "log_every": cfg.log_every,
-        "threads": cfg.threads,
-        "model.width": cfg.model.width,
-        "model.depth": cfg.model.depth,
-        "optimizer.decay_every": opt.decay_every,
-    }
-    for key, value in positive.items():
-        if value is not None and value < 1:
-            raise ConfigError(f"Setting {key!r} must be at least 1, got {value}.")
+    check_bounds(cfg)  # the sizes and counts (and what resolving filled in), as declared above
     for key, seed in (("seed", cfg.seed), ("val_seed", cfg.val_seed), ("test_seed", cfg.test_seed)):
         check_seed(key, seed)
-    for key in ("time_budget", "val_every_seconds"):
-        seconds = getattr(cfg, key)
-        if seconds is not None and not seconds > 0:
-            raise ConfigError(f"Setting {key!r} must be > 0 seconds or null, got {seconds}.")
     lr = opt.lr or 0.0
     if not (lr > 0 and math.isfinite(lr)):
         raise ConfigError(f"Setting 'optimizer.lr' must be a number > 0, got {opt.lr}.")
@@ -241,6 +237,24 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(
             f"seed ({cfg.seed}), val_seed ({cfg.val_seed}) and test_seed ({cfg.test_seed}) must "
             "differ, or validation and test tasks could repeat training tasks."
+        )
+
+
+def _check_episode_bytes(cfg: RunConfig, train_ways: int | None) -> None:
+    # A meta-batch is gathered into one tensor, so settings each within its bound may still
+    # multiply to more than any memory: refused here, before any data is loaded or allocated.
+    d, entry = cfg.data, dataset(cfg.data.dataset)
+    ways = 1 if entry.regression else max(d.ways, train_ways or 0)  # regression: K points
+    per_example, example = entry.example_size(d)
+    batch, examples = cfg.meta_batch or 1, d.shots + d.queries
+    total = batch * ways * examples * per_example
+    if total > EPISODE_BYTES_MAX:
+        factors = [f"meta_batch {batch}", *([f"{ways} ways"] if ways > 1 else [])]
+        factors += [f"{examples} examples of shots + queries", f"{per_example} bytes ({example})"]
+        raise ConfigError(
+            f"One meta-batch's inputs would take {total / 2**30:.3g} GiB ({' × '.join(factors)}), "
+            f"more than the {EPISODE_BYTES_MAX // 2**30} GiB bound; lower meta_batch, data.ways, "
+            "data.shots, data.queries or the size of an example."
         )
 
 

@@ -8,8 +8,10 @@ run exactly where it was, so a resumed run ends bit-identical to one never inter
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from torch import Tensor
 
 from metalearner.config.settings import from_dict
 from metalearner.config.yaml_files import parse_yaml, read_saved_yaml
-from metalearner.errors import ConfigError, DataError
+from metalearner.errors import ConfigError, DataError, writing
 from metalearner.runs.checkpoint import (
     Checkpoint,
     checkpoint_exists,
@@ -251,15 +253,30 @@ def truncate_metrics(folder: Path, step: int) -> None:
     write_atomic(file, "".join(line + "\n" for line in kept))
 
 
+def check_writable(folder: Path) -> None:
+    """Raises the :class:`OSError` that writing into ``folder`` would meet (a read-only file
+    system, no permission) before minutes of work whose result could not be kept."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:  # it names the temporary file; the user knows the folder
+        raise OSError(err.errno, err.strerror, os.fspath(folder)) from err
+
+
 def write_atomic(file: Path, text: str) -> None:
     """Writes ``text`` to ``file`` through a temporary file and a rename: a kill mid-write
     leaves the old file whole, never half of the new one."""
     tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, file)
+    try:
+        with writing(file, tmp), open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, file)
+    finally:
+        # Left only when writing failed (a full disk); its removal must not hide why.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def read_metrics(folder: Path) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ persistent in a database, resumable and parallel; the winner is retrained and te
 
 - :mod:`.plan`: the search's settings; :mod:`.space`: the search space;
 - :mod:`.study`: storage, samplers and pruners; :mod:`.objective`: one trial;
+- :mod:`.recovery`: a trial cut off by a kill, failed and run again;
 - :mod:`.runner`: the search and the winner's retraining; :mod:`.report`: the report.
 """
 

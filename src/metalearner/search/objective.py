@@ -4,13 +4,12 @@ return the best score on the fixed validation tasks. The test tasks are never to
 Every trial trains into ``trials/<number>/``, a normal run folder, reporting each validation to
 the pruner, which may stop it there. A trial whose training diverges, or whose adaptation gives
 no finite validation score, fails (and the search goes on): a step size that blows up is an
-answer, not a crash. A trial cut off (Ctrl-C, a killed worker) is queued again with its run
-folder, and its rerun resumes that run from its last checkpoint.
+answer, not a crash. A trial cut off (Ctrl-C, a killed worker: see :mod:`.recovery`) is queued
+again with its run folder, and its rerun resumes that run from its last checkpoint.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from metalearner.strategies import get_strategy
 from metalearner.training.loop import TrainingDivergedError, meta_train
 
 from .plan import SearchPlan
+from .recovery import PROCESS, WORKER, carried, this_process
 from .space import Fixed, Param, candidates, default_space, narrow
 
 
@@ -73,19 +73,23 @@ class Objective:
             return self._run(trial)
         except KeyboardInterrupt:
             # Optuna marks the trial failed; queue its values and run folder, so that the
-            # search continued later resumes it (as it does a trial whose process was killed:
-            # Optuna's retry copies the user attributes).
-            trial.study.enqueue_trial(dict(trial.params), user_attrs=dict(trial.user_attrs))
+            # search continued later resumes it (as recovery.rerun does for a trial whose
+            # process was killed).
+            trial.study.enqueue_trial(dict(trial.params), user_attrs=carried(trial.user_attrs))
             raise
 
     def _run(self, trial: optuna.Trial) -> float:
+        # First of all, the process running the trial: from here on, a kill leaves a trial that
+        # the next search (or another worker on this machine) knows to be cut off.
+        process = this_process()
+        trial.set_user_attr(PROCESS, process)
+        trial.set_user_attr(WORKER, process["pid"])  # which process ran it (parallel searches)
         cfg = trial_config(self.plan, trial, self.plan.trial_budget)
         # A rerun of a cut-off trial carries its run folder: resumed there, not trained anew.
         rerun = "run" in trial.user_attrs
         run = str(trial.user_attrs["run"]) if rerun else f"trials/{trial.number:04d}"
         folder = self.out / run
         trial.set_user_attr("run", run)
-        trial.set_user_attr("worker", os.getpid())  # which process ran it (parallel searches)
         if not get_strategy(cfg.strategy).meta_learns:
             # Nothing to train: score θ₀ (meta_train builds its own experiment otherwise).
             exp = build_experiment(cfg, data_dir=self.data_dir)

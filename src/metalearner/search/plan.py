@@ -7,9 +7,10 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from metalearner.benchmark.plan import BenchmarkPlan, parse_budget
+from metalearner.config.bounds import TASKS, THREADS, Range, check_bounds
 from metalearner.config.plans import read_settings
 from metalearner.config.settings import from_dict
 from metalearner.data.registry import dataset
@@ -49,17 +50,17 @@ class SearchPlan:
     shots: int = 1
     queries: int = 15
     strategies: tuple[str, ...] = ("maml", "fomaml", "metasgd", "anil", "reptile", "protonet")
-    trials: int = 40
+    trials: Annotated[int, Range(1, 10**5)] = 40
     sampler: str = "tpe"
     pruner: str = "median"
     trial_budget: str = "2m"
     budget: str = "10m"
     seed: int = 0
-    workers: int = 1
+    workers: Annotated[int, THREADS] = 1
     storage: str | None = None
     study_name: str = "metalearner"
-    val_tasks: int = 100
-    tasks: int = 600
+    val_tasks: Annotated[int, TASKS] = 100
+    tasks: Annotated[int, TASKS] = 600
     space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     start: tuple[Mapping[str, Any], ...] = ()
     overrides: tuple[str, ...] = ()
@@ -71,9 +72,7 @@ class SearchPlan:
             )
         if self.pruner not in PRUNERS:
             raise ConfigError(f"Unknown pruner {self.pruner!r}; use one of {', '.join(PRUNERS)}.")
-        for key in ("trials", "workers", "val_tasks", "tasks"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"Search setting {key!r} must be at least 1.")
+        check_bounds(self)  # the counts, as declared above (also for a plan built in code)
         parse_budget(self.trial_budget)
         parse_budget(self.budget)
         self.benchmark_plan(self.trial_budget)  # checks strategies, data and shape

@@ -11,7 +11,8 @@ Folder layout (``out``)::
     search_report.md, search_report.html, figures/
 
 Killing the search and running the same command again continues the study: finished trials
-are kept in the database, and a trial cut off mid-way is run again.
+are kept in the database, and a trial cut off mid-way is failed and run again, resuming its run
+folder (:mod:`.recovery`), whether the search starts again at once or days later.
 
 One command searches in a folder at a time: it holds the folder's lock (``.lock``) from start to
 end, and a second command on the same folder is refused before it touches anything there, so
@@ -44,6 +45,7 @@ from metalearner.training.loop import TrainingDivergedError
 
 from .objective import Objective, config_of, first_values, values_of
 from .plan import SearchPlan
+from .recovery import recover
 from .study import check_storage, finished, open_study, storage_url
 
 PLAN_FILE = "search.yaml"
@@ -113,6 +115,9 @@ def _search_trials(
         # attempt that ran no trial: made afresh. (A shared database's study is left alone.)
         optuna.delete_study(study_name=plan.study_name, storage=storage_url(plan, out))
         study = open_study(plan, out)
+    cut_off = recover(study)
+    if cut_off:
+        log(f"trial(s) {', '.join(map(str, cut_off))} cut off by a kill: queued to run again")
     if finished(study) == 0 and not study.trials:
         for start in plan.start:  # the user's first trials, e.g. the paper's settings
             strategy = start["strategy"]
@@ -184,9 +189,16 @@ def _work(plan: SearchPlan, out: Path, data_dir: Path | None, worker: int, threa
     study.optimize(
         Objective(plan, out, data_dir),
         n_trials=max(plan.trials - finished(study), 0),
-        callbacks=[optuna.study.MaxTrialsCallback(plan.trials, states=states)],
+        callbacks=[_recover, optuna.study.MaxTrialsCallback(plan.trials, states=states)],
         catch=(TrainingDivergedError,),
     )
+
+
+def _recover(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
+    """After each trial, before the next: a trial of another search cut off on this machine
+    (one study shared through --storage) is queued again now, not after the heartbeat's grace,
+    so this worker may run it."""
+    recover(study)
 
 
 class _OneLineFailures(logging.Filter):

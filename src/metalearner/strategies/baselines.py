@@ -15,12 +15,13 @@ References:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from metalearner import functional as fx
+from metalearner.config.bounds import ADAPT_STEPS, META_BATCH
 from metalearner.errors import ConfigError
 from metalearner.nn.backbones import init_params
 from metalearner.nn.layers import per_task_kernels
@@ -36,16 +37,14 @@ class BaselineConfig(ConfigBase):
     """Hyperparameters of the baselines; defaults are the MAML paper's sinusoid setting."""
 
     adapt_lr: float = 0.01  # SGD step size when fine-tuning on a new task's support set
-    eval_steps: int = 10  # fine-tuning steps on a new task
+    eval_steps: Annotated[int, ADAPT_STEPS] = 10  # fine-tuning steps on a new task
     meta_lr: float = 1e-3  # pretrain: Adam's step size (read by the training loop)
-    meta_batch_size: int = 25  # tasks per step (read by the training loop)
+    meta_batch_size: Annotated[int, META_BATCH] = 25  # tasks per step (read by the loop)
 
     def __post_init__(self) -> None:
         self.check_types()
         check_range(self, "adapt_lr", low=0.0, strict=True)
-        check_range(self, "eval_steps", low=0)
         check_range(self, "meta_lr", low=0.0, strict=True)
-        check_range(self, "meta_batch_size", low=1)
 
 
 class _FineTuner(StepwiseStrategy):

@@ -1,4 +1,5 @@
-"""What every strategy config shares: type checks of each field, named presets, range checks."""
+"""What every strategy config shares: type and bound checks of each field, named presets, range
+checks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import typing
 from typing import Any, ClassVar
 
+from metalearner.config.bounds import declared_bound
 from metalearner.config.types import describe_type, match_type
 from metalearner.errors import ConfigError
 
@@ -34,7 +36,8 @@ class ConfigBase:
         return dataclasses.replace(self, **self.PRESETS[name])  # type: ignore[type-var]
 
     def check_types(self) -> None:
-        """Raises ConfigError for a field whose value does not match its annotation.
+        """Raises ConfigError for a field whose value does not match its annotation, or lies
+        outside the bound declared there.
 
         A value of the right kind in another form (a list for a pair, ``1`` for ``1.0``) is
         stored in the annotated form, so equal settings compare equal however they were written.
@@ -50,6 +53,17 @@ class ConfigBase:
                 )
             if normal is not value:
                 object.__setattr__(self, f.name, normal)  # frozen: only __post_init__ may
+        self.check_bounds()
+
+    def check_bounds(self) -> None:
+        """Raises ConfigError for a field outside the bound declared in its annotation
+        (``inner_steps: Annotated[int, ADAPT_STEPS.at_least(1)]``, see
+        :mod:`metalearner.config.bounds`); :meth:`check_types` calls it."""
+        hints = typing.get_type_hints(type(self), include_extras=True)
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            bound = declared_bound(hints[f.name])
+            if bound is not None:
+                check_range(self, f.name, low=bound.low, strict=bound.open_low, high=bound.high)
 
 
 def check_range(
@@ -63,7 +77,8 @@ def check_range(
     if value is None:
         return
     ok = (value > low if strict else value >= low) and value <= high
-    if not ok or not math.isfinite(value):
+    # (An integer too large for a float is compared exactly, never converted.)
+    if not ok or (isinstance(value, float) and not math.isfinite(value)):
         bound = f"> {low}" if strict else f">= {low}"
         upper = f" and <= {high}" if math.isfinite(high) else ""
         raise ConfigError(f"strategy_config.{name} must be {bound}{upper}, got {value!r}.")

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from metalearner import functional as fx
+from metalearner.config.bounds import ADAPT_STEPS, META_BATCH
 from metalearner.errors import ConfigError
 from metalearner.functional import compiled as speed
 from metalearner.nn.backbones import init_params
@@ -56,21 +57,24 @@ class MAMLConfig(ConfigBase):
     """
 
     inner_lr: float = 0.4  # α, the inner step size (Meta-SGD: see inner_lr_init)
-    inner_steps: int = 1  # inner steps while meta-training
-    eval_steps: int = 10  # steps when adapting to a new task (MAML's test_num_updates)
+    inner_steps: Annotated[int, ADAPT_STEPS.at_least(1)] = 1  # inner steps while meta-training
+    # Steps when adapting to a new task (MAML's test_num_updates).
+    eval_steps: Annotated[int, ADAPT_STEPS] = 10
     first_order: bool = False  # drop the second-order term (FOMAML)
     learn_inner_lr: bool = False  # Meta-SGD: a learned step size per parameter entry
     # Meta-SGD: initial step sizes drawn from U(low, high); None starts every one at inner_lr.
     inner_lr_init: tuple[float, float] | None = None
     head_only: bool = False  # ANIL: adapt the "head." parameters only
     meta_lr: float = 1e-3  # Adam's step size in the outer loop (read by the training loop)
-    meta_batch_size: int = 32  # tasks per meta-step (read by the training loop)
+    # Tasks per meta-step (read by the training loop).
+    meta_batch_size: Annotated[int, META_BATCH] = 32
     # How a meta-batch runs: vmapped over tasks, a per-task loop, the loop with each task
     # compiled whole (fastest on a CPU once compiled, see metalearner.functional.compiled), or
     # "auto" (the path measured fastest on the batch's device without a compile warm-up; see
     # MAML.MEASURED).
     batching: Literal["auto", "vmap", "loop", "compiled"] = "auto"
-    chunk_size: int | None = None  # with vmap: tasks per vmapped chunk, to bound memory
+    # With vmap: tasks per vmapped chunk, to bound memory.
+    chunk_size: Annotated[int | None, META_BATCH] = None
     # CUDA only: record the meta-step (whichever batching) once as a CUDA graph and replay it,
     # one launch per meta-step instead of one per kernel (see metalearner.functional.compiled).
     # The graph reads the parameters where they are: step them in place between calls (as a run's
@@ -91,11 +95,7 @@ class MAMLConfig(ConfigBase):
     def __post_init__(self) -> None:
         self.check_types()
         check_range(self, "inner_lr", low=0.0, strict=True)
-        check_range(self, "inner_steps", low=1)
-        check_range(self, "eval_steps", low=0)
         check_range(self, "meta_lr", low=0.0, strict=True)
-        check_range(self, "meta_batch_size", low=1)
-        check_range(self, "chunk_size", low=1)
         if self.inner_lr_init is not None:
             low, high = self.inner_lr_init
             if not 0 < low <= high:

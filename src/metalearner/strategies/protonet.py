@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearner import functional as fx
+from metalearner.config.bounds import META_BATCH, STEPS, WAYS
 from metalearner.errors import ConfigError
 from metalearner.nn.backbones import init_params
 from metalearner.strategies.base import (
@@ -44,9 +45,11 @@ class ProtoNetConfig(ConfigBase):
     """
 
     meta_lr: float = 1e-3  # Adam's step size
-    lr_halve_every: int = 2000  # episodes between halvings of meta_lr
-    meta_batch_size: int = 1  # episodes per meta-step (one in the paper)
-    train_ways: int | None = 60  # ways of training episodes (None: as at test time)
+    lr_halve_every: Annotated[int, STEPS] = 2000  # episodes between halvings of meta_lr
+    # Episodes per meta-step (one in the paper).
+    meta_batch_size: Annotated[int, META_BATCH] = 1
+    # Ways of training episodes (None: as at test time).
+    train_ways: Annotated[int | None, WAYS.at_least(2)] = 60
     # "vmap" runs the backbone once over every task's images (per-task BatchNorm statistics);
     # "loop" runs it task by task (the reference).
     batching: Literal["auto", "vmap", "loop"] = "auto"
@@ -59,9 +62,6 @@ class ProtoNetConfig(ConfigBase):
     def __post_init__(self) -> None:
         self.check_types()
         check_range(self, "meta_lr", low=0.0, strict=True)
-        check_range(self, "lr_halve_every", low=1)
-        check_range(self, "meta_batch_size", low=1)
-        check_range(self, "train_ways", low=2)
 
 
 @register("protonet")

@@ -8,13 +8,14 @@ References:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.func import grad
 
 from metalearner import functional as fx
+from metalearner.config.bounds import ADAPT_STEPS, META_BATCH, TASK_EXAMPLES
 from metalearner.errors import ConfigError
 from metalearner.functional import optim
 from metalearner.nn.backbones import init_params
@@ -40,7 +41,8 @@ class ReptileConfig(ConfigBase):
     """
 
     inner_lr: float = 1e-3  # the inner optimiser's step size
-    inner_steps: int = 5  # k, inner steps per task while meta-training
+    # k, inner steps per task while meta-training.
+    inner_steps: Annotated[int, ADAPT_STEPS.at_least(1)] = 5
     inner_optimizer: Literal["sgd", "adam"] = "adam"
     # The paper's Adam has beta1 = 0: momentum hurt in the inner loop.
     adam_betas: tuple[float, float] = (0.0, 0.999)
@@ -48,13 +50,17 @@ class ReptileConfig(ConfigBase):
     # Examples per inner step, from the task's support + query data (None: all of them). Steps
     # take consecutive minibatches of the task's examples in a random order (the batch's
     # info["order"], drawn by the training loop), one epoch per ceil(n / size) steps.
-    inner_batch_size: int | None = 10
-    eval_steps: int = 50  # steps when adapting to a new task (on its support set)
-    eval_batch_size: int | None = 5  # examples per adaptation step (None: the support set)
+    inner_batch_size: Annotated[int | None, TASK_EXAMPLES] = 10
+    # Steps when adapting to a new task (on its support set).
+    eval_steps: Annotated[int, ADAPT_STEPS] = 50
+    # Examples per adaptation step (None: the support set).
+    eval_batch_size: Annotated[int | None, TASK_EXAMPLES] = 5
     meta_lr: float = 1.0  # ε: outer SGD step size (annealed linearly to 0 in the paper)
-    meta_batch_size: int = 5  # tasks per meta-step (read by the training loop)
+    # Tasks per meta-step (read by the training loop).
+    meta_batch_size: Annotated[int, META_BATCH] = 5
     batching: Literal["auto", "vmap", "loop"] = "auto"
-    chunk_size: int | None = None  # with vmap: tasks per vmapped chunk, to bound memory
+    # With vmap: tasks per vmapped chunk, to bound memory.
+    chunk_size: Annotated[int | None, META_BATCH] = None
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "omniglot": {},
@@ -74,14 +80,8 @@ class ReptileConfig(ConfigBase):
     def __post_init__(self) -> None:
         self.check_types()
         check_range(self, "inner_lr", low=0.0, strict=True)
-        check_range(self, "inner_steps", low=1)
         check_range(self, "adam_eps", low=0.0, strict=True)
-        check_range(self, "inner_batch_size", low=1)
-        check_range(self, "eval_steps", low=0)
-        check_range(self, "eval_batch_size", low=1)
         check_range(self, "meta_lr", low=0.0, strict=True)
-        check_range(self, "meta_batch_size", low=1)
-        check_range(self, "chunk_size", low=1)
         if not all(0.0 <= b < 1.0 for b in self.adam_betas):
             raise ConfigError(
                 f"strategy_config.adam_betas {list(self.adam_betas)} must each lie in [0, 1)."

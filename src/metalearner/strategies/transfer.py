@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearner import functional as fx
+from metalearner.config.bounds import ADAPT_STEPS, CLASSES, META_BATCH
 from metalearner.errors import ConfigError
 from metalearner.functional import optim
 from metalearner.nn.backbones import init_params
@@ -59,21 +60,20 @@ class TransferConfig(ConfigBase):
     meta-training data, filled in from the data when a run is built.
     """
 
-    num_classes: int | None = None
+    num_classes: Annotated[int | None, CLASSES.at_least(2)] = None
     adapt_lr: float = 0.01  # SGD step size of the new head
-    eval_steps: int = 100  # SGD steps of the new head on a task's support set
+    # SGD steps of the new head on a task's support set.
+    eval_steps: Annotated[int, ADAPT_STEPS] = 100
     scale: float = 10.0  # cosine heads: logits are scale × cosine similarity
     meta_lr: float = 1e-3  # Adam's step size while pretraining (read by the training loop)
-    meta_batch_size: int = 4  # episodes per pretraining step (read by the training loop)
+    # Episodes per pretraining step (read by the training loop).
+    meta_batch_size: Annotated[int, META_BATCH] = 4
 
     def __post_init__(self) -> None:
         self.check_types()
-        check_range(self, "num_classes", low=2)
         check_range(self, "adapt_lr", low=0.0, strict=True)
-        check_range(self, "eval_steps", low=0)
         check_range(self, "scale", low=0.0, strict=True)
         check_range(self, "meta_lr", low=0.0, strict=True)
-        check_range(self, "meta_batch_size", low=1)
 
 
 class _Transfer(StepwiseStrategy):

@@ -197,6 +197,9 @@ def _setup(
     params = {k: v.to(device) for k, v in exp.strategy.init_params(seeded(cfg.seed)).items()}
     optimizer = make_optimizer(cfg.optimizer, list(params.values()))
     tasks_rng = task_stream(cfg.seed)
+    # The global generator too (dropout, a user's module drawing noise): a run started twice
+    # writes the same checkpoints, every tensor of them; a resume restores it from the run.
+    torch.manual_seed(cfg.seed)
     state = TrainState(0, params, optimizer.state_dict(), {}, None, 0.0)
     if saved is not None:
         state = restore(folder, saved, cfg, params, optimizer, tasks_rng, device, group.is_main)
