@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 
 from metalearner.tasks import LabeledSet
+
+# pytest-xdist's workers ignore SIGINT, and an ignored signal stays ignored in the commands a
+# test starts: the tests that press Ctrl-C on a command need it handled as in a terminal.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+# Two workers share CI's two cores: one thread each, or OpenMP threads spinning against each
+# other slow a test many-fold.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import re
 from pathlib import Path
 
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.text import Text as MplText
 from PIL import Image
 
 from cli_runner import run_cli as run
+from fewrel_fixture import write_fake_fewrel
+from metalearner.data.fewrel import load_fewrel
+from metalearner.tasks import EpisodeSampler, LabeledSet
+from metalearner.tasks.pictures import QUERY_ROWS, episode_figure
 
 
 def test_demo_on_the_builtin_default_writes_a_picture(tmp_path: Path) -> None:
@@ -62,3 +73,54 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "omniglot" in result.stderr.lower()
+
+
+def test_demos_of_two_datasets_write_two_pictures(tmp_path: Path) -> None:
+    for c in range(3):
+        (tmp_path / "data" / f"c{c}").mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (12, 12), 40 * c + i).save(tmp_path / "data" / f"c{c}" / f"{i}.png")
+    first = run("tasks", "demo", "--tasks", "1", cwd=tmp_path)
+    second = run("tasks", "demo", "--dataset", "folder", "--path", "data", "--ways", "2",
+                 "--queries", "1", "--tasks", "1", cwd=tmp_path)  # fmt: skip
+    for result, name in [(first, "sinusoid"), (second, "folder")]:
+        assert result.returncode == 0, result.stderr
+        written = Path("runs") / "demo" / f"{name}-tasks.png"
+        assert result.stdout.strip().splitlines()[-1] == f"wrote {written}"
+        with Image.open(tmp_path / written) as image:
+            assert image.width > 100
+
+
+def texts(figure: Figure) -> list[str]:
+    return [t.get_text() for t in figure.findobj(MplText) if t.get_text()]
+
+
+def test_an_episode_picture_shows_support_and_query_rows_with_class_names(
+    tiny_images: LabeledSet,
+) -> None:
+    data = dataclasses.replace(tiny_images, class_names=tuple(
+        f"$\\frac$ [bold]{i}" if i == 3 else f"class{i:02d}" for i in range(12)))  # fmt: skip
+    sampler = EpisodeSampler(data, torch.arange(12), ways=3, shots=2, queries=4)
+    batch = sampler.sample(2, generator=torch.Generator().manual_seed(0))
+    figure = episode_figure(data, batch)
+    shown = texts(figure)
+    for t in range(2):
+        assert f"task {t}" in shown
+        for c in batch.classes[t].tolist():  # every class by its name, as written
+            assert any(data.class_names[c] in text for text in shown), data.class_names[c]
+    assert shown.count("support") == 2 * 2 and shown.count("query") == 2 * QUERY_ROWS
+    pictures = [ax for ax in figure.findobj(Axes) if ax.images]
+    assert len(pictures) == 2 * 3 * (2 + QUERY_ROWS)  # tasks x ways x (shots + query rows)
+    figure.savefig(io.BytesIO(), format="png")  # a name that looks like TeX draws as it is
+
+
+def test_a_text_task_is_drawn_as_sentences_with_their_relations(tmp_path: Path) -> None:
+    data, split = load_fewrel(write_fake_fewrel(tmp_path))
+    sampler = EpisodeSampler(data, split.test, ways=3, shots=1, queries=2)
+    batch = sampler.sample(1, generator=torch.Generator().manual_seed(0))
+    shown = "\n".join(texts(episode_figure(data, batch)))
+    for c in batch.classes[0].tolist():
+        assert data.class_names[c] in shown
+    assert "support" in shown and "query" in shown
+    assert re.search(r"\[H name\d+\]", shown) and "city" in shown  # words, not token ids
+    assert not re.search(r"\b\d+, \d+, \d+\b", shown)

@@ -102,7 +102,7 @@ def test_an_unknown_name_is_one_sentence_naming_the_known_ones(setting: str | No
     # One sentence: it ends with a full stop and no other sentence starts inside it.
     assert message.endswith(".") and not re.search(r"[.?!]\s+[A-Z]", message), message
     assert "imagenet" in message and "sinusoid, omniglot, folder, fewrel" in message
-    with pytest.raises(ConfigError, match=r"did you mean omniglot\?"):
+    with pytest.raises(ConfigError, match=r"did you mean 'omniglot'\?"):
         dataset("omniglott")
 
 

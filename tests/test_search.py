@@ -236,14 +236,15 @@ def test_ctrl_c_stops_the_search_in_one_line_and_the_cut_off_trial_runs_again(
         err == "interrupted; run the same command again to continue the search where it stopped.\n"
     )
     trials = load(out).get_trials()
-    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]  # queued to run again
+    # Trial 1: fomaml's first trial, queued at the start; trial 2: trial 0 queued to run again.
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING", "WAITING"]
     saved = load_checkpoint(run / "checkpoints" / "latest").meta["step"]
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    cut_off = load(out).trials[1]
+    cut_off = load(out).trials[2]
     assert cut_off.state.name == "COMPLETE" and cut_off.params == trials[0].params
     # Resumed in its own folder from its checkpoint, not trained anew: one unbroken log.
-    assert cut_off.user_attrs["run"] == "trials/0000" and not (out / "trials" / "0001").exists()
+    assert cut_off.user_attrs["run"] == "trials/0000" and not (out / "trials" / "0002").exists()
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 1000 and saved >= 20
 

@@ -74,6 +74,51 @@ def test_a_search_killed_and_run_again_at_once_reruns_the_cut_off_trial(tmp_path
     assert (out / "best" / "eval.json").is_file()
 
 
+def workers_of(pid: int) -> list[int]:
+    """The worker processes that process ``pid`` started (Linux's /proc; multiprocessing's
+    resource tracker, also a child, is not one)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text, line = stat.read_text(), (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue  # ended meanwhile
+        if int(text[text.rindex(")") + 2 :].split()[1]) == pid and b"spawn_main" in line:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an unreaped zombie has ended)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rindex(")") + 2] not in "ZX"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads Linux's /proc")
+def test_the_workers_of_a_killed_search_end_with_it(tmp_path: Path) -> None:
+    # Before, they went on with the study unseen (and unstoppable by Ctrl-C, which they ignore).
+    args = command(
+        "search", "--dataset", "sinusoid", "--shots", "5", "--strategies", "maml", "--trials",
+        "2", "--workers", "2", "--trial-budget", "100000steps", "--budget", "5steps",
+        "--val-tasks", "5", "--tasks", "5", "--set", "threads=1", "--out", str(tmp_path / "s"),
+    )  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(workers := workers_of(proc.pid)) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if alive(w)]
+
+
 def running(study: optuna.Study, process: dict | None) -> int:
     """A new RUNNING trial of ``study`` as ``process`` would record it; its number."""
     trial = study.ask()

@@ -3,17 +3,18 @@
 The command line turns any :class:`MetalearnerError` into that sentence on stderr and a non-zero
 exit, with no traceback (DESIGN.md rule 5); :func:`fault_message` words the faults of the machine
 a user can fix (a read-only or full disk, an output path that is a file, no memory) the same way,
-once for every command.
+once for every command; :func:`did_you_mean` names the closest known name to a mistyped one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import errno
 import importlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -31,6 +32,26 @@ class ConfigError(MetalearnerError):
 
 class MissingExtraError(MetalearnerError, ImportError):
     """A part of the package needs optional dependencies that are not installed."""
+
+
+def did_you_mean(name: object, known: Iterable[str], *, prefix: str = "") -> str:
+    """`` (did you mean 'steps'?)`` when ``name`` is close to one of ``known``, else ``""``.
+
+    Written right after the unknown name, it keeps a message one sentence: "Unknown setting
+    'stepz' (did you mean 'steps'?); use one of ...".
+
+    Args:
+        name: what the user wrote.
+        known: the names it could have meant.
+        prefix: shown before the suggestion (``"data."``) but not compared, so that a shared
+            prefix makes no two names look alike.
+
+    Example:
+        >>> did_you_mean("wayz", ["ways", "shots"], prefix="data.")
+        " (did you mean 'data.ways'?)"
+    """
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean {prefix + close[0]!r}?)" if close else ""
 
 
 def require_extra(extra: str, *modules: str) -> None:

@@ -42,6 +42,10 @@ class Image:
 
 Block = Heading | Paragraph | Bullets | Table | Image
 
+# A figure is drawn as wide as the page's text (report.html: 1000 px less its margins), at a
+# resolution where its text reads at the size of the page's: 8 in × 120 dpi = 960 px.
+FIGURE_WIDTH, FIGURE_DPI = 8.0, 120
+
 
 @dataclass
 class Document:
@@ -126,7 +130,7 @@ th {{ background: #f3f3f3; }}
 tbody tr:nth-child(even) {{ background: #fafafa; }}
 code {{ background: #f3f3f3; padding: 0 0.2em; }}
 figure {{ margin: 1em 0; }}
-img {{ max-width: 100%; }}
+figure img {{ width: 100%; height: auto; }}
 figcaption {{ color: #555; font-size: 0.9em; }}
 </style>
 </head>

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from metalearner.evaluation.evaluator import Score
 
+from .document import FIGURE_DPI, FIGURE_WIDTH
 from .scoring import StrategyResult
 
 
@@ -60,7 +61,7 @@ def _axis(metric: str) -> tuple[float, str]:
 
 def _save(fig: Figure, file: Path, caption: str) -> Drawn:
     fig.tight_layout()
-    fig.savefig(file, dpi=100)
+    fig.savefig(file, dpi=FIGURE_DPI)
     plt.close(fig)
     return Drawn(file, caption)
 
@@ -68,7 +69,7 @@ def _save(fig: Figure, file: Path, caption: str) -> Drawn:
 def _scores(
     results: Sequence[StrategyResult], folder: Path, scale: float, label: str, colours: dict
 ) -> Drawn:
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(results) + 1.5), 3.6))
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 4.2))
     names = [r.strategy for r in results]
     means = [scale * r.score.mean for r in results]
     cis = [scale * r.score.ci95 for r in results]
@@ -87,7 +88,7 @@ def _validation(
     curves = [r for r in results if r.val_curve]
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 4.2))
     for r in curves:
         xs = [t / 60 for t, _ in r.val_curve]
         ax.plot(xs, [scale * v for _, v in r.val_curve], marker="o", ms=3, label=r.strategy,
@@ -109,7 +110,7 @@ def _steps(
     with_steps = [r for r in results if r.step_curve]
     if not with_steps:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 4.2))
     top = max(p.steps or 0 for r in with_steps for p in r.step_curve)
     for r in with_steps:
         xs = [p.steps or 0 for p in r.step_curve]
@@ -140,7 +141,7 @@ def _lines(
     series = [(r, points(r)) for r in results if points(r)]
     if not series or all(len(s) < 2 for _, s in series):
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 4.2))
     for r, by_x in series:
         xs = sorted(by_x)
         scores: list[Score] = [by_x[x] for x in xs]  # type: ignore[index]
@@ -159,7 +160,7 @@ def _cross(
     sections = sorted({k for r in results for k in r.cross})
     if not sections:
         return None
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(sections) * len(results) / 3), 3.6))
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 4.2))
     width = 0.8 / len(results)
     for i, r in enumerate(results):
         xs, means, cis = [], [], []

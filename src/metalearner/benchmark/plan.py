@@ -32,6 +32,8 @@ from metalearner.runs.config import RunConfig, load_config
 # The strategy whose presets cover every dataset and task shape: a strategy without a preset
 # of its own starts from this one's (its data, model and evaluation settings).
 ANCHOR = "maml"
+QUICK_TASKS = 100  # test tasks of a --quick benchmark unless given
+SWEEPS = ("sweep_tasks", "sweep_shots", "label_noise")  # what --quick does not run
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -98,6 +100,9 @@ class BenchmarkPlan:
         sweep_tasks: fixed test tasks of each point of the curves and sweeps.
         sweep_shots: K of the score-vs-shots figure (those the data has room for).
         label_noise: fractions of flipped support labels of the noise sweep (empty: off).
+        quick: the main table alone, on fewer tasks (``QUICK_TASKS`` unless ``tasks`` is
+            given to :func:`load_plan`): no score-vs-steps curve and no shots or label-noise
+            sweep (the settings of those are then ignored); cross-domain still as asked.
         cross_domain: Omniglot: train on the background alphabets (``split: lake``) and add
             within-alphabet tasks and Lake's 20-way runs; FewRel: also score the wiki-trained
             models on the PubMed relations (``split: pubmed``). Costly: off by default.
@@ -117,6 +122,7 @@ class BenchmarkPlan:
     sweep_tasks: Annotated[int, TASKS] = 200
     sweep_shots: Annotated[tuple[int, ...], EXAMPLES] = (1, 5, 10)
     label_noise: tuple[float, ...] = (0.0, 0.2, 0.4)
+    quick: bool = False
     cross_domain: bool = False
     seed: int = 0
     val_tasks: Annotated[int, TASKS] = 100
@@ -251,6 +257,8 @@ class BenchmarkPlan:
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON types, for the report and ``benchmark.yaml``."""
         out = dataclasses.asdict(self)
+        if not self.quick:  # as written before --quick: earlier folders keep plan and scores
+            del out["quick"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()} | {
             "strategy_overrides": {k: list(v) for k, v in self.strategy_overrides.items()}
         }
@@ -263,6 +271,13 @@ def load_plan(file: Path | None = None, **given: Any) -> BenchmarkPlan:
         ConfigError: an unknown key or a bad value, naming it.
     """
     raw = read_settings(BenchmarkPlan, file, given, "benchmark")
+    if raw.get("quick"):
+        asked = [k for k in SWEEPS if k in raw]
+        if asked:
+            raise ConfigError(
+                f"quick runs no sweeps, so {asked[0]} has nothing to set; drop one of the two."
+            )
+        raw.setdefault("tasks", QUICK_TASKS)
     for key in ("sweep_shots", "label_noise", "overrides"):
         if isinstance(raw.get(key), str):  # an option: "1,5,10"; a value parsed as YAML's
             raw[key] = [parse_setting(s.strip()) for s in raw[key].split(",") if s.strip()]

@@ -20,6 +20,7 @@ from .document import Bullets, Document, Heading, Image, Paragraph, Table
 from .figures import Drawn, draw_all
 from .plan import BenchmarkPlan
 from .scoring import StrategyResult
+from .stages import duration  # also the command's table's (cli/benchmark.py)
 from .stats import all_pairs
 
 Formatter = Callable[[Score | None], str]
@@ -99,20 +100,23 @@ def build_document(
     doc.add(Heading("Training and adaptation"))
     for key, missing in (
         ("validation", "No strategy was trained, so there is no validation curve."),
-        ("steps", "No strategy takes adaptation steps."),
+        ("steps", _QUICK if plan.quick else "No strategy takes adaptation steps."),
     ):
         _figure(doc, figures, key, missing)
-    doc.add(Heading("Robustness"), Heading("Scarce data: score vs shots", 3))
-    doc.add(Paragraph(_SHOTS.format(k=plan.shots)))
-    _sweep(doc, results, lambda r: r.shots, "K = {}", fmt)
-    _figure(doc, figures, "shots", "The data left room for one K only.")
-    doc.add(Heading("Noisy labels: score vs flipped support labels", 3))
-    if plan.label_noise and plan.metric == "accuracy":
-        doc.add(Paragraph(_NOISE))
-        _sweep(doc, results, lambda r: r.noise, "p = {:g}", fmt)
-        _figure(doc, figures, "noise", "Only one noise level was asked for.")
+    doc.add(Heading("Robustness"))
+    if plan.quick:
+        doc.add(Paragraph(_QUICK))
     else:
-        doc.add(Paragraph("Not run (label_noise is empty, or the tasks are regression)."))
+        doc.add(Heading("Scarce data: score vs shots", 3), Paragraph(_SHOTS.format(k=plan.shots)))
+        _sweep(doc, results, lambda r: r.shots, "K = {}", fmt)
+        _figure(doc, figures, "shots", "The data left room for one K only.")
+        doc.add(Heading("Noisy labels: score vs flipped support labels", 3))
+        if plan.label_noise and plan.metric == "accuracy":
+            doc.add(Paragraph(_NOISE))
+            _sweep(doc, results, lambda r: r.noise, "p = {:g}", fmt)
+            _figure(doc, figures, "noise", "Only one noise level was asked for.")
+        else:
+            doc.add(Paragraph("Not run (label_noise is empty, or the tasks are regression)."))
     cross = entry.cross_domain
     doc.add(Heading("Cross-domain" + (f": {cross.title}" if cross else ""), 3))
     if plan.cross_domain and cross is not None:
@@ -136,6 +140,10 @@ _PAIRED = (
     "Each pair on the same test tasks: the mean per-task difference (first minus second) with "
     "its 95% CI, the paired t-test's two-sided p-value, the p-value after Holm's adjustment "
     "over all pairs, and the tasks each side won. A verdict is drawn at 5% after adjustment."
+)
+_QUICK = (
+    "Not run: --quick scores the main table alone (no score-vs-steps curve, no shots or "
+    "label-noise sweep)."
 )
 _SHOTS = (
     "The same trained models (meta-trained with K = {k}) adapted to tasks with more support "
@@ -183,8 +191,8 @@ def _setup(
         f"{plan.workers} strategy(ies) at a time on {', '.join(map(str, threads)) or '-'} "
         "CPU thread(s) each",
         f"Seeds: initialisation and training tasks {seeds['seed']}, validation tasks "
-        f"{seeds['val_seed']}, test tasks {seeds['test_seed']}; sweeps: {plan.sweep_tasks} "
-        "tasks per point",
+        f"{seeds['val_seed']}, test tasks {seeds['test_seed']}; sweeps: "
+        + ("none (--quick)" if plan.quick else f"{plan.sweep_tasks} tasks per point"),
         f"BatchNorm: {BATCH_NORM}",
         "Each strategy's settings: its paper's preset where one exists, else the MAML preset's "
         "data and model with the strategy's defaults; every run folder's config.yaml has them",
@@ -205,11 +213,6 @@ def _row(plan: BenchmarkPlan, r: StrategyResult, fmt: Formatter) -> tuple[str, .
         f"{r.adapt_ms:.1f} ms",
         f"{r.parameters:,}",
     )
-
-
-def duration(seconds: float) -> str:
-    """``42 s`` or ``10.0 min``."""
-    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
 def _published(plan: BenchmarkPlan, strategy: str) -> str:

@@ -22,15 +22,18 @@ from pathlib import Path
 
 from metalearner.config.plans import check_same_plan, keep_plan, same_plan
 from metalearner.runs.checkpoint import checkpoint_exists
+from metalearner.runs.config import RunConfig
 from metalearner.runs.devices import threads
 from metalearner.runs.folder import LATEST, checkpoint_path, load_state, run_lock
 from metalearner.runs.provenance import provenance
 
+from .estimate import benchmark_plan_line, benchmark_stages, estimate_line
 from .plan import BenchmarkPlan
 from .report import write_report
 from .scoring import StrategyResult, load_result, save_result, score_strategy
-from .suite import build_suite
-from .training import Trained, check_trainable, train_all
+from .stages import Stages
+from .suite import TaskSuite, build_suite
+from .training import Trained, check_trainable, run_folders, to_train, train_all
 
 PLAN_FILE = "benchmark.yaml"
 FREE = {"workers"}  # what a rerun may change
@@ -86,19 +89,21 @@ def _benchmark(
     suite = build_suite(plan, configs, data_dir)  # before anything is written: bad data fails
     out.mkdir(parents=True, exist_ok=True)
     keep_plan(plan_file, settings, free=FREE, what="benchmark", started=begun)
-    trained = train_all(configs, out, data_dir=data_dir, workers=plan.workers, quiet=quiet, log=log)
+    stages = _stages(plan, configs, suite, out, data_dir=data_dir, log=log)
+    trained = train_all(
+        configs, out, stages=stages, data_dir=data_dir, workers=plan.workers, quiet=quiet, log=log
+    )
     results = []
-    key_plan = {k: v for k, v in plan.to_dict().items() if k != "workers"}
     for name in plan.strategies:
         t = trained[name]
-        key = {"plan": key_plan, "checkpoint": _checkpoint_id(t)}
-        file = out / "results" / f"{name}.json"
+        key, file = _result_key(plan, t), _result_file(out, name)
         result = load_result(file, key)
         if result is None:
-            log(f"{name}: scoring on {plan.tasks} test tasks and the sweeps")
+            stages.start(name, "scoring", f"on {plan.tasks} test tasks and the sweeps")
             with threads(None):
                 result = score_strategy(t, suite, metric=plan.metric, data_dir=data_dir)
             save_result(file, key, result)
+            stages.end(name, "scoring")
         if t.folder is not None and t.folder.name != name:
             # A shared run's validation scores are its owner's way of adapting, not this one's.
             result.val_curve = []
@@ -111,6 +116,40 @@ def _benchmark(
         notes=suite.notes,
     )  # fmt: skip
     return BenchmarkResult(results, md, page)
+
+
+def _stages(
+    plan: BenchmarkPlan,
+    configs: dict[str, RunConfig],
+    suite: TaskSuite,
+    out: Path,
+    *,
+    data_dir: Path | None,
+    log: Callable[[str], None],
+) -> Stages:
+    """The benchmark's stages left, timed; says the plan and its estimate before any."""
+    todo, runs = to_train(configs, out), run_folders(configs, out)
+    # Scored anew: a strategy whose run trains now, or whose scores of its run are not kept.
+    score = [
+        n
+        for n, cfg in configs.items()
+        if runs[n] in todo.values()
+        or load_result(_result_file(out, n), _result_key(plan, Trained(n, cfg, runs[n]))) is None
+    ]
+    log(benchmark_plan_line(plan, suite))
+    planned = benchmark_stages(plan, configs, suite, train=todo, score=score, data_dir=data_dir)
+    log(estimate_line(planned))
+    return Stages(planned, log=log)
+
+
+def _result_file(out: Path, name: str) -> Path:
+    return out / "results" / f"{name}.json"
+
+
+def _result_key(plan: BenchmarkPlan, t: Trained) -> dict[str, object]:
+    """What a kept result must have been scored with to be used: the plan and the parameters."""
+    key_plan = {k: v for k, v in plan.to_dict().items() if k != "workers"}
+    return {"plan": key_plan, "checkpoint": _checkpoint_id(t)}
 
 
 def started(out: Path) -> bool:

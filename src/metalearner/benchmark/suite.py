@@ -38,7 +38,8 @@ class TaskSuite:
 
     Attributes:
         test: the main table's tasks (``plan.tasks`` of them).
-        sweep: ``plan.sweep_tasks`` tasks of the main shape (the score-vs-steps curve).
+        sweep: ``plan.sweep_tasks`` tasks of the main shape (the score-vs-steps curve); none
+            with ``plan.quick``, which also leaves ``shots`` and ``noise`` empty.
         shots: K → tasks with K support examples per class (same queries for every K).
         noise: fraction p → the main K's sweep tasks with p of the support labels flipped.
         cross: section name → tasks (``cross_domain`` only: Omniglot's or FewRel's).
@@ -65,18 +66,21 @@ def build_suite(
     exp = build_experiment(reference, data_dir=data_dir)
     seed, n = reference.test_seed, plan.sweep_tasks
     source = exp.test_source
-    suite = TaskSuite(test=exp.test_tasks(reference, plan.tasks), sweep=source.fixed(n, seed=seed))
+    # --quick: the main table alone (and cross-domain where asked), no curve and no sweeps.
+    shots, noise = ((), ()) if plan.quick else (plan.sweep_shots, plan.label_noise)
+    curve = source.fixed(0 if plan.quick else n, seed=seed)
+    suite = TaskSuite(test=exp.test_tasks(reference, plan.tasks), sweep=curve)
     if isinstance(source, SinusoidTasks):
-        for k in plan.sweep_shots:
+        for k in shots:
             suite.shots[k] = dataclasses.replace(source, shots=k).fixed(n, seed=seed)
-        if plan.label_noise:
+        if noise:
             suite.notes.append("The label-noise sweep is for classification; sinusoids skip it.")
         return suite
     assert isinstance(source, EpisodeSampler)
     smallest = int(source.data.counts()[source.classes].min())
-    fits = [k for k in plan.sweep_shots if k < smallest]
-    if len(fits) < len(plan.sweep_shots):
-        left = ", ".join(str(k) for k in plan.sweep_shots if k not in fits)
+    fits = [k for k in shots if k < smallest]
+    if len(fits) < len(shots):
+        left = ", ".join(str(k) for k in shots if k not in fits)
         suite.notes.append(
             f"K = {left} left out of the shots sweep: the smallest test class has {smallest} "
             "examples, and a task needs K + 1 or more."
@@ -94,20 +98,20 @@ def build_suite(
     # scored on the same queries.
     spares = max(
         (NoisyLabels.spares_needed(n, ways=plan.ways, shots=plan.shots, p=p, seed=seed + 1 + i)
-         for i, p in enumerate(plan.label_noise)),
+         for i, p in enumerate(noise)),
         default=1,
     )  # fmt: skip
     queries = min(plan.queries, smallest - plan.shots - spares)
-    if plan.label_noise and queries < 1:
+    if noise and queries < 1:
         suite.notes.append(
             f"No label-noise sweep: the smallest test class has {smallest} examples, and a "
             f"noisy task needs K + {spares + 1} = {plan.shots + spares + 1}."
         )
-    elif plan.label_noise:
+    elif noise:
         base = EpisodeSampler(
             source.data, source.classes, ways=plan.ways, shots=plan.shots, queries=queries + spares
         ).fixed(n, seed=seed)
-        for i, p in enumerate(plan.label_noise):
+        for i, p in enumerate(noise):
             suite.noise[p] = NoisyLabels(base, p, seed=seed + 1 + i, spares=spares)
     cross = plan.entry.cross_domain if plan.cross_domain else None
     if cross is not None and cross.test_split is not None:

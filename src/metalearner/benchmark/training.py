@@ -25,6 +25,8 @@ from metalearner.runs.config import RunConfig
 from metalearner.runs.folder import CONFIG, LATEST, load_state, read_run_config, run_lock
 from metalearner.strategies import get_strategy
 
+from .stages import Stages
+
 
 @dataclass(frozen=True)
 class Trained:
@@ -51,40 +53,63 @@ def train_all(
     configs: dict[str, RunConfig],
     out: Path,
     *,
+    stages: Stages,
     data_dir: Path | None = None,
     workers: int = 1,
     quiet: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Trained]:
-    """Trains (or resumes, or skips) every strategy's run; see the module doc."""
-    jobs: dict[str, Path] = {}
-    shared: dict[str, str] = {}
-    for name, cfg in configs.items():
-        owner = _shares_training(name, cfg, configs)
-        if owner is not None:
-            shared[name] = owner
-        elif get_strategy(cfg.strategy).meta_learns:
-            jobs[name] = out / name
+    """Trains (or resumes, or skips) every strategy's run, each run of :func:`to_train` a
+    stage of ``stages`` (``training``); see the module doc."""
+    runs = run_folders(configs, out)
     cores = torch.get_num_threads()
     threads = max(cores // workers, 1) if workers > 1 else cores
-    todo = {n: f for n, f in jobs.items() if not _finished(configs[n], f)}
-    for name in sorted(set(jobs) - set(todo)):
-        log(f"{name}: trained already ({jobs[name]})")
+    todo = to_train(configs, out)
+    for name in sorted(n for n, run in runs.items() if run == out / n and n not in todo):
+        log(f"{name}: trained already ({runs[name]})")
     if workers > 1 and len(todo) > 1:
-        _train_parallel(configs, todo, data_dir, workers, threads, log)
+        _train_parallel(configs, todo, data_dir, workers, threads, stages, log)
     else:
         for name, folder in todo.items():
-            log(f"{name}: training into {folder}")
+            stages.start(name, "training", f"into {folder}")
             _train_one(configs[name], folder, data_dir, threads, quiet)
+            stages.end(name, "training")
     result: dict[str, Trained] = {}
     for name, cfg in configs.items():
-        run = jobs.get(shared.get(name, name))
+        run = runs[name]
         if run is None:
             result[name] = Trained(name, cfg, None)
             continue
         state, _ = load_state(run / LATEST)
-        result[name] = Trained(name, cfg, run, state.step, state.elapsed, threads)
+        # The run's own threads setting, where it has one, is what it trained on.
+        result[name] = Trained(name, cfg, run, state.step, state.elapsed, cfg.threads or threads)
     return result
+
+
+def run_folders(configs: Mapping[str, RunConfig], out: Path) -> dict[str, Path | None]:
+    """Each strategy's run folder: its own, the run whose training it shares, or ``None`` for
+    a strategy that trains nothing."""
+    runs: dict[str, Path | None] = {}
+    for name, cfg in configs.items():
+        owner = _shares_training(name, cfg, configs)
+        if owner is not None:
+            runs[name] = out / owner
+        else:
+            runs[name] = out / name if get_strategy(cfg.strategy).meta_learns else None
+    return runs
+
+
+def to_train(configs: Mapping[str, RunConfig], out: Path) -> dict[str, Path]:
+    """The runs still to train (none yet, or not to their budget), by strategy.
+
+    Raises:
+        ConfigError: a run folder holds a run with other settings.
+    """
+    return {
+        name: run
+        for name, run in run_folders(configs, out).items()
+        if run == out / name and not _finished(configs[name], run)
+    }
 
 
 def check_trainable(configs: Mapping[str, RunConfig], data_dir: Path | None) -> None:
@@ -106,7 +131,7 @@ def check_trainable(configs: Mapping[str, RunConfig], data_dir: Path | None) -> 
             exp.strategy.meta_grads(params, batch)
 
 
-def _shares_training(name: str, cfg: RunConfig, configs: dict[str, RunConfig]) -> str | None:
+def _shares_training(name: str, cfg: RunConfig, configs: Mapping[str, RunConfig]) -> str | None:
     """The strategy whose run ``name`` can use as its own: same config but the strategy name."""
     owner = get_strategy(cfg.strategy).trains_as
     if owner is None or owner not in configs:
@@ -172,6 +197,7 @@ def _train_parallel(
     data_dir: Path | None,
     workers: int,
     threads: int,
+    stages: Stages,
     log: Callable[[str], None],
 ) -> None:
     # spawn: a fresh interpreter per worker (fork after torch's threads start is unsafe).
@@ -182,6 +208,13 @@ def _train_parallel(
             for n, f in todo.items()
         }
         log(f"training {', '.join(todo)}: {workers} at a time, {threads} thread(s) each")
-        for future in concurrent.futures.as_completed(futures):
+        # The pool starts the runs in the order given, the next one as one ends.
+        queued = list(todo)
+        for name in queued[:workers]:
+            stages.start(name, "training", f"into {todo[name]}")
+        for ended, future in enumerate(concurrent.futures.as_completed(futures)):
             future.result()  # a worker's error is raised here, as it was raised there
-            log(f"{futures[future]}: trained ({todo[futures[future]]})")
+            stages.end(futures[future], "training")
+            if ended + workers < len(queued):
+                name = queued[ended + workers]
+                stages.start(name, "training", f"into {todo[name]}")

@@ -14,9 +14,11 @@ from typing import Annotated
 
 import typer
 
+from metalearner._version import __version__
 from metalearner.cli.adapt import adapt_cmd
 from metalearner.cli.benchmark import benchmark_cmd
 from metalearner.cli.evaluate import evaluate_cmd
+from metalearner.cli.plot import plot_cmd
 from metalearner.cli.presets import presets_app
 from metalearner.cli.quickstart import quickstart_cmd
 from metalearner.cli.rl import rl_app
@@ -29,17 +31,29 @@ app = typer.Typer(
     help="Meta-learning: generate tasks, meta-train strategies, adapt fast, evaluate.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
 )
 app.add_typer(tasks_app, name="tasks")
 
 _DEBUG_ENV = "METALEARNER_DEBUG"
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"metalearner {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version, exit."
+        ),
+    ] = False,
 ) -> None:
     if debug:
         os.environ[_DEBUG_ENV] = "1"
@@ -51,6 +65,7 @@ def _root(
 
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
+app.command("plot")(plot_cmd)
 app.command("adapt")(adapt_cmd)
 app.add_typer(presets_app, name="presets")
 app.command("quickstart")(quickstart_cmd)

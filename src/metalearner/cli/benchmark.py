@@ -39,6 +39,13 @@ def benchmark_cmd(
         str | None,
         typer.Option(help="Fractions of flipped support labels, e.g. 0,0.2,0.4 ('' = off)."),
     ] = None,
+    quick: Annotated[
+        bool | None,
+        typer.Option(
+            "--quick",
+            help="The main table alone, on 100 test tasks (unless --tasks): no curve, no sweeps.",
+        ),
+    ] = None,
     cross_domain: Annotated[
         bool | None,
         typer.Option(
@@ -75,6 +82,7 @@ def benchmark_cmd(
         sweep_tasks=sweep_tasks,
         sweep_shots=sweep_shots,
         label_noise=label_noise,
+        quick=quick,
         cross_domain=cross_domain,
         seed=seed,
         workers=workers,
@@ -84,8 +92,9 @@ def benchmark_cmd(
     command = "metalearner " + shlex.join(sys.argv[1:])
     try:
         result = run_benchmark(
-            plan, out, data_dir=data_dir, command=command, quiet=quiet, log=console.print
-        )
+            plan, out, data_dir=data_dir, command=command, quiet=quiet,
+            log=lambda line: console.print(line, soft_wrap=True),  # whole lines in a log file
+        )  # fmt: skip
     except KeyboardInterrupt:
         interrupted("benchmark")
     metric = plan.metric

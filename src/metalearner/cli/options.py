@@ -18,7 +18,9 @@ DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Folder holding the datasets (default: $METALEARNER_DATA)."),
 ]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar, no progress lines in a log.")
+]
 Overrides = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a setting: --set key=value (dotted, repeatable)."),

@@ -61,7 +61,8 @@ def search_cmd(
         trial_budget=trial_budget, budget=budget, workers=workers, storage=storage, seed=seed,
         overrides=overrides or None,
     )  # fmt: skip
-    console = Console(markup=False)  # paths and names print as they are, never as markup
+    # Paths and names print as they are, never as markup; a line stays whole in a log file.
+    console = Console(markup=False, soft_wrap=True)
     command = "metalearner " + shlex.join(sys.argv[1:])
     try:
         result = run_search(plan, out, data_dir=data_dir, command=command, log=console.print)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 from rich.console import Console
 
@@ -38,14 +37,17 @@ def tasks_demo(
     ] = False,
     num_tasks: Annotated[int, typer.Option("--tasks", help="How many tasks to sample.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the task generator.")] = 0,
-    out: Annotated[Path, typer.Option(help="Where to write the picture.")] = Path(
-        "runs/demo/tasks.png"
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the picture (default: runs/demo/DATASET-tasks.png)."),
+    ] = None,
 ) -> None:
     """Sample a few tasks, print what they are made of, and draw them to a PNG."""
+    import torch
+
     from metalearner.config.bounds import EXAMPLES, TASKS, WAYS, check_value
     from metalearner.data.registry import dataset as entry_of
-    from metalearner.tasks.demo import episode_demo, picture_path, sinusoid_demo
+    from metalearner.tasks.demo import default_picture, episode_demo, picture_path, sinusoid_demo
     from metalearner.tasks.regression import SinusoidTasks
 
     if num_tasks < 1:
@@ -57,7 +59,8 @@ def tasks_demo(
         ("--queries", queries, EXAMPLES),
     ]:
         check_value(value, bound, option)  # fmt: skip
-    out = picture_path(out)  # before any work: a path that cannot be written fails at once
+    # Before any work: a path that cannot be written fails at once.
+    out = picture_path(default_picture(dataset) if out is None else out)
     console = Console(markup=False)  # paths and names print as they are, never as markup
     if entry_of(dataset).regression:
         # Sinusoids, the regression family. One point does not show a sinusoid: K=10 unless

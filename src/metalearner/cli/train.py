@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -30,27 +31,47 @@ def train_cmd(
     data_dir: DataDir = None,
     out: Annotated[Path | None, typer.Option(help="The run folder (default runs/<name>).")] = None,
     resume: Annotated[
-        bool, typer.Option(help="Continue the run in --out from its latest checkpoint.")
+        bool,
+        typer.Option(
+            help="Continue the run in --out from its latest checkpoint; --set steps=N (or "
+            "time_budget, val_every, ...) trains a finished run longer."
+        ),
     ] = False,
     seed: Seed = None,
     quiet: Quiet = False,
     backend: BackendOption = "auto",
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            help="Also send the metrics to a tracker: tensorboard (event files in RUN/tensorboard"
+            "/); repeatable; the same as --set log=[tensorboard].",
+        ),
+    ] = None,
 ) -> None:
     """Meta-train a strategy; writes config.yaml, metrics.jsonl and checkpoints/ to the run.
+
+    In a terminal a bar shows the progress; with stdout in a file (nohup, SLURM, CI) a line
+    comes every progress_every seconds (30), at each validation and at the end. -q: neither,
+    only the summary.
 
     Under `torchrun --nproc-per-node N -m metalearner train ...` each process meta-trains on its
     share of every meta-batch and rank 0 writes the run folder.
     """
     from metalearner.config.presets import get_preset
     from metalearner.runs.config import load_config
-    from metalearner.runs.folder import read_run_config
     from metalearner.training.loop import meta_train
+    from metalearner.training.resume import extended_config
 
     console = Console(markup=False)  # paths and names print as they are, never as markup
+    if log:  # a setting of the run (config.yaml), so that its resumes log there too
+        overrides = [*(overrides or []), f"log={json.dumps(log)}"]
     if resume:
-        changes = bool(config or preset or overrides or seed is not None)
-        out = resumed_run(out, changes=changes, options="CONFIG, --preset, --set and --seed")
-        cfg = read_run_config(out)
+        # --set may change how long and how it runs (steps=N extends a finished run), never
+        # what it learns: extended_config refuses that, naming what may change.
+        changes = bool(config or preset or seed is not None)
+        out = resumed_run(out, changes=changes, options="CONFIG, --preset and --seed")
+        cfg = extended_config(out, overrides or [])
     else:
         if (config is None) == (preset is None):
             raise ConfigError(

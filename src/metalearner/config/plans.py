@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import yaml
 
 from metalearner.config.yaml_files import read_yaml
-from metalearner.errors import ConfigError
+from metalearner.errors import ConfigError, did_you_mean
 
 
 def read_settings(
@@ -34,7 +34,8 @@ def read_settings(
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ConfigError(
-            f"Unknown {what} setting {unknown[0]!r}; use one of {', '.join(sorted(names))}."
+            f"Unknown {what} setting {unknown[0]!r}{did_you_mean(unknown[0], names)}; use one of "
+            f"{', '.join(sorted(names))}."
         )
     if isinstance(raw.get("strategies"), str):
         raw["strategies"] = [s.strip() for s in raw["strategies"].split(",") if s.strip()]

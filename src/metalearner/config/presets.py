@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from metalearner.config.yaml_files import read_yaml
-from metalearner.errors import ConfigError
+from metalearner.errors import ConfigError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,8 @@ def get_preset(name: str) -> Preset:
     found = {p.name: p for p in list_presets()}
     if name not in found:
         raise ConfigError(
-            f"Unknown preset {name!r}; use one of {', '.join(found)} (see `metalearner presets`)."
+            f"Unknown preset {name!r}{did_you_mean(name, found)}; use one of {', '.join(found)} "
+            "(see `metalearner presets`)."
         )
     return found[name]
 

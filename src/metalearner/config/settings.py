@@ -17,7 +17,7 @@ from typing import Any
 from metalearner.config.bounds import check_value, declared_bound
 from metalearner.config.types import describe_type, match_type
 from metalearner.config.yaml_files import parse_setting
-from metalearner.errors import ConfigError
+from metalearner.errors import ConfigError, did_you_mean
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], *, example: str) -> None:
@@ -55,7 +55,8 @@ def from_dict(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
     for key in data:
         if key not in names:
             raise ConfigError(
-                f"Unknown setting {prefix + str(key)!r}; use one of {', '.join(names)}."
+                f"Unknown setting {prefix + str(key)!r}{did_you_mean(key, names, prefix=prefix)}; "
+                f"use one of {', '.join(names)}."
             )
     values = {}
     for name in names:

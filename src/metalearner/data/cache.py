@@ -3,7 +3,9 @@
 Decoding 32,460 Omniglot PNGs takes seconds; loading their decoded ``uint8`` tensor takes a
 fraction of one. The cache key is the sha256 of the source bytes and the decode settings, so a
 changed file or setting is a different key, never a stale hit. The cache lives outside the data
-folder (which may be read-only), is written atomically, and a broken cache file is rebuilt.
+folder (which may be read-only), is written atomically, and a broken cache file is rebuilt. A
+dataset that takes seconds to decode says so in one line on stderr the first time, with where
+its cache goes; later loads say nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -168,6 +171,7 @@ def cached(
     enabled: bool = True,
     directory: Path | None = None,
     check: Callable[[Arrays], bool] | None = None,
+    what: str | None = None,
 ) -> Arrays:
     """Returns the cached arrays for ``(kind, key)``, building and storing them on a miss.
 
@@ -179,6 +183,8 @@ def cached(
         enabled: ``False`` always builds and writes nothing.
         directory: cache folder (default :func:`cache_dir`).
         check: extra validation of a loaded file (e.g. shapes); a failing file is rebuilt.
+        what: what a miss decodes (``"Omniglot's images_background.zip"``), to say so on
+            stderr before it starts; ``None`` decodes silently (a few files take no time).
     """
     required = tuple(required)
     if not enabled:
@@ -191,6 +197,14 @@ def cached(
     if arrays is not None:
         logger.debug("Loaded %s from cache %s", kind, path)
         return arrays
+    if what is not None:
+        # A print, not a log record: whatever logging is set up, the user must learn why the
+        # first run is silent for seconds, and that later ones will not be.
+        print(
+            f"decoding {what} (once) into {path}; later runs read the cache",
+            file=sys.stderr,
+            flush=True,
+        )
     arrays = build()
     save_arrays(path, arrays)
     return arrays

@@ -3,7 +3,8 @@
 Read from ``<data-dir>/fewrel/`` in the FewRel JSON format, ``{relation_id: [{"tokens": [...],
 "h": [name, id, [[positions]]], "t": [...]}, ...]}``, with relation names from ``pid2name.json``
 when it is there. Sentences are encoded by :mod:`metalearner.data.text` with a vocabulary of the
-meta-training sentences only. Splits (``data.split``):
+meta-training sentences only, once: the encoded split is cached like Omniglot's images
+(:mod:`metalearner.data.cache`). Splits (``data.split``):
 
 - ``wiki`` (default): the 16 relations of ``val_wiki.json`` (FewRel 1.0's public validation set;
   its 64 training relations are not redistributed with this project), shuffled with
@@ -32,15 +33,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from metalearner.data import cache
 from metalearner.data.labeled import LabeledSet
 from metalearner.data.omniglot import data_root
 from metalearner.data.splits import ClassSplit
-from metalearner.data.text import Sentence, Vocabulary, encode, text_preprocessing
+from metalearner.data.text import MIN_COUNT, Sentence, Vocabulary, encode, text_preprocessing
 from metalearner.errors import ConfigError, DataError
 
 WIKI, PUBMED, TRAIN, NAMES = "val_wiki.json", "val_pubmed.json", "train_wiki.json", "pid2name.json"
@@ -95,13 +99,54 @@ def load_fewrel(
     if split not in SPLITS:
         raise ConfigError(f"Unknown FewRel split {split!r}; use one of {', '.join(SPLITS)}.")
     folder = fewrel_dir(data_dir)
+    sources = _sources(folder, split)
+    settings = {"split": split, "meta_train": meta_train, "val": val, "seed": seed,
+                "max_length": max_length, "held_out": HELD_OUT, "min_count": MIN_COUNT}  # fmt: skip
+    decode = partial(_decode, folder, split, meta_train=meta_train, val=val, seed=seed,
+                     max_length=max_length)  # fmt: skip
+    arrays = cache.cached(
+        "fewrel",
+        cache.cache_key("fewrel", cache.source_digest((p.name, p) for p in sources), settings),
+        decode,
+        required=_ARRAYS,
+        check=lambda a: _consistent(a, max_length),
+        what=f"FewRel's {' and '.join(p.name for p in sources if p.name != NAMES)}",
+    )
+    vocab = Vocabulary([str(w) for w in arrays["vocabulary"]])
+    data = LabeledSet(
+        torch.from_numpy(np.ascontiguousarray(arrays["x"])),
+        torch.from_numpy(arrays["y"].astype(np.int64)),
+        tuple(str(n) for n in arrays["class_names"]),
+        tuple(str(g) for g in arrays["groups"]),
+        name=f"FewRel ({split})",
+        preprocessing=text_preprocessing(vocab, max_length),
+    )
+    ids = torch.arange(len(data.class_names))
+    a, b = (int(n) for n in np.cumsum(arrays["parts"][:2]))
+    return data, ClassSplit(train=ids[:a], val=ids[a:b], test=ids[b:])
+
+
+_ARRAYS = ("x", "y", "class_names", "groups", "vocabulary", "parts")
+"""What a FewRel cache file holds: the encoded sentences, their classes, the vocabulary, and
+how many classes are for training, validation and test (in that order)."""
+
+
+def _sources(folder: Path, split: str) -> list[Path]:
+    """The files ``split`` is read from (the relation names too, where they are)."""
+    files = [_need(folder, WIKI, split)]
+    files += [_need(folder, TRAIN, split)] if split == "official" else []
+    files += [_need(folder, PUBMED, split)] if split == "pubmed" else []
+    return files + ([folder / NAMES] if (folder / NAMES).is_file() else [])
+
+
+def _decode(
+    folder: Path, split: str, *, meta_train: int | None, val: int, seed: int, max_length: int
+) -> cache.Arrays:
+    """Reads, checks, splits and encodes the sentences of ``split`` (see :func:`load_fewrel`)."""
     names = relation_names(folder)
-    wiki = _shuffled(load_relations(_need(folder, WIKI, split), "wiki", names), seed)
+    wiki = _shuffled(load_relations(folder / WIKI, "wiki", names), seed)
     if split == "official":
-        pool, test = (
-            _shuffled(load_relations(_need(folder, TRAIN, split), "wiki", names), seed),
-            wiki,
-        )
+        pool, test = _shuffled(load_relations(folder / TRAIN, "wiki", names), seed), wiki
     else:
         pool, test = wiki, []
     size = meta_train if meta_train is not None else (len(pool) if split == "official" else 10)
@@ -115,23 +160,30 @@ def load_fewrel(
     if split == "wiki":
         test = pool[size:]
     elif split == "pubmed":
-        test = load_relations(_need(folder, PUBMED, split), "pubmed", names)
+        test = load_relations(folder / PUBMED, "pubmed", names)
     train, held = _validation(meta, val, seed)
     classes = [*train, *held, *test]
     vocab = Vocabulary.build(s.tokens for r in train for s in r.sentences)
     sentences = [s for r in classes for s in r.sentences]
-    y = torch.cat([torch.full((len(r.sentences),), i) for i, r in enumerate(classes)])
-    data = LabeledSet(
-        encode(sentences, vocab, max_length),
-        y.to(torch.int64),
-        tuple(r.name for r in classes),
-        tuple(r.domain for r in classes),
-        name=f"FewRel ({split})",
-        preprocessing=text_preprocessing(vocab, max_length),
+    return {
+        "x": encode(sentences, vocab, max_length).numpy(),
+        "y": np.concatenate([np.full(len(r.sentences), i) for i, r in enumerate(classes)]),
+        "class_names": np.array([r.name for r in classes], dtype=str),
+        "groups": np.array([r.domain for r in classes], dtype=str),
+        "vocabulary": np.array(vocab.words, dtype=str),
+        "parts": np.array([len(train), len(held), len(test)], dtype=np.int64),
+    }
+
+
+def _consistent(arrays: cache.Arrays, max_length: int) -> bool:
+    """Whether cached arrays agree with each other and the settings (not someone else's file)."""
+    x, y, n = arrays["x"], arrays["y"], len(arrays["class_names"])
+    return (
+        x.shape[1:] == (3, max_length)
+        and y.shape == x.shape[:1]
+        and len(arrays["groups"]) == int(arrays["parts"].sum()) == n
+        and (y.size == 0 or 0 <= int(y.min()) <= int(y.max()) < n)
     )
-    ids = torch.arange(len(classes))
-    a, b = len(train), len(train) + len(held)
-    return data, ClassSplit(train=ids[:a], val=ids[a:b], test=ids[b:])
 
 
 def load_relations(path: Path, domain: str, names: Mapping[str, str]) -> list[Relation]:

@@ -140,6 +140,7 @@ def load_omniglot(
         required=("x", "y", "class_names", "groups", "background"),
         enabled=use_cache,
         check=lambda a: _consistent(a, settings),
+        what=f"Omniglot's {' and '.join(src.name for src in found.values())}",
     )
     data = LabeledSet(
         x=torch.from_numpy(np.ascontiguousarray(arrays["x"])),

@@ -13,11 +13,9 @@ Example:
 
 from __future__ import annotations
 
-import difflib
-
 from metalearner.data.datasets import FEWREL, FOLDER, OMNIGLOT, SINUSOID
 from metalearner.data.entry import CrossDomain, Dataset, Loader, LoadSettings, input_kind
-from metalearner.errors import ConfigError
+from metalearner.errors import ConfigError, did_you_mean
 
 __all__ = [
     "UNSPLIT",
@@ -77,8 +75,7 @@ def dataset(name: str, *, setting: str | None = None) -> Dataset:
     entry = find(name)
     if entry is not None:
         return entry
-    close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
+    hint = did_you_mean(name, _REGISTRY)
     known = ", ".join(_REGISTRY)
     if setting is not None:
         raise ConfigError(f"Setting {setting!r} must be one of {known}, got {name!r}{hint}.")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -94,15 +93,8 @@ def task_scores(
 
     Each task's query set is predicted in one call: BatchNorm is transductive here.
     """
-    out = []
-    for batch in iter_batches(tasks, batch_size):
-        batch = batch.to(device)
-        for t in range(batch.num_tasks):
-            predict = strategy.adapt(params, batch.support_x[t], batch.support_y[t], steps=steps)
-            out.append(_score(predict, batch.query_x[t], batch.query_y[t]))
-    if not out:  # an empty share of a task set split across processes
-        return torch.zeros(0, dtype=torch.float64)
-    return torch.stack(out).cpu().double()
+    wanted = None if steps is None else [steps]
+    return _scored(strategy, params, tasks, wanted, device, batch_size)[0]
 
 
 def task_curves(
@@ -116,29 +108,43 @@ def task_curves(
 ) -> Tensor:
     """``[len(steps), n]``: each task's score after each number of adaptation steps.
 
-    Each task is adapted by ``strategy.adapt_curve``: in one pass where adaptation goes
-    through every number of steps on its way (``StepwiseStrategy``), else afresh for each.
+    Each task is adapted once where adaptation goes through every number of steps on its way
+    (``StepwiseStrategy``), else afresh for each.
     """
-    out = []
-    for batch in iter_batches(tasks, batch_size):
-        batch = batch.to(device)
-        for t in range(batch.num_tasks):
-            sx, sy = batch.support_x[t], batch.support_y[t]
-            curve = strategy.adapt_curve(params, sx, sy, steps=steps)
-            qx, qy = batch.query_x[t], batch.query_y[t]
-            out.append(torch.stack([_score(predict, qx, qy) for predict in curve]))
-    if not out:
-        return torch.zeros(len(steps), 0, dtype=torch.float64)
-    return torch.stack(out, dim=1).cpu().double()
+    return _scored(strategy, params, tasks, steps, device, batch_size)
 
 
-def _score(predict: Callable[[Tensor], Tensor], x: Tensor, target: Tensor) -> Tensor:
-    """Squared error for regression targets, accuracy for labels."""
-    with torch.no_grad():
-        pred = predict(x).float()
-    if target.dtype.is_floating_point:
-        return (pred.reshape(target.shape) - target).square().mean()
-    return (pred.argmax(-1) == target).float().mean()
+def _scored(
+    strategy: Strategy,
+    params: Params,
+    tasks: TaskSet,
+    steps: list[int] | None,
+    device: torch.device | str,
+    batch_size: int,
+) -> Tensor:
+    """``[P, n]`` scores, ``batch_size`` tasks at a time through ``strategy.predict_tasks``
+    (which adapts a batch together where that is faster)."""
+    out = [
+        query_scores(strategy.predict_tasks(params, batch, steps=steps), batch.query_y)
+        for batch in (b.to(device) for b in iter_batches(tasks, batch_size))
+    ]
+    if not out:  # an empty share of a task set split across processes
+        return torch.zeros(1 if steps is None else len(steps), 0, dtype=torch.float64)
+    return torch.cat(out, dim=1).cpu().double()
+
+
+def query_scores(predictions: Tensor, targets: Tensor) -> Tensor:
+    """``[P, T]`` score of each task: accuracy for labels, mean squared error for regression.
+
+    Args:
+        predictions: ``[P, T, Q, N]`` logits, or ``[P, T, Q]`` (or ``[P, T, Q, 1]``) outputs.
+        targets: ``[T, Q]`` labels or regression targets.
+    """
+    pred = predictions.detach().float()
+    if targets.dtype.is_floating_point:
+        pred = pred.reshape(pred.shape[0], *targets.shape)
+        return (pred - targets).square().mean(-1)
+    return (pred.argmax(-1) == targets).float().mean(-1)
 
 
 def summarize(scores: Tensor, steps: int | None = None) -> Score:

@@ -50,7 +50,7 @@ from metalearner.runs.folder import (
     run_lock,
     truncate_metrics,
 )
-from metalearner.training.progress import TrainingProgress
+from metalearner.training.progress import Horizon, TrainingProgress
 
 PRETRAIN = "pretrain"  # the pretrained baseline's run folder inside a MAML run
 SAVE_SECONDS = 120.0  # also checkpoint after this long: a HalfCheetah iteration takes ~1 min
@@ -176,7 +176,11 @@ def _train_locked(
     env = family.vector((cfg.meta_batch or 1) * cfg.trajectories)
     started = saved = time.perf_counter()
     metrics: dict[str, float] = {}
-    with TrainingProgress(cfg.iterations, state.iteration, quiet=quiet) as bar:
+    with TrainingProgress(
+        Horizon(cfg.iterations, cfg.time_budget), folder.name or str(folder),
+        start=state.iteration, spent=state.elapsed, tasks_per_step=cfg.tasks_per_iteration,
+        quiet=quiet,
+    ) as bar:  # fmt: skip
         while state.iteration < end:
             tick = time.perf_counter()
             metrics = iteration(cfg, family, env, state)
@@ -195,8 +199,7 @@ def _train_locked(
             shown = f"return {metrics['return_before']:.1f}"
             if "return_after" in metrics:
                 shown += f"→{metrics['return_after']:.1f}"
-            rate = cfg.tasks_per_iteration / max(took, 1e-9)
-            bar.update(state.iteration, loss=metrics["loss"], val=shown, tasks_per_s=rate)
+            bar.update(state.iteration, state.elapsed, loss=metrics["loss"], val=shown)
     final = {k: v.detach().clone() for k, v in state.params.items()}
     finished = spent or state.iteration >= cfg.iterations
     return RLTrainResult(folder, state.iteration, final, metrics, finished)

@@ -48,6 +48,9 @@ from metalearner.data.config import DataConfig, resolve_data, training_classes
 from metalearner.data.registry import dataset
 from metalearner.errors import ConfigError
 
+TrackerName = Literal["tensorboard"]
+"""The trackers a run's ``log`` setting may name (each one's class: runs/trackers.py)."""
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -106,11 +109,17 @@ class RunConfig:
     test_seed: int = 2002
     seed: int = 0  # initialisation and the training task stream
     log_every: Annotated[int, STEPS] = 10  # steps between lines of metrics.jsonl
+    # Seconds between progress lines where stdout is not a terminal (a log file under nohup,
+    # SLURM or CI); a line also comes at each validation and at the end. A terminal gets a bar.
+    progress_every: Annotated[float, SECONDS] = 30.0
     precision: Literal["float32", "bfloat16"] = "float32"
     device: Literal["cpu", "cuda"] = "cpu"
     # CPU threads per op; null keeps PyTorch's default. Tiny models (the sinusoid MLP) run many
     # times faster on one thread: their ops are too small to split, and idle threads spin.
     threads: Annotated[int | None, THREADS] = None
+    # Trackers that also receive every metrics line (runs/trackers.py): [tensorboard] writes
+    # TensorBoard event files into the run's tensorboard/ folder. curves.png is always drawn.
+    log: tuple[TrackerName, ...] = ()
 
 
 def load_config(
@@ -200,15 +209,35 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
     return typing.cast(dict[str, Any], plain(dataclasses.asdict(cfg)))
 
 
-def to_yaml(cfg: RunConfig) -> str:
+def to_yaml(cfg: RunConfig, *, once: bool = False) -> str:
     """The resolved config as YAML, in field order.
 
     A strategy's own ``precision`` is left out: it is the run's ``precision`` (see
-    :func:`resolve`), so a user who edits that one line changes both.
+    :func:`resolve`), so a user who edits that one line changes both. With ``once``, so are the
+    strategy's settings that only give a run setting its default (its ``run_settings``:
+    ``strategy_config.meta_lr`` beside ``optimizer.lr``, ``meta_batch_size`` beside
+    ``meta_batch``): the run setting is what applies, and a reader sees one value per setting.
+    Such YAML reads back as :func:`stated_once` of ``cfg``.
     """
+    return dump_yaml(_stated(cfg, once=once))
+
+
+def stated_once(cfg: RunConfig) -> RunConfig:
+    """The run ``to_yaml(cfg, once=True)`` describes: ``cfg`` with the strategy's second
+    spellings of run settings at their defaults, which the run does not read."""
+    return load_config(base=_stated(cfg, once=True))
+
+
+def _stated(cfg: RunConfig, *, once: bool) -> dict[str, Any]:
+    from metalearner.strategies import get_strategy
+
     out = to_dict(cfg)
-    out["strategy_config"].pop("precision", None)
-    return dump_yaml(out)
+    own = out["strategy_config"]
+    own.pop("precision", None)
+    if once:
+        for key in get_strategy(cfg.strategy).run_settings:
+            own.pop(key, None)
+    return out
 
 
 def _check_ranges(cfg: RunConfig) -> None:

@@ -100,17 +100,27 @@ def check_resumable(
         may_change: dotted names of the settings a resumed run may change (its schedule).
 
     Raises:
-        ConfigError: naming the first other setting that differs.
+        ConfigError: naming the first other setting that differs, and those that may.
     """
     if not isinstance(trained, Mapping):
         return
-    changed = _changed(trained, json.loads(json.dumps(now)), may_change)  # tuples as lists
+    changed = changed_setting(trained, now, may_change)
     if changed is not None:
         name, was, value = changed
+        allowed = ", ".join(sorted(may_change))
         raise ConfigError(
             f"{folder / CONFIG} sets {name} to {value!r}, but the run was trained with {was!r}; "
-            "put that back to resume, or start a new run with another --out."
+            f"put that back to resume (a resumed run may change only {allowed}), or start a new "
+            "run with another --out."
         )
+
+
+def changed_setting(
+    trained: Mapping[str, Any], now: Mapping[str, Any], may_change: frozenset[str]
+) -> tuple[str, Any, Any] | None:
+    """The first setting outside ``may_change`` whose value differs between two configs (JSON
+    types): its dotted name, its trained value and its new one; ``None`` if there is none."""
+    return _changed(trained, json.loads(json.dumps(now)), may_change)  # tuples as lists
 
 
 def _changed(
@@ -263,12 +273,12 @@ def check_writable(folder: Path) -> None:
         raise OSError(err.errno, err.strerror, os.fspath(folder)) from err
 
 
-def write_atomic(file: Path, text: str) -> None:
-    """Writes ``text`` to ``file`` through a temporary file and a rename: a kill mid-write
-    leaves the old file whole, never half of the new one."""
+def write_atomic(file: Path, text: str | bytes) -> None:
+    """Writes ``text`` (or bytes: a picture) to ``file`` through a temporary file and a rename:
+    a kill mid-write leaves the old file whole, never half of the new one."""
     tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
     try:
-        with writing(file, tmp), open(tmp, "w") as f:
+        with writing(file, tmp), open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -15,6 +15,7 @@ from typing import Any
 
 import optuna
 
+from metalearner.benchmark.plan import parse_budget
 from metalearner.evaluation.evaluator import summarize, task_scores
 from metalearner.runs.checkpoint import checkpoint_exists, load_checkpoint
 from metalearner.runs.config import RunConfig
@@ -24,8 +25,11 @@ from metalearner.strategies import get_strategy
 from metalearner.training.loop import TrainingDivergedError, meta_train
 
 from .plan import SearchPlan
+from .progress import TrialProgress
 from .recovery import PROCESS, WORKER, carried, this_process
 from .space import Fixed, Param, candidates, default_space, narrow
+
+RUN = "run"  # user attribute: the trial's run folder, relative to the search folder
 
 
 def trial_config(plan: SearchPlan, trial: optuna.Trial, budget: str) -> RunConfig:
@@ -65,8 +69,10 @@ def values_of(trial: optuna.trial.FrozenTrial) -> tuple[str, dict[str, Any]]:
 class Objective:
     """The function Optuna maximises (accuracy) or minimises (MSE): see the module doc."""
 
-    def __init__(self, plan: SearchPlan, out: Path, data_dir: Path | None) -> None:
-        self.plan, self.out, self.data_dir = plan, out, data_dir
+    def __init__(
+        self, plan: SearchPlan, out: Path, data_dir: Path | None, progress: TrialProgress
+    ) -> None:
+        self.plan, self.out, self.data_dir, self.progress = plan, out, data_dir, progress
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
@@ -86,16 +92,21 @@ class Objective:
         trial.set_user_attr(WORKER, process["pid"])  # which process ran it (parallel searches)
         cfg = trial_config(self.plan, trial, self.plan.trial_budget)
         # A rerun of a cut-off trial carries its run folder: resumed there, not trained anew.
-        rerun = "run" in trial.user_attrs
-        run = str(trial.user_attrs["run"]) if rerun else f"trials/{trial.number:04d}"
+        rerun = RUN in trial.user_attrs
+        run = str(trial.user_attrs[RUN]) if rerun else f"trials/{trial.number:04d}"
         folder = self.out / run
-        trial.set_user_attr("run", run)
+        trial.set_user_attr(RUN, run)
         if not get_strategy(cfg.strategy).meta_learns:
             # Nothing to train: score θ₀ (meta_train builds its own experiment otherwise).
+            what = f"scoring its initial parameters on {cfg.val_tasks} validation tasks"
+            self.progress.started(trial, cfg.strategy, what)
             exp = build_experiment(cfg, data_dir=self.data_dir)
             params = exp.strategy.init_params(seeded(cfg.seed))
             return summarize(task_scores(exp.strategy, params, exp.val_tasks(cfg))).mean
         resume = rerun and checkpoint_exists(folder / LATEST)
+        budget = parse_budget(self.plan.trial_budget).describe()
+        what = f"{'resuming' if resume else 'training'} {budget} into {folder}"
+        self.progress.started(trial, cfg.strategy, what)
         validations = _validations_done(folder) if resume else 0
 
         def report(step: int, score: float) -> None:

@@ -18,7 +18,16 @@ import matplotlib.pyplot as plt
 import optuna
 from matplotlib.ticker import MaxNLocator
 
-from metalearner.benchmark.document import Bullets, Document, Heading, Image, Paragraph, Table
+from metalearner.benchmark.document import (
+    FIGURE_DPI,
+    FIGURE_WIDTH,
+    Bullets,
+    Document,
+    Heading,
+    Image,
+    Paragraph,
+    Table,
+)
 from metalearner.benchmark.plan import parse_budget
 from metalearner.data.registry import dataset
 from metalearner.evaluation.evaluator import EvalResult
@@ -28,6 +37,10 @@ from .objective import values_of
 from .plan import SearchPlan
 
 TOP = 10  # trials in the best-trials table
+# Finished trials of the winner's strategy that fANOVA's importances are drawn from, at least
+# (complete ones: a pruned trial has no final score): its random forest, fitted to fewer, gives
+# most of the weight to whichever setting chance favoured.
+IMPORTANCE_TRIALS = 10
 
 
 def write_search_report(
@@ -83,10 +96,20 @@ def write_search_report(
     doc.add(Heading("Hyperparameter importance"))
     mine = [t for t in done if t.params.get("strategy") == strategy]
     importance = _importance(study, mine, strategy, figures / "importance.png")
-    if importance is None:
-        doc.add(Paragraph(f"Too few finished {strategy} trials with varied settings to tell."))
+    if len(mine) < IMPORTANCE_TRIALS:
+        doc.add(Paragraph(
+            f"None: importances are drawn from {IMPORTANCE_TRIALS} finished {strategy} trials "
+            f"up, and this search has {len(mine)}; fewer say more about chance than about the "
+            "settings."
+        ))  # fmt: skip
+    elif importance is None:
+        doc.add(Paragraph(f"None: the {len(mine)} finished {strategy} trials share settings."))
     else:
-        doc.add(Image(importance, f"fANOVA importance of {strategy}'s settings over its trials."))
+        doc.add(Image(
+            importance,
+            f"fANOVA importance of {strategy}'s settings, from {len(mine)} finished {strategy} "
+            "trials.",
+        ))  # fmt: skip
     md = out / "search_report.md"
     md.write_text(doc.markdown(out))
     (out / "search_report.html").write_text(doc.html())
@@ -120,7 +143,7 @@ def _best_table(done: list[optuna.trial.FrozenTrial], maximise: bool, scale: flo
 def _history(
     trials: list[optuna.trial.FrozenTrial], maximise: bool, scale: float, metric: str, file: Path
 ) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 4.2))
     names = sorted({str(t.params.get("strategy")) for t in trials if t.params})
     for i, name in enumerate(names):
         mine = [
@@ -157,7 +180,7 @@ def _history(
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(file, dpi=100)
+    fig.savefig(file, dpi=FIGURE_DPI)
     plt.close(fig)
     return file
 
@@ -167,17 +190,17 @@ def _importance(
 ) -> Path | None:
     names = sorted({k for t in mine for k in t.params if k.startswith(f"{strategy}.")})
     varied = [n for n in names if len({t.params.get(n) for t in mine}) > 1]
-    if len(mine) < 3 or not varied:
+    if len(mine) < IMPORTANCE_TRIALS or not varied:
         return None
     # Importance over the winner's own trials, where all of its parameters exist.
     sub = optuna.create_study(direction=study.direction)
     sub.add_trials(mine)
     scores = optuna.importance.get_param_importances(sub, params=varied)
-    fig, ax = plt.subplots(figsize=(6, 0.5 * len(scores) + 1.5))
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 0.5 * len(scores) + 1.5))
     labels = [k.split(".", 1)[1] for k in scores]
     ax.barh(labels[::-1], list(scores.values())[::-1], color="C0")
     ax.set(xlabel="importance (fANOVA, sums to 1)", title=f"what mattered for {strategy}")
     fig.tight_layout()
-    fig.savefig(file, dpi=100)
+    fig.savefig(file, dpi=FIGURE_DPI)
     plt.close(fig)
     return file

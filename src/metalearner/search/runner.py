@@ -24,9 +24,12 @@ their own.
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import logging
 import multiprocessing
+import os
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,16 +38,19 @@ from typing import Any
 import optuna
 import torch
 
+from metalearner.benchmark.plan import parse_budget
 from metalearner.benchmark.training import check_trainable, train_or_resume
 from metalearner.config.plans import check_same_plan, keep_plan, same_plan
 from metalearner.errors import ConfigError, MetalearnerError
 from metalearner.evaluation.evaluator import EvalResult, evaluate
-from metalearner.runs.config import to_yaml
+from metalearner.runs.config import stated_once, to_yaml
 from metalearner.runs.folder import run_lock
 from metalearner.training.loop import TrainingDivergedError
 
+from .first_trials import queue_first_trials
 from .objective import Objective, config_of, first_values, values_of
 from .plan import SearchPlan
+from .progress import TrialProgress, estimate_line, estimate_search, plan_line, say, winner_stages
 from .recovery import recover
 from .study import check_storage, finished, open_study, storage_url
 
@@ -127,11 +133,16 @@ def _search_trials(
     if left <= 0:
         log(f"study has its {plan.trials} trials already")
         return study
+    queue_first_trials(plan, study)  # every listed strategy once before the sampler's choices
+    log(plan_line(plan))
+    estimate = estimate_search(plan, data_dir)
+    log(estimate_line(estimate, left, plan.workers))
     log(f"running {left} trial(s) with {plan.workers} worker(s); study {plan.study_name}")
     if plan.workers == 1:
-        _work(plan, out, data_dir, 0, torch.get_num_threads())
+        progress = TrialProgress(plan, estimate, log=log)
+        _work(plan, out, data_dir, 0, torch.get_num_threads(), progress)
     else:
-        _work_in_parallel(plan, out, data_dir)
+        _work_in_parallel(plan, out, data_dir, TrialProgress(plan, estimate, log=say))
     return open_study(plan, out)
 
 
@@ -152,16 +163,21 @@ def check_plan(plan: SearchPlan, data_dir: Path | None) -> None:
         check_storage(plan.storage)  # a bad URL, a missing driver, no server: said here
 
 
-def _work_in_parallel(plan: SearchPlan, out: Path, data_dir: Path | None) -> None:
+def _work_in_parallel(
+    plan: SearchPlan, out: Path, data_dir: Path | None, progress: TrialProgress
+) -> None:
     """``plan.workers`` processes of :func:`_work`; Ctrl-C stops them all (their trials are run
     again when the search continues, as after a kill)."""
     threads = max(torch.get_num_threads() // plan.workers, 1)
     context = multiprocessing.get_context("spawn")
     pool = concurrent.futures.ProcessPoolExecutor(
-        plan.workers, mp_context=context, initializer=_ignore_interrupts
+        plan.workers, mp_context=context, initializer=_as_worker, initargs=(os.getpid(),)
     )
     try:
-        jobs = [pool.submit(_work, plan, out, data_dir, w, threads) for w in range(plan.workers)]
+        jobs = [
+            pool.submit(_work, plan, out, data_dir, w, threads, progress)
+            for w in range(plan.workers)
+        ]
         for job in concurrent.futures.as_completed(jobs):
             job.result()
     except BaseException:
@@ -175,21 +191,38 @@ def _work_in_parallel(plan: SearchPlan, out: Path, data_dir: Path | None) -> Non
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ignore_interrupts() -> None:
-    """In a worker process: Ctrl-C is the parent's to handle (it stops the workers)."""
+def _as_worker(parent: int) -> None:
+    """In a worker process: Ctrl-C is the parent's to handle (it stops the workers), and the
+    worker ends with its parent, killed or not, rather than go on with the study unseen (its
+    trial is then cut off, and run again when the search continues)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent ended before the line above could take effect
+        os._exit(1)
 
 
-def _work(plan: SearchPlan, out: Path, data_dir: Path | None, worker: int, threads: int) -> None:
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends
+
+
+def _work(
+    plan: SearchPlan,
+    out: Path,
+    data_dir: Path | None,
+    worker: int,
+    threads: int,
+    progress: TrialProgress,
+) -> None:
     """One worker: trials until the study as a whole has enough finished ones."""
     torch.set_num_threads(threads)
     quiet_failures()
     study = open_study(plan, out, worker=worker)
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     study.optimize(
-        Objective(plan, out, data_dir),
+        Objective(plan, out, data_dir, progress),
         n_trials=max(plan.trials - finished(study), 0),
-        callbacks=[_recover, optuna.study.MaxTrialsCallback(plan.trials, states=states)],
+        callbacks=[progress, _recover, optuna.study.MaxTrialsCallback(plan.trials, states=states)],
         catch=(TrainingDivergedError,),
     )
 
@@ -256,15 +289,21 @@ def _finish(
             "again into another --out with a wider space or a larger --trial-budget."
         ) from None
     strategy, values = values_of(best)
-    cfg = config_of(plan, strategy, values, plan.budget)
+    # Each setting once, the value that applies: best.yaml, and the run best/ trains, say the same.
+    cfg = stated_once(config_of(plan, strategy, values, plan.budget))
     folder = out / "best"
     (out / "best.yaml").write_text(
         f"# The best of {len(study.trials)} trials of {plan.study_name} (trial {best.number}, "
         f"validation {plan.metric} {best.value:.4g}); train it: `metalearner train best.yaml`.\n"
-        + to_yaml(cfg)
+        + to_yaml(cfg, once=True)
     )
-    log(f"retraining trial {best.number} ({strategy}) with {plan.budget} into {folder}")
+    who = f"trial {best.number} ({strategy})"
+    stages = winner_stages(plan, cfg, who, data_dir=data_dir, log=log)
+    stages.start(who, "retraining", f"with {parse_budget(plan.budget).describe()} into {folder}")
     train_or_resume(cfg, folder, data_dir=data_dir, quiet=True)
+    stages.end(who, "retraining")
+    stages.start(who, "testing", f"on {plan.tasks} tasks")
     test = evaluate(folder, num_tasks=plan.tasks, data_dir=data_dir)  # the one test evaluation
+    stages.end(who, "testing")
     report = write_search_report(plan, study, best, test, out, command=command)
     return SearchResult(study, best, test, report)

@@ -85,6 +85,9 @@ class Strategy(abc.ABC):
         anchor_settings: settings taken from a benchmark's anchor preset (MAML's, for the
             dataset and task shape) when this strategy has no preset of its own.
         outer_optimizer, outer_schedule: the outer loop's defaults (see :meth:`outer_loop`).
+        run_settings: the config's settings that :meth:`outer_loop` reads, each to the run
+            setting it gives a default (``{"meta_lr": "optimizer.lr"}``): a resolved run states
+            that run setting, which is what applies, so the strategy's is a second spelling.
         diverging_setting: the run setting to lower when adaptation diverges (for messages).
         applies_precision: whether the config has a ``precision`` setting that the strategy
             applies itself where bfloat16 pays (the run's ``precision`` is copied into it);
@@ -102,6 +105,10 @@ class Strategy(abc.ABC):
     anchor_settings: ClassVar[tuple[str, ...]] = ()
     outer_optimizer: ClassVar[Literal["adam", "sgd"]] = "adam"
     outer_schedule: ClassVar[Literal["constant", "cosine", "linear", "step"]] = "constant"
+    run_settings: ClassVar[Mapping[str, str]] = {
+        "meta_lr": "optimizer.lr",
+        "meta_batch_size": "meta_batch",
+    }
     diverging_setting: ClassVar[str] = "strategy_config.inner_lr"
     applies_precision: ClassVar[bool] = False
 
@@ -161,6 +168,37 @@ class Strategy(abc.ABC):
         """The predictors after each number of adaptation steps in ``steps`` (a score curve)."""
         return [self.adapt(params, support_x, support_y, steps=s) for s in steps]
 
+    def predict_tasks(
+        self, params: Params, batch: TaskBatch, *, steps: Sequence[int] | None = None
+    ) -> Tensor:
+        """Each task of ``batch`` adapted to its support set, its query set predicted.
+
+        How evaluation scores tasks. The default adapts to one task at a time (:meth:`adapt`,
+        :meth:`adapt_curve`): the reference that an override, faster over a batch of tasks,
+        must match to float tolerance (tests/test_batched_scoring.py).
+
+        Args:
+            params: the meta-parameters.
+            batch: ``T`` tasks.
+            steps: predict after each of these numbers of adaptation steps; ``None``: once,
+                after the default adaptation (as :meth:`adapt` without ``steps``).
+
+        Returns:
+            ``[P, T, Q, N]`` logits or ``[P, T, Q]`` regression outputs (P = ``len(steps)``,
+            or 1), computed without a graph; each task's query set is predicted in one call
+            (transductive BatchNorm).
+        """
+        out = []
+        for t in range(batch.num_tasks):
+            sx, sy, qx = batch.support_x[t], batch.support_y[t], batch.query_x[t]
+            if steps is None:
+                predictors = [self.adapt(params, sx, sy)]
+            else:
+                predictors = self.adapt_curve(params, sx, sy, steps=steps)
+            with torch.no_grad():
+                out.append(torch.stack([predict(qx) for predict in predictors]))
+        return torch.stack(out, dim=1)
+
     @classmethod
     def outer_loop(cls, config: Any) -> OuterLoop:
         """The outer loop's defaults: ``outer_optimizer`` and ``outer_schedule``, and the
@@ -210,7 +248,9 @@ class StepwiseStrategy(Strategy):
     """A strategy whose adaptation passes through every step count on its way (gradient steps).
 
     Subclasses implement :meth:`adapt_steps`; :meth:`adapt` is its last predictor, and a score
-    curve over step counts takes one pass per task.
+    curve over step counts takes one pass per task. A step count's predictor must be the one
+    that adapting with that many steps gives (nothing in a step may depend on how many follow):
+    evaluation takes a curve's last point as the default adaptation's score.
     """
 
     @abc.abstractmethod

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from metalearner.errors import ConfigError
+from metalearner.errors import ConfigError, did_you_mean
 from metalearner.strategies.base import Strategy
 
 _REGISTRY: dict[str, type[Strategy]] = {}
@@ -70,7 +70,10 @@ def get_strategy(name: str) -> type[Strategy]:
         ConfigError: for an unknown name.
     """
     if name not in _REGISTRY:
-        raise ConfigError(f"Unknown strategy {name!r}; use one of {', '.join(available())}.")
+        raise ConfigError(
+            f"Unknown strategy {name!r}{did_you_mean(name, _REGISTRY)}; use one of "
+            f"{', '.join(available())}."
+        )
     return _REGISTRY[name]
 
 
@@ -92,8 +95,9 @@ def resolve_config(name: str, config: object | Mapping[str, Any] | None = None) 
         unknown = sorted(set(config) - names)
         if unknown:
             raise ConfigError(
-                f"Strategy {name!r} has no setting {unknown[0]!r}; remove strategy_config."
-                f"{unknown[0]} or use one of {', '.join(sorted(names))}."
+                f"Strategy {name!r} has no setting {unknown[0]!r}"
+                f"{did_you_mean(unknown[0], names)}; remove strategy_config.{unknown[0]} or use "
+                f"one of {', '.join(sorted(names))}."
             )
         tied = {k: config[v] for k, v in cls.follows.items() if k not in config and v in config}
         return dataclasses.replace(default, **tied, **config)

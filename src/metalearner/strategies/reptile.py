@@ -7,6 +7,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -19,7 +20,7 @@ from metalearner.config.bounds import ADAPT_STEPS, META_BATCH, TASK_EXAMPLES
 from metalearner.errors import ConfigError
 from metalearner.functional import optim
 from metalearner.nn.backbones import init_params
-from metalearner.strategies.base import Params, Predictor, Strategy, resolve_batching
+from metalearner.strategies.base import Params, Predictor, StepwiseStrategy, resolve_batching
 from metalearner.strategies.config import ConfigBase, check_range
 from metalearner.strategies.registry import register
 from metalearner.strategies.space import (
@@ -89,7 +90,7 @@ class ReptileConfig(ConfigBase):
 
 
 @register("reptile")
-class Reptile(Strategy):
+class Reptile(StepwiseStrategy):
     """Reptile: the pseudo-gradient θ − φ̄ of k inner steps on each task's support + query data.
 
     ``meta_grads`` returns θ − mean_t φ_t, so an SGD step with learning rate ε gives
@@ -159,21 +160,32 @@ class Reptile(Strategy):
             grads = {k: theta[k] - phi.mean(0) for k, phi in zip(keys, out[:-1], strict=True)}
         return grads, {"loss": float(out[-1].mean())}
 
-    def adapt(
-        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int | None = None
-    ) -> Predictor:
-        """Trains on the support set (``eval_steps`` steps unless ``steps``); a predictor of φ."""
+    def adapt_steps(
+        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int
+    ) -> list[Predictor]:
+        """The predictors of φ after 0, 1, ..., ``steps`` steps of the inner optimiser on the
+        support set, from one pass (a step's minibatch and the optimiser's state do not depend
+        on how many steps follow, so each is what adapting with that many steps gives)."""
         c = self.config
-        n = c.eval_steps if steps is None else steps
-        theta = {k: v.detach() for k, v in params.items()}
+        path = [{k: v.detach() for k, v in params.items()}]
         with torch.no_grad():
-            phi, _ = self._train(theta, support_x, support_y, steps=n, size=c.eval_batch_size)
+            self._train(
+                path[0],
+                support_x,
+                support_y,
+                steps=steps,
+                size=c.eval_batch_size,
+                visit=path.append,
+            )
 
-        def predict(x: Tensor) -> Tensor:
-            with torch.no_grad():
-                return fx.predictions(self._fn(phi, x), support_y)
+        def predictor(phi: Params) -> Predictor:
+            def predict(x: Tensor) -> Tensor:
+                with torch.no_grad():
+                    return fx.predictions(self._fn(phi, x), support_y)
 
-        return predict
+            return predict
+
+        return [predictor(phi) for phi in path]
 
     def _train(
         self,
@@ -184,8 +196,10 @@ class Reptile(Strategy):
         steps: int,
         size: int | None,
         order: Tensor | None = None,
+        visit: Callable[[Params], object] | None = None,
     ) -> tuple[Params, Tensor]:
-        """``steps`` steps of the inner optimiser on one task; returns φ and the last loss.
+        """``steps`` steps of the inner optimiser on one task; returns φ and the last loss
+        (``visit`` is given φ after each step).
 
         Minibatches of ``size`` examples: with ``order``, consecutive runs of it (wrapping
         round); without (adapting on a support set, which comes class by class), the strided
@@ -216,6 +230,8 @@ class Reptile(Strategy):
 
             g, loss = grad(batch_loss, has_aux=True)(params)
             params, state = inner.update(params, g, state)  # new dicts: θ is shared
+            if visit is not None:
+                visit(params)
         return params, loss
 
 

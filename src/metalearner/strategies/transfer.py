@@ -24,7 +24,9 @@ References:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, ClassVar
 
 import torch
@@ -50,6 +52,8 @@ from metalearner.strategies.space import SearchParam, SpaceContext, log_range
 from metalearner.tasks.batch import TaskBatch
 
 HEAD = "pretrain_head."
+Head = Callable[[Tensor], Tensor]
+"""A new task's head: features ``[..., F]`` to logits ``[..., N]``."""
 
 
 @dataclass(frozen=True)
@@ -162,16 +166,37 @@ class _Transfer(StepwiseStrategy):
         """The predictors after 0, 1, ..., ``steps`` steps of training a new head for the
         support's classes on the frozen backbone."""
         feats, ways, z = self._support_features(params, support_x, support_y)
-        heads = self._train_head(z, support_y, ways, steps)
 
-        def predictor(head: tuple[Tensor, Tensor | None]) -> Predictor:
+        def predictor(head: Head) -> Predictor:
             def predict(x: Tensor) -> Tensor:
                 with torch.no_grad(), per_task_kernels():
-                    return self._head(self._embed(feats, x), *head)
+                    return head(self._embed(feats, x))
 
             return predict
 
-        return [predictor(h) for h in heads]
+        return [predictor(h) for h in self._heads(z, support_y, ways, steps)]
+
+    def predict_tasks(
+        self, params: Params, batch: TaskBatch, *, steps: Sequence[int] | None = None
+    ) -> Tensor:
+        """``[P, T, Q, N]``: :meth:`adapt_steps`' predictions, for a batch of tasks at once.
+
+        The backbone is frozen, so each task's support and query sets are embedded once (one
+        task at a time with the per-task kernels, the fastest on a CPU; see
+        ``ProtoNet.predict_tasks``) and the head of every step count reads the same query
+        features. The new heads of all the tasks train together, as one ``[T, N, F]`` head
+        whose loss is the sum of the tasks' losses: each task's head gets the gradient it gets
+        alone, and a step costs one small graph instead of ``T``.
+        """
+        counts = [self.eval_steps or 0] if steps is None else list(steps)
+        feats = {k: v.detach() for k, v in fx.subset(params, "features.").items()}
+        ways = max(support_ways(labels) for labels in batch.support_y)  # each task checked
+        with torch.no_grad(), per_task_kernels():  # safe: plain loops
+            z_support = torch.stack([self._embed(feats, x) for x in batch.support_x])
+            z_query = torch.stack([self._embed(feats, x) for x in batch.query_x])
+        heads = self._heads(z_support, batch.support_y, ways, max(counts))
+        with torch.no_grad():
+            return torch.stack([heads[s](z_query) for s in counts])
 
     def _support_features(
         self, params: Params, support_x: Tensor, support_y: Tensor
@@ -182,15 +207,27 @@ class _Transfer(StepwiseStrategy):
         with torch.no_grad(), per_task_kernels():
             return feats, ways, self._embed(feats, support_x)
 
+    def _heads(self, z: Tensor, y: Tensor, ways: int, steps: int) -> list[Head]:
+        """The new head after 0, 1, ..., ``steps`` steps on support features ``z`` ``[..., S,
+        F]`` (labels ``y`` ``[..., S]``), each a function of features to logits."""
+        return [
+            partial(self._head, weight=w, bias=b) for w, b in self._train_head(z, y, ways, steps)
+        ]
+
     def _train_head(
         self, z: Tensor, y: Tensor, ways: int, steps: int
     ) -> list[tuple[Tensor, Tensor | None]]:
-        """The head after 0, 1, ..., ``steps`` steps of SGD with momentum on features ``z``."""
+        """The head after 0, 1, ..., ``steps`` steps of SGD with momentum on features ``z``
+        (of one task, or ``[T, S, F]`` of several: one head each)."""
         head: Params
+        lead = z.shape[:-2]
         if self.cosine:  # imprinting: start from the normalised class means
-            head = {"weight": F.normalize(F.one_hot(y, ways).to(z.dtype).T @ z, dim=1)}
+            head = {"weight": F.normalize(F.one_hot(y, ways).to(z.dtype).mT @ z, dim=-1)}
         else:
-            head = {"weight": z.new_zeros(ways, z.shape[1]), "bias": z.new_zeros(ways)}
+            head = {
+                "weight": z.new_zeros(*lead, ways, z.shape[-1]),
+                "bias": z.new_zeros(*lead, ways),
+            }
         # Chen et al.'s head training: SGD, momentum 0.9, weight decay 1e-3.
         sgd = optim.sgd(self.config.adapt_lr, momentum=0.9, weight_decay=1e-3)
         state = sgd.init(head)
@@ -198,7 +235,10 @@ class _Transfer(StepwiseStrategy):
         for _ in range(steps):
             leaves = {k: t.detach().requires_grad_() for k, t in head.items()}
             with torch.enable_grad():
-                loss = F.cross_entropy(self._head(z, *_as_head(leaves)), y)
+                logits = self._head(z, *_as_head(leaves))
+                losses = F.cross_entropy(logits.flatten(0, -2), y.flatten(), reduction="none")
+                # Each task's mean loss, summed over tasks: no task's loss reads another's head.
+                loss = losses.view(y.shape).mean(-1).sum()
                 grads = torch.autograd.grad(loss, list(leaves.values()))
             with torch.no_grad():
                 head, state = sgd.update(leaves, dict(zip(leaves, grads, strict=True)), state)
@@ -206,9 +246,14 @@ class _Transfer(StepwiseStrategy):
         return path
 
     def _head(self, z: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """Logits of features ``z`` ``[..., F]`` under a head ``[N, F]``, or ``[T, Q, F]``
+        under one head per task ``[T, N, F]``."""
         if self.cosine:
-            return self.config.scale * F.normalize(z, dim=-1) @ F.normalize(weight, dim=-1).T
-        return F.linear(z, weight, bias)
+            return self.config.scale * F.normalize(z, dim=-1) @ F.normalize(weight, dim=-1).mT
+        if weight.dim() == 2:  # one head: the pretraining's and one task's
+            return F.linear(z, weight, bias)
+        logits = z @ weight.mT
+        return logits if bias is None else logits + bias.unsqueeze(-2)
 
 
 @register("finetune")
@@ -229,20 +274,16 @@ class NearestCentroid(_Transfer):
 
     trains_as: ClassVar[str | None] = "finetune"  # same pretraining: a benchmark trains it once
 
-    def adapt_steps(
-        self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int
-    ) -> list[Predictor]:
-        """One predictor for every step count: there are no adaptation steps."""
-        feats, ways, z_support = self._support_features(params, support_x, support_y)
-        onehot = F.one_hot(support_y, ways).to(z_support.dtype)
-        centroids = F.normalize((onehot.T @ z_support) / onehot.sum(0)[:, None], dim=1)
+    def _heads(self, z: Tensor, y: Tensor, ways: int, steps: int) -> list[Head]:
+        """The same head for every step count (there are no adaptation steps): scaled cosine
+        similarity to each class's normalised mean support feature."""
+        onehot = F.one_hot(y, ways).to(z.dtype)
+        centroids = F.normalize((onehot.mT @ z) / onehot.sum(-2).unsqueeze(-1), dim=-1)
 
-        def predict(x: Tensor) -> Tensor:
-            with torch.no_grad(), per_task_kernels():
-                z = F.normalize(self._embed(feats, x), dim=-1)
-            return self.config.scale * z @ centroids.T
+        def head(features: Tensor) -> Tensor:
+            return self.config.scale * F.normalize(features, dim=-1) @ centroids.mT
 
-        return [predict] * (steps + 1)
+        return [head] * (steps + 1)
 
 
 def _as_head(head: Params) -> tuple[Tensor, Tensor | None]:

@@ -6,7 +6,6 @@ The README's main command starts here, so a fresh install does something real wi
 from __future__ import annotations
 
 from pathlib import Path
-from textwrap import fill
 
 import matplotlib
 
@@ -21,11 +20,14 @@ from rich.text import Text
 from metalearner.data.config import DataConfig, resolve_data
 from metalearner.data.labeled import LabeledSet
 from metalearner.data.registry import dataset
-from metalearner.data.text import decode, from_preprocessing, is_text
 from metalearner.errors import ConfigError, file_above
 from metalearner.tasks.batch import TaskBatch
 from metalearner.tasks.episodes import EpisodeSampler
+from metalearner.tasks.pictures import episode_figure
 from metalearner.tasks.regression import SinusoidTasks
+
+DEMO_FOLDER = Path("runs/demo")
+"""Where ``tasks demo`` draws, relative to the current folder, unless ``--out`` says otherwise."""
 
 
 def sinusoid_demo(
@@ -64,11 +66,13 @@ def sinusoid_demo(
         )
         ax.set_title(f"task {t}")
     axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
     return _save(fig, out)
 
 
 def episode_demo(data: LabeledSet, batch: TaskBatch, *, out: Path, console: Console) -> Path:
-    """Prints each episode's classes and draws its support images, one row per task."""
+    """Prints each episode's classes and draws each class's support and query examples (see
+    :func:`~metalearner.tasks.pictures.episode_figure`)."""
     assert batch.classes is not None
     shots = batch.support_x.shape[1] // batch.classes.shape[1]
     # Class names and the path are a user's strings: Text, never parsed as rich markup (a
@@ -86,26 +90,13 @@ def episode_demo(data: LabeledSet, batch: TaskBatch, *, out: Path, console: Cons
         names = [f"{j}: {data.class_names[c]}" for j, c in enumerate(batch.classes[t].tolist())]
         table.add_row(str(t), Text(", ".join(names)))
     console.print(table)
-    vocab = from_preprocessing(data.preprocessing)[0] if is_text(data.preprocessing) else None
-    cols = batch.support_x.shape[1]
-    fig, axes = plt.subplots(
-        batch.num_tasks, cols, figsize=(1.4 * cols, 1.5 * batch.num_tasks), squeeze=False
-    )
-    for t in range(batch.num_tasks):
-        for s in range(cols):
-            ax = axes[t][s]
-            image = batch.support_x[t, s]
-            if vocab is not None:  # a sentence: its words as the model sees them
-                ax.text(0, 0.5, fill(decode(image, vocab), 28), fontsize=5, va="center")
-                ax.axis("off")
-            elif image.dim() == 3:
-                ax.imshow(image.permute(1, 2, 0).squeeze(-1), cmap="gray_r")
-                ax.set_xticks([])
-                ax.set_yticks([])
-            else:
-                ax.bar(range(image.numel()), image)
-            ax.set_title(f"label {int(batch.support_y[t, s])}", fontsize=7)
-    return _save(fig, out)
+    return _save(episode_figure(data, batch), out)
+
+
+def default_picture(dataset: str) -> Path:
+    """Where ``tasks demo`` draws ``dataset``'s tasks unless ``--out`` says otherwise: a file
+    per dataset, so that a demo of one does not overwrite another's."""
+    return DEMO_FOLDER / f"{dataset}-tasks.png"
 
 
 def picture_path(out: Path) -> Path:
@@ -136,7 +127,6 @@ def picture_path(out: Path) -> Path:
 def _save(fig: plt.Figure, out: Path) -> Path:
     out = picture_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out

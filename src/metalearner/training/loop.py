@@ -50,10 +50,11 @@ from metalearner.runs.folder import (
     save_state,
     truncate_metrics,
 )
+from metalearner.runs.trackers import Trackers, open_trackers
 from metalearner.tasks.batch import TaskSet
 from metalearner.training.optimizer import lr_factor, make_optimizer
-from metalearner.training.progress import TrainingProgress
-from metalearner.training.resume import restore, rng_states
+from metalearner.training.progress import Horizon, TrainingProgress, score_text
+from metalearner.training.resume import record_config, restore, resume_notes, rng_states
 
 
 class TrainingDivergedError(MetalearnerError):
@@ -94,13 +95,17 @@ def meta_train(
 
     Args:
         cfg: the resolved run config (:func:`metalearner.runs.config.load_config`); on ``resume``
-            the caller passes the run folder's own config.
+            the caller passes the run folder's own config, or one that differs from it only in
+            settings a resumed run may change (:func:`~.resume.extended_config`: more steps
+            extend a finished run), which config.yaml then states.
         run_dir: the run folder (created unless ``resume``).
         resume: continue from ``checkpoints/latest``: step, parameters, optimiser state and
             every RNG state are restored.
         data_dir: where the dataset is (default ``$METALEARNER_DATA``; on resume, where the run
             found it).
-        quiet: no progress bar (it is also off when stderr is not a terminal).
+        quiet: no progress at all: no bar (drawn only when stderr is a terminal), no progress
+            lines (printed every ``cfg.progress_every`` seconds, at each validation and at the
+            end, only when stdout is not a terminal), no note of where a resume continues from.
         stop_at: stop (with a checkpoint) once this many steps are done, as if interrupted.
         on_validation: called with (step, validation score) after each validation, once its
             checkpoint and metrics are written; it may raise to stop training there (a
@@ -124,13 +129,18 @@ def meta_train(
     """
     with threads(cfg.threads), joined(cfg.device, backend) as group, ExitStack() as hold:
         run = _setup(cfg, Path(run_dir), resume=resume, data_dir=data_dir, group=group, hold=hold)
+        # However training ends (done, budget, Ctrl-C, diverged): curves.png, trackers' files.
+        hold.enter_context(run.tracker)
         end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
         if cfg.time_budget is not None and run.elapsed >= cfg.time_budget:
             end = run.step  # resumed after its budget was spent: nothing left to do
-        last_val = "-"
-        with TrainingProgress(cfg.steps, run.step, quiet=quiet or not group.is_main) as bar:
+        with TrainingProgress(
+            Horizon(cfg.steps, cfg.time_budget), run.folder.name or str(run.folder),
+            start=run.step, spent=run.elapsed, tasks_per_step=cfg.meta_batch or 1,
+            every=cfg.progress_every, notes=run.notes, quiet=quiet or not group.is_main,
+        ) as bar:  # fmt: skip
             while run.step < end:
-                metrics, rate = _outer_step(run)
+                metrics = _outer_step(run)
                 if cfg.time_budget is not None and run.elapsed >= cfg.time_budget:
                     end = run.step  # the budget is used up: finish this step as the last one
                 due = cfg.val_every_seconds is not None and (
@@ -142,12 +152,15 @@ def meta_train(
                     else {}
                 )
                 _log(run, record)
+                shown = None
                 if record:
                     _save(run)
-                    last_val = f"{record[f'val_{run.metric}']:.4g}"
+                    score = record[f"val_{run.metric}"]
+                    shown = score_text(run.metric, score)
                     if on_validation is not None:
-                        on_validation(run.step, record[f"val_{run.metric}"])
-                bar.update(run.step, loss=float(metrics["loss"]), val=last_val, tasks_per_s=rate)
+                        on_validation(run.step, score)
+                loss = float(metrics["loss"])
+                bar.update(run.step, run.elapsed, loss=loss, val=shown, validated=bool(record))
         final = {k: v.detach().cpu() for k, v in run.params.items()}
         return TrainResult(run.folder, run.step, final, run.best, run.metric)
 
@@ -175,6 +188,8 @@ class _Run:
     improved: bool = False  # whether the last validation set a new best
     window: dict[str, list[float]] = field(default_factory=dict)  # metrics since the last line
     started: float = field(default_factory=time.perf_counter)
+    notes: list[str] = field(default_factory=list)  # said once: where a resume continues from
+    tracker: Trackers = field(default_factory=Trackers)  # where metrics lines go besides the log
 
 
 def _setup(
@@ -201,27 +216,32 @@ def _setup(
     # writes the same checkpoints, every tensor of them; a resume restores it from the run.
     torch.manual_seed(cfg.seed)
     state = TrainState(0, params, optimizer.state_dict(), {}, None, 0.0)
+    notes: list[str] = []
     if saved is not None:
         state = restore(folder, saved, cfg, params, optimizer, tasks_rng, device, group.is_main)
+        notes = resume_notes(folder, saved, cfg, dataset(cfg.data.dataset).metric)
     elif resume:
         # Stopped before its first checkpoint: nothing to restore, so it starts again.
         if group.is_main:
             truncate_metrics(folder, 0)
+            record_config(folder, cfg)
     elif group.is_main:
         create_run(folder, cfg)
     val_tasks = exp.val_tasks(cfg)
     info = {**exp.meta, "data_dir": str(data_dir.resolve()) if data_dir else None}
     info |= {"precision": cfg.precision, "device": cfg.device}
+    # Opened last, once the folder is this run's; rank 0 alone writes the folder.
+    tracker = open_trackers(cfg.log, folder, start=state.step) if group.is_main else Trackers()
     return _Run(
         cfg, folder, exp, group, device, params, optimizer, tasks_rng, val_tasks,
         group.tasks(val_tasks), dataset(cfg.data.dataset).metric, info, state.step, state.best,
-        state.elapsed, validated=state.elapsed,
+        state.elapsed, validated=state.elapsed, tracker=tracker, notes=notes,
     )  # fmt: skip
 
 
-def _outer_step(run: _Run) -> tuple[dict[str, float], float]:
+def _outer_step(run: _Run) -> dict[str, float]:
     """Phase 2: sample a meta-batch, take its meta-gradients, step the optimiser; returns the
-    step's metrics and its tasks per second."""
+    step's metrics."""
     cfg, strategy, group = run.cfg, run.exp.strategy, run.group
     tick = time.perf_counter()
     base_lr = cfg.optimizer.lr or 0.0  # resolved from the strategy, never None here
@@ -249,9 +269,8 @@ def _outer_step(run: _Run) -> tuple[dict[str, float], float]:
     run.step += 1
     for k, v in {**metrics, "grad_norm": norm}.items():
         run.window.setdefault(k, []).append(float(v))
-    took = group.slowest(time.perf_counter() - tick)
-    run.elapsed += took
-    return metrics, batch.num_tasks * group.world / max(took, 1e-9)
+    run.elapsed += group.slowest(time.perf_counter() - tick)
+    return metrics
 
 
 def _validate(run: _Run) -> dict[str, Any]:
@@ -270,7 +289,8 @@ def _validate(run: _Run) -> dict[str, Any]:
 
 
 def _log(run: _Run, record: dict[str, Any]) -> None:
-    """Phase 4: a metrics.jsonl line every ``log_every`` steps and at each validation.
+    """Phase 4: a metrics.jsonl line every ``log_every`` steps and at each validation, also
+    given to the run's trackers (:mod:`metalearner.runs.trackers`).
 
     Logged before the checkpoint: a kill between the two leaves a line that the resumed run
     drops and logs again, never a step whose line is lost.
@@ -278,9 +298,9 @@ def _log(run: _Run, record: dict[str, Any]) -> None:
     if not run.group.is_main or not (record or run.step % run.cfg.log_every == 0):
         return
     times = {"time": round(run.elapsed, 3), "wall": round(time.perf_counter() - run.started, 3)}
-    append_metrics(
-        run.folder, _record(run.step, times, run.window, run.metric, record, run.optimizer)
-    )
+    line = _record(run.step, times, run.window, run.metric, record, run.optimizer)
+    append_metrics(run.folder, line)
+    run.tracker.log(run.step, line)
     run.window = {}
 
 
