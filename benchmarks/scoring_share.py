@@ -3,18 +3,21 @@
 A benchmark, not a test. It runs one benchmark in this process, timing each stage from outside
 (so that it measures any version of the code alike): the training stage, and each strategy's
 scoring on the whole suite (the main test tasks, the score-vs-steps curve, the shots and
-label-noise sweeps). Each run's metrics.jsonl gives its seconds of outer steps (what the budget
-counts) and its wall time, validations included.
+label-noise sweeps), and the validations within training. Each run's metrics.jsonl gives its
+seconds of outer steps (what the budget counts). Every stage runs on ``--threads`` torch threads
+(1: on a machine shared with other work, CPU seconds then say what an idle core would take).
 
 A default benchmark (600 test tasks, 200 per sweep point, 100 validation tasks, 10 minutes of
 training per strategy) takes hours on a 2-core CPU, so the run here is a scaled one: ``--scale``
 divides every task count, and the estimate for the defaults multiplies the scoring and the
 validation seconds back by it (both are linear in tasks) and replaces the measured training
-seconds by the default budget. Setup (building each experiment, decoding) is not scaled.
+seconds by the default budget. Setup (building each experiment, decoding) is not scaled. With
+``--quick`` the benchmark is ``benchmark --quick`` (100 test tasks, no sweeps), whose scoring is
+not scaled either.
 
 Usage:
     .venv/bin/python benchmarks/scoring_share.py --data-dir ../shared/data [--scale 10]
-        [--budget 20s] [--quick] [--json out.json]
+        [--budget 20s] [--threads 1] [--quick] [--json out.json] [--out folder]
 """
 
 from __future__ import annotations
@@ -41,10 +44,15 @@ STRATEGIES = "maml,protonet,reptile,finetune,baselinepp"  # the plan's default l
 def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Runs the scaled benchmark into ``out``; the seconds of each stage."""
     scale = args.scale
+    # --quick scores its own default of test tasks (and no sweeps): those are not scaled.
+    tasks = (
+        {}
+        if args.quick
+        else {"tasks": DEFAULT["tasks"] // scale, "sweep_tasks": DEFAULT["sweep_tasks"] // scale}
+    )
     plan = load_plan(
         dataset="omniglot", ways=5, shots=1, strategies=args.strategies, budget=args.budget,
-        tasks=DEFAULT["tasks"] // scale, sweep_tasks=DEFAULT["sweep_tasks"] // scale,
-        val_tasks=DEFAULT["val_tasks"] // scale, quick=args.quick or None,
+        val_tasks=DEFAULT["val_tasks"] // scale, quick=args.quick or None, **tasks,
     )  # fmt: skip
     timed: dict[str, Any] = {"scoring": {}, "scoring_cpu": {}, "validation": 0.0}
     timed["validation_cpu"] = 0.0
@@ -92,12 +100,14 @@ def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     return timed
 
 
-def estimate(timed: dict[str, Any], scale: int, *, cpu: bool = False) -> dict[str, float]:
-    """The defaults' training and scoring seconds from a run scaled down by ``scale``: from wall
-    seconds, or (``cpu``) from the CPU seconds of scoring and validation (what they would take
-    on a machine with nothing else running)."""
+def estimate(
+    timed: dict[str, Any], scale: int, *, quick: bool = False, cpu: bool = False
+) -> dict[str, float]:
+    """The defaults' training and scoring seconds from a run scaled down by ``scale`` (its
+    scoring not, with ``quick``): from wall seconds, or (``cpu``) from the CPU seconds of
+    scoring and validation (what they would take on a machine with nothing else running)."""
     suffix = "_cpu" if cpu else ""
-    scoring = scale * sum(timed["scoring" + suffix].values())
+    scoring = (1 if quick else scale) * sum(timed["scoring" + suffix].values())
     validation = timed["validation" + suffix]
     steps = sum(r["steps_s"] for r in timed["runs"].values())
     # The training stage: outer steps (the budget), validations (linear in tasks), the rest
@@ -138,13 +148,13 @@ def main() -> None:
           f"({100 * scoring / timed['total']:.0f}%)")  # fmt: skip
     print(f"validation within training: {timed['validation']:.0f} s wall, "
           f"{timed['validation_cpu']:.0f} s CPU")  # fmt: skip
-    if not args.quick:
-        for cpu in (False, True):
-            est = estimate(timed, args.scale, cpu=cpu)
-            print(f"defaults (10 min each, tasks x{args.scale}, from {'CPU' if cpu else 'wall'} "
-                  f"seconds): training {est['training_s']:.0f} s, scoring {est['scoring_s']:.0f} "
-                  f"s, scoring share {100 * est['share']:.0f}%")  # fmt: skip
-            timed["defaults_cpu" if cpu else "defaults"] = est
+    for cpu in (False, True):
+        est = estimate(timed, args.scale, quick=args.quick, cpu=cpu)
+        print(f"defaults (10 min each, tasks x{args.scale}{' but --quick' * args.quick}, from "
+              f"{'CPU' if cpu else 'wall'} "
+              f"seconds): training {est['training_s']:.0f} s, scoring {est['scoring_s']:.0f} "
+              f"s, scoring share {100 * est['share']:.0f}%")  # fmt: skip
+        timed["defaults_cpu" if cpu else "defaults"] = est
     if args.json:
         args.json.write_text(json.dumps(timed, indent=1) + "\n")
 

@@ -174,6 +174,7 @@ def test_a_task_set_in_two_sections_is_scored_once(
     assert result.scoring_seconds > 0
 
 
+@pytest.mark.slow  # a benchmark as a user runs it: 7 s on an idle core, more on a busy one
 def test_quick_scores_the_main_table_alone_and_says_so(tmp_path: Path) -> None:
     quick = ("benchmark", "--dataset", "sinusoid", "--shots", "5", "--strategies", "maml",
              "--budget", "3steps", "--set", "threads=1", "--set", "val_tasks=5", "-q",

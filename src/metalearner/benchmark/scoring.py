@@ -2,7 +2,9 @@
 
 The main table keeps each task's score (not only the mean), so two strategies can be compared
 task by task (:mod:`.stats`). Adaptation time is measured on the main tasks: adapting on the
-support set and predicting the query set, per task, on the threads of this process.
+support set and predicting the query set, per task, on the threads of this process. Each
+strategy scores a batch of tasks its fastest way (``Strategy.predict_tasks``), every score the
+same as adapting to the task alone.
 """
 
 from __future__ import annotations
