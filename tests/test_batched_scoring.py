@@ -9,6 +9,7 @@ query set, score it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -18,15 +19,19 @@ import pytest
 import torch
 from torch import Tensor
 
+from metalearner import functional as fx
 from metalearner.benchmark import BenchmarkPlan, load_plan, scoring
 from metalearner.benchmark.plan import QUICK_TASKS
 from metalearner.benchmark.suite import build_suite
 from metalearner.benchmark.training import Trained
 from metalearner.errors import ConfigError
 from metalearner.evaluation.evaluator import summarize, task_curves, task_scores
+from metalearner.nn.backbones import build_model, init_params
+from metalearner.nn.stacked import stacked_call, stacks
 from metalearner.runs.devices import threads
 from metalearner.runs.experiment import build_experiment, seeded
 from metalearner.strategies import Params, Strategy
+from metalearner.strategies.reptile import Reptile
 from metalearner.tasks import EpisodeSampler, TaskSet
 from metalearner.tasks.batch import fingerprint
 from metalearner.testing import ContractCase
@@ -194,3 +199,31 @@ def test_quick_refuses_a_sweep_setting_and_takes_given_tasks() -> None:
         load_plan(dataset="sinusoid", strategies="maml", quick=True, sweep_shots="1,5")
     assert load_plan(dataset="sinusoid", strategies="maml", quick=True, tasks=30).tasks == 30
     assert "quick" not in load_plan(dataset="sinusoid", strategies="maml").to_dict()
+
+
+def test_reptile_adapts_a_batch_of_conv4_tasks_together_as_each_alone() -> None:
+    # The grouped path (nn/stacked.py): the logits themselves, not only the scores, match the
+    # per-task loop after every number of steps, with minibatches (2 shots: 6 support
+    # examples, batches of 5, a wrapped slice) and without, in both BatchNorm modes.
+    strategy, params = trained_params(ContractCase("reptile"))
+    assert stacks(strategy.model)
+    for size, norm in ((None, "transductive"), (5, "transductive"), (5, "inductive")):
+        strategy.config = dataclasses.replace(strategy.config, eval_batch_size=size)
+        strategy.norm = norm
+        batch = image_tasks(2).batch(0, TASKS)
+        got = strategy.predict_tasks(params, batch, steps=[0, 1, 4])
+        expected = super(Reptile, strategy).predict_tasks(params, batch, steps=[0, 1, 4])
+        assert got.shape == expected.shape == (3, TASKS, 12, 3)
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_stacked_call_is_each_task_under_its_own_weights() -> None:
+    net = build_model("conv4", (1, 28, 28), 5, generator=0, width=8)
+    fn = fx.functional(net)
+    g = torch.Generator().manual_seed(3)
+    per_task = [init_params(net, generator=g) for _ in range(3)]
+    stacked = {k: torch.stack([p[k] for p in per_task]) for k in per_task[0]}
+    x = torch.randn(3, 4, 1, 28, 28, generator=g)
+    expected = torch.stack([fn(p, xt) for p, xt in zip(per_task, x, strict=True)])
+    torch.testing.assert_close(stacked_call(net, stacked, x), expected, atol=1e-5, rtol=1e-5)
+    assert not stacks(build_model("mlp", (3,), 5, generator=0))

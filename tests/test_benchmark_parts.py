@@ -50,7 +50,9 @@ def test_each_strategy_gets_its_preset_or_the_maml_anchor_and_the_same_budget() 
     # ANIL: MAML's inner loop, but its own outer optimiser and meta-batch.
     assert anil.strategy_config["inner_lr"] == maml.strategy_config["inner_lr"] == 0.4
     assert anil.strategy_config["head_only"] is True
-    assert fine.meta_batch == 4 and maml.meta_batch == 32
+    # finetune: mini-batches of 64 examples, with a cosine schedule over the budget.
+    assert fine.meta_batch == 64 and maml.meta_batch == 32
+    assert fine.optimizer.schedule == "cosine"
     for cfg in (maml, proto, anil, fine):
         assert cfg.time_budget == 600.0 and cfg.val_every_seconds == 100.0
         assert (cfg.data.ways, cfg.data.shots, cfg.seed) == (5, 1, 0)

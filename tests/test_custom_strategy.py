@@ -155,7 +155,9 @@ def test_it_trains_and_evaluates_as_a_run(tmp_path: Path) -> None:
     assert result.step == 20 and (tmp_path / "run" / "config.yaml").is_file()
     scored = evaluate(tmp_path / "run", num_tasks=10)
     assert scored.metric == "mse" and scored.num_tasks == 10
-    assert [p.steps for p in scored.curve] == [0, 1]  # its eval_steps: a curve of one step
+    # Adapted as chosen on validation, from a grid around the eval_steps its class declares.
+    assert scored.adaptation is not None and scored.adaptation.configured == {"eval_steps": 1}
+    assert [p.steps for p in scored.curve] == list(range(scored.score.steps + 1))
 
 
 @pytest.mark.slow

@@ -67,7 +67,8 @@ def test_evaluate_writes_a_score_and_a_curve(tmp_path: Path) -> None:
         ]
     )
     meta_train(cfg, tmp_path / "run", quiet=True)
-    result = evaluate(tmp_path / "run", num_tasks=12)
+    # 3 steps as asked (by default, the steps chosen on validation: tests/test_adapt_choice.py)
+    result = evaluate(tmp_path / "run", num_tasks=12, steps=3)
     assert result.metric == "mse" and result.num_tasks == 12 and result.score.steps == 3
     assert [p.steps for p in result.curve] == [0, 1, 2, 3]
     assert result.curve[-1] == result.score

@@ -62,7 +62,9 @@ def test_quickstart_writes_table_plot_report_and_run_folders(tmp_path: Path) -> 
     assert all(len(curves[m][k]) == 11 for m in curves for k in ("5", "10"))
     # The trained models are ordinary run folders.
     for name in ("maml", "pretrain"):  # and the table scores them as `evaluate` does
-        evaluated = run("evaluate", f"qs/{name}", "--tasks", "20", "--no-curve", cwd=tmp_path)
+        # with the table's 10 steps (by default evaluate takes those chosen on validation)
+        evaluated = run("evaluate", f"qs/{name}", "--tasks", "20", "--no-curve", "--steps", "10",
+                        cwd=tmp_path)  # fmt: skip
         assert evaluated.returncode == 0, evaluated.stderr
         assert "mse" in evaluated.stdout and "(20 tasks)" in evaluated.stdout
         score = json.loads((folder / name / "eval.json").read_text())["score"]

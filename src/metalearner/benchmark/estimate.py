@@ -61,12 +61,15 @@ def measure(cfg: RunConfig, data_dir: Path | None) -> Rates:
         setup = time.perf_counter() - began
         step = 0.0
         if strategy.meta_learns:
-            batch = exp.train.sample(1, generator=seeded(cfg.seed)).to(device)
+            # One task, times the meta-batch; a mini-batch of examples is timed whole.
+            size = cfg.meta_batch or 1
+            timed = size if strategy.labeled_batches else 1
+            batch = exp.training_batch(0, timed, seeded(cfg.seed)).to(device)
             with precision(cfg.precision, device, autocast=not strategy.applies_precision):
                 strategy.meta_grads(params, batch)  # the first call pays for warming up
                 began = time.perf_counter()
                 strategy.meta_grads(params, batch)
-            step = (time.perf_counter() - began) * (cfg.meta_batch or 1)
+            step = (time.perf_counter() - began) * size / timed
         tasks = exp.val_source.fixed(min(SAMPLE, cfg.val_tasks), seed=cfg.val_seed)
         task = _pace(strategy, params, tasks, device)
     # The run's threads may not be this process's: a tiny model is many times faster on one.

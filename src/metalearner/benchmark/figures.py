@@ -31,14 +31,20 @@ class Drawn:
 
 
 def draw_all(
-    results: Sequence[StrategyResult], folder: Path, *, metric: str, shots: int
+    results: Sequence[StrategyResult],
+    folder: Path,
+    *,
+    metric: str,
+    shots: int,
+    floor: Score | None = None,
 ) -> dict[str, Drawn | None]:
-    """Every figure of the report, keyed by section; ``None`` where there is nothing to draw."""
+    """Every figure of the report, keyed by section; ``None`` where there is nothing to draw.
+    ``floor``: the no-training floor's score, a line across the scores."""
     folder.mkdir(parents=True, exist_ok=True)
     scale, label = _axis(metric)
     colours = {r.strategy: f"C{i}" for i, r in enumerate(results)}
     return {
-        "scores": _scores(results, folder, scale, label, colours),
+        "scores": _scores(results, folder, scale, label, colours, floor),
         "validation": _validation(results, folder, scale, label, colours),
         "steps": _steps(results, folder, scale, label, colours, shots),
         "shots": _lines(
@@ -67,19 +73,29 @@ def _save(fig: Figure, file: Path, caption: str) -> Drawn:
 
 
 def _scores(
-    results: Sequence[StrategyResult], folder: Path, scale: float, label: str, colours: dict
+    results: Sequence[StrategyResult],
+    folder: Path,
+    scale: float,
+    label: str,
+    colours: dict,
+    floor: Score | None = None,
 ) -> Drawn:
     fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 4.2))
     names = [r.strategy for r in results]
     means = [scale * r.score.mean for r in results]
     cis = [scale * r.score.ci95 for r in results]
     ax.bar(names, means, yerr=cis, capsize=4, color=[colours[n] for n in names])
-    low = min(m - c for m, c in zip(means, cis, strict=True))
-    if label.startswith("test accuracy"):
-        ax.set_ylim(max(0.0, low - 5), min(100.0, max(means) + 3))
+    caption = "Test score of each strategy (95% CI over tasks)"
+    if floor is not None:
+        ax.axhline(scale * floor.mean, ls="--", lw=1.5, color="black", zorder=3,
+                   label="floor: no training")  # fmt: skip
+        ax.legend(fontsize=8)
+        caption += "; the dashed line is the no-training floor on the same tasks"
+    # Bars from 0: a cut axis makes a small gap look large (and room above 100% for the floor).
+    ax.set_ylim(0, 105 if label.startswith("test accuracy") else None)
     ax.set(ylabel=label, title="test score, mean ± 95% CI")
     ax.tick_params(axis="x", labelrotation=30)
-    return _save(fig, folder / "scores.png", "Test score of each strategy (95% CI over tasks).")
+    return _save(fig, folder / "scores.png", caption + ".")
 
 
 def _validation(

@@ -116,7 +116,9 @@ class BenchmarkPlan:
     ways: Annotated[int, WAYS] = 5
     shots: Annotated[int, EXAMPLES] = 1
     queries: Annotated[int, EXAMPLES] = 15
-    strategies: tuple[str, ...] = ("maml", "protonet", "reptile", "finetune", "baselinepp")
+    strategies: tuple[str, ...] = (
+        "maml", "protonet", "reptile", "finetune", "baselinepp", "simpleshot", "rfs",
+    )  # fmt: skip
     budget: str = "10m"
     tasks: Annotated[int, TASKS.at_least(2, "for a CI")] = 600
     sweep_tasks: Annotated[int, TASKS] = 200

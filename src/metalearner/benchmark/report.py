@@ -19,18 +19,22 @@ from metalearner.evaluation.evaluator import Score
 from .document import Bullets, Document, Heading, Image, Paragraph, Table
 from .figures import Drawn, draw_all
 from .plan import BenchmarkPlan
-from .scoring import StrategyResult
+from .scoring import FloorResult, StrategyResult
 from .stages import duration  # also the command's table's (cli/benchmark.py)
 from .stats import all_pairs
+from .yardsticks import FLOOR_ROW, below_table, paper_share, versus_floor, with_floor_row
 
 Formatter = Callable[[Score | None], str]
 Section = Callable[[StrategyResult], Mapping[Any, Score | None]]
 
-BATCH_NORM = (
-    "transductive: BatchNorm uses the statistics of the batch it sees (the support set while "
-    "adapting, a task's whole query set when predicting), never running averages, as in the "
-    "MAML and ProtoNets reference code"
-)
+BATCH_NORM = {
+    "transductive": "transductive: BatchNorm uses the statistics of the batch it sees (the "
+    "support set while adapting, a task's whole query set when predicting), never running "
+    "averages, as in the MAML and ProtoNets reference code",
+    "inductive": "inductive: BatchNorm normalises a task's queries with its support set's "
+    "statistics (under the weights of the moment), so each query is predicted on its own; "
+    "never running averages",
+}
 
 
 def write_report(
@@ -42,12 +46,17 @@ def write_report(
     seeds: dict[str, int],
     provenance: dict[str, str],
     notes: Sequence[str] = (),
+    floor: FloorResult | None = None,
 ) -> tuple[Path, Path]:
     """Draws the figures into ``folder/figures`` and writes ``report.md`` and ``report.html``."""
-    figures = draw_all(results, folder / "figures", metric=plan.metric, shots=plan.shots)
+    figures = draw_all(
+        results, folder / "figures", metric=plan.metric, shots=plan.shots,
+        floor=floor.score if floor else None,
+    )  # fmt: skip
     doc = build_document(
-        plan, results, figures, command=command, seeds=seeds, provenance=provenance, notes=notes
-    )
+        plan, results, figures, command=command, seeds=seeds, provenance=provenance, notes=notes,
+        floor=floor,
+    )  # fmt: skip
     md, page = folder / "report.md", folder / "report.html"
     for file, text in ((md, doc.markdown(folder)), (page, doc.html())):
         tmp = file.with_suffix(".tmp")
@@ -65,8 +74,9 @@ def build_document(
     seeds: dict[str, int],
     provenance: dict[str, str],
     notes: Sequence[str] = (),
+    floor: FloorResult | None = None,
 ) -> Document:
-    """The report as blocks (see :mod:`.document`)."""
+    """The report as blocks (see :mod:`.document`); ``floor`` is a row of every table."""
     fmt, entry = _formatter(plan.metric), plan.entry
     title = entry.task_shape(plan.ways, plan.shots)
     per = "query points per task" if entry.regression else "queries per class"
@@ -81,18 +91,26 @@ def build_document(
         Heading("Setup"),
         Bullets(_setup(plan, results, command, seeds, provenance)),
         Heading("Results"),
-        Table(
-            (
-                "strategy",
-                f"test {plan.metric} ± 95% CI",
-                "published",
-                "training",
-                "outer steps",
-                "adapt + predict per task",
-                "meta-parameters",
+        with_floor_row(
+            Table(
+                (
+                    "strategy",
+                    f"test {plan.metric} ± 95% CI",
+                    "vs the floor (paired 95% CI)",
+                    "published",
+                    "training vs the paper's",
+                    "training",
+                    "outer steps",
+                    "adapt + predict per task",
+                    "meta-parameters",
+                    "BatchNorm",
+                ),
+                tuple(_row(plan, r, fmt, floor) for r in results),
             ),
-            tuple(_row(plan, r, fmt) for r in results),
+            floor,
+            fmt,
         ),
+        *below_table(plan, results, floor),
     )
     _figure(doc, figures, "scores")
     if len(results) > 1:
@@ -108,12 +126,12 @@ def build_document(
         doc.add(Paragraph(_QUICK))
     else:
         doc.add(Heading("Scarce data: score vs shots", 3), Paragraph(_SHOTS.format(k=plan.shots)))
-        _sweep(doc, results, lambda r: r.shots, "K = {}", fmt)
+        _sweep(doc, results, lambda r: r.shots, "K = {}", fmt, floor)
         _figure(doc, figures, "shots", "The data left room for one K only.")
         doc.add(Heading("Noisy labels: score vs flipped support labels", 3))
         if plan.label_noise and plan.metric == "accuracy":
             doc.add(Paragraph(_NOISE))
-            _sweep(doc, results, lambda r: r.noise, "p = {:g}", fmt)
+            _sweep(doc, results, lambda r: r.noise, "p = {:g}", fmt, floor)
             _figure(doc, figures, "noise", "Only one noise level was asked for.")
         else:
             doc.add(Paragraph("Not run (label_noise is empty, or the tasks are regression)."))
@@ -121,7 +139,7 @@ def build_document(
     doc.add(Heading("Cross-domain" + (f": {cross.title}" if cross else ""), 3))
     if plan.cross_domain and cross is not None:
         doc.add(Paragraph(cross.summary))
-        _sweep(doc, results, lambda r: r.cross, "{}", fmt)
+        _sweep(doc, results, lambda r: r.cross, "{}", fmt, floor)
         _figure(doc, figures, "cross")
     else:
         doc.add(Paragraph("Not run (off by default: pass --cross-domain on Omniglot or FewRel)."))
@@ -193,7 +211,7 @@ def _setup(
         f"Seeds: initialisation and training tasks {seeds['seed']}, validation tasks "
         f"{seeds['val_seed']}, test tasks {seeds['test_seed']}; sweeps: "
         + ("none (--quick)" if plan.quick else f"{plan.sweep_tasks} tasks per point"),
-        f"BatchNorm: {BATCH_NORM}",
+        _batch_norm(results),
         "Each strategy's settings: its paper's preset where one exists, else the MAML preset's "
         "data and model with the strategy's defaults; every run folder's config.yaml has them",
         f"Versions: metalearner {provenance.get('metalearner')}, torch {provenance.get('torch')}, "
@@ -202,17 +220,30 @@ def _setup(
     )  # fmt: skip
 
 
-def _row(plan: BenchmarkPlan, r: StrategyResult, fmt: Formatter) -> tuple[str, ...]:
+def _row(
+    plan: BenchmarkPlan, r: StrategyResult, fmt: Formatter, floor: FloorResult | None
+) -> tuple[str, ...]:
     training = "not trained" if not r.steps else duration(r.seconds)
     return (
         f"**{r.strategy}**",
         fmt(r.score),
+        versus_floor(plan, r, floor),
         _published(plan, r.strategy),
+        paper_share(plan, r)[0],
         training,
         str(r.steps) if r.steps else "-",
         f"{r.adapt_ms:.1f} ms",
         f"{r.parameters:,}",
+        r.norm or "none",
     )
+
+
+def _batch_norm(results: Sequence[StrategyResult]) -> str:
+    """The setup's line on BatchNorm: each mode the strategies ran in, what it means."""
+    modes = sorted({r.norm for r in results if r.norm}, key=list(BATCH_NORM).index)
+    if not modes:
+        return "BatchNorm: none (no model has BatchNorm)"
+    return "BatchNorm: " + "; ".join(BATCH_NORM[m] for m in modes)
 
 
 def _published(plan: BenchmarkPlan, strategy: str) -> str:
@@ -253,7 +284,12 @@ def _p(p: float) -> str:
 
 
 def _sweep(
-    doc: Document, results: Sequence[StrategyResult], get: Section, label: str, fmt: Formatter
+    doc: Document,
+    results: Sequence[StrategyResult],
+    get: Section,
+    label: str,
+    fmt: Formatter,
+    floor: FloorResult | None = None,
 ) -> None:
     keys = sorted({k for r in results for k in get(r)}, key=str if label == "{}" else float)
     if not keys:
@@ -263,6 +299,9 @@ def _sweep(
         (f"**{r.strategy}**", *(fmt(get(r).get(k)) if k in get(r) else "-" for k in keys))
         for r in results
     )
+    if floor is not None:  # the floor's section is found by the same getter: same field names
+        own: Mapping[Any, Score | None] = get(floor)  # type: ignore[arg-type]
+        rows += ((f"*{FLOOR_ROW}*", *(fmt(own.get(k)) if k in own else "-" for k in keys)),)
     doc.add(Table(("strategy", *(label.format(k) for k in keys)), rows))
 
 

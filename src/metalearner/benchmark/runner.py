@@ -30,7 +30,14 @@ from metalearner.runs.provenance import provenance
 from .estimate import benchmark_plan_line, benchmark_stages, estimate_line
 from .plan import BenchmarkPlan
 from .report import write_report
-from .scoring import StrategyResult, load_result, save_result, score_strategy
+from .scoring import (
+    FloorResult,
+    StrategyResult,
+    load_result,
+    save_result,
+    score_floor,
+    score_strategy,
+)
 from .stages import Stages
 from .suite import TaskSuite, build_suite
 from .training import Trained, check_trainable, run_folders, to_train, train_all
@@ -41,11 +48,13 @@ FREE = {"workers"}  # what a rerun may change
 
 @dataclass(frozen=True)
 class BenchmarkResult:
-    """The scored strategies (in the plan's order) and the report files."""
+    """The scored strategies (in the plan's order), the report files, and the no-training floor
+    on the same tasks."""
 
     results: list[StrategyResult]
     report_md: Path
     report_html: Path
+    floor: FloorResult | None = None
 
 
 def run_benchmark(
@@ -111,11 +120,12 @@ def _benchmark(
         results.append(result)
     first = next(iter(configs.values()))
     seeds = {"seed": first.seed, "val_seed": first.val_seed, "test_seed": first.test_seed}
+    floor = score_floor(suite)
     md, page = write_report(
         plan, results, out, command=command, seeds=seeds, provenance=provenance(),
-        notes=suite.notes,
+        notes=suite.notes, floor=floor,
     )  # fmt: skip
-    return BenchmarkResult(results, md, page)
+    return BenchmarkResult(results, md, page, floor)
 
 
 def _stages(

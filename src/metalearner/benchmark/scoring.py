@@ -19,11 +19,13 @@ from typing import Any
 
 from torch import Tensor
 
+from metalearner.evaluation.choice import adapted, settings_text, stored_choice
 from metalearner.evaluation.evaluator import Score, curve_steps, summarize, task_curves, task_scores
+from metalearner.evaluation.floor import floor_task_scores
 from metalearner.runs.config import RunConfig
 from metalearner.runs.experiment import build_experiment, seeded
 from metalearner.runs.folder import checkpoint_path, load_state, read_metrics
-from metalearner.strategies import Params
+from metalearner.strategies import Params, Strategy
 from metalearner.tasks.batch import TaskSet, fingerprint
 
 from .suite import TaskSuite
@@ -52,6 +54,7 @@ class StrategyResult:
             for every strategy of a benchmark: the paired comparisons rest on it.
         scoring_seconds: wall seconds this strategy's scoring took, every section included
             (its training's are its run's metrics.jsonl ``wall``).
+        norm: the BatchNorm mode it was trained and scored in (``None``: its model has none).
     """
 
     strategy: str
@@ -71,6 +74,7 @@ class StrategyResult:
     settings: str = ""
     tasks: str = ""
     scoring_seconds: float = 0.0
+    norm: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (dict keys become strings)."""
@@ -103,8 +107,7 @@ def score_strategy(
     """
     began = time.perf_counter()
     exp = build_experiment(trained.cfg, data_dir=data_dir)
-    strategy = exp.strategy
-    params = _params(trained, strategy.init_params(seeded(trained.cfg.seed)))
+    params, strategy, chosen = _trained_state(trained, exp.strategy)
     steps = strategy.eval_steps
     started = time.perf_counter()
     scores = task_scores(strategy, params, suite.test)
@@ -121,7 +124,10 @@ def score_strategy(
         val_curve=_val_curve(trained.folder, metric),
         settings=describe_settings(trained.cfg, exp.meta["backbone"]),
         tasks=fingerprint(suite.test),
+        norm=strategy.effective_norm,
     )
+    if chosen:
+        result.notes.append(chosen)
     known = {result.tasks: scores}  # a task set's digest: its scores after the default steps
 
     def scores_of(tasks: TaskSet) -> Tensor:
@@ -153,6 +159,40 @@ def score_strategy(
     return result
 
 
+@dataclass(frozen=True)
+class FloorResult:
+    """The no-training floor (:mod:`metalearner.evaluation.floor`) on the suite's task sets:
+    a row of every table, beside the strategies scored on the same tasks.
+
+    Attributes:
+        scores: its score of each main test task, in task order (paired with a strategy's).
+        score: their mean and 95% CI.
+        shots, noise, cross: as :class:`StrategyResult`'s, on the same sweep tasks.
+    """
+
+    scores: list[float]
+    score: Score
+    shots: dict[int, Score]
+    noise: dict[float, Score]
+    cross: dict[str, Score | None]
+
+
+def score_floor(suite: TaskSuite) -> FloorResult:
+    """The floor on every task set of ``suite`` (no training: seconds, so never kept)."""
+
+    def score(tasks: TaskSet) -> Score:
+        return summarize(floor_task_scores(tasks))
+
+    main = floor_task_scores(suite.test)
+    return FloorResult(
+        scores=main.tolist(),
+        score=summarize(main),
+        shots={k: score(tasks) for k, tasks in suite.shots.items()},
+        noise={p: score(tasks) for p, tasks in suite.noise.items()},
+        cross={name: score(tasks) for name, tasks in suite.cross.items()},
+    )
+
+
 def describe_settings(cfg: RunConfig, backbone: Mapping[str, Any]) -> str:
     """``inner_lr=0.4, inner_steps=1, …; adam lr 0.001 (constant), meta-batch 32; conv4 64×4``.
 
@@ -174,11 +214,22 @@ def describe_settings(cfg: RunConfig, backbone: Mapping[str, Any]) -> str:
     )
 
 
-def _params(trained: Trained, initial: Params) -> Params:
+def _trained_state(trained: Trained, strategy: Strategy) -> tuple[Params, Strategy, str]:
+    """The parameters of ``trained``'s best checkpoint (its initialisation where it was not
+    trained), its strategy adapting as chosen on validation tasks when the run ended, and a
+    note saying so where that differs from the configured adaptation."""
     if trained.folder is None:  # not trained: the initialisation is the model
-        return initial
-    state, _ = load_state(checkpoint_path(trained.folder))
-    return state.params
+        return strategy.init_params(seeded(trained.cfg.seed)), strategy, ""
+    path = checkpoint_path(trained.folder)
+    state, ckpt = load_state(path)
+    choice = stored_choice(ckpt.meta, trained.cfg.strategy)
+    note = ""
+    if choice is not None and choice.changes:
+        note = (
+            f"adapted with {settings_text(choice.settings)}, chosen on {choice.tasks} "
+            f"validation tasks (configured: {settings_text(choice.configured)})"
+        )
+    return state.params, adapted(strategy, choice, path), note
 
 
 def _val_curve(folder: Path | None, metric: str) -> list[list[float]]:

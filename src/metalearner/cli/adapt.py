@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from metalearner.cli.options import Which, checkpoint_name
+from metalearner.cli.options import Norm, Which, checkpoint_name, norm_name
 from metalearner.config.bounds import ADAPT_STEPS, check_value
 
 
@@ -34,7 +34,11 @@ def adapt_cmd(
         ),
     ] = None,
     steps: Annotated[
-        int | None, typer.Option(help="Adaptation steps (default: the strategy's).")
+        int | None,
+        typer.Option(
+            help="Adaptation steps (default: those chosen on validation tasks when the run "
+            "ended, else the strategy's)."
+        ),
     ] = None,
     output: Annotated[Path, typer.Option(help="Where to write the predictions.")] = Path(
         "predictions.csv"
@@ -42,12 +46,14 @@ def adapt_cmd(
     label: Annotated[str, typer.Option(help="The label column of a CSV.")] = "label",
     checkpoint: Which = "best",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    norm: Norm = None,
 ) -> None:
     """Adapt a meta-trained model to a new task's few labeled examples and predict its queries."""
     from metalearner.errors import ConfigError
     from metalearner.inference.predictions import adapt_files
 
     check_value(steps, ADAPT_STEPS, "--steps")  # a strategy's eval_steps' bound, before any work
+    mode = norm_name(norm)
     queries = [*(query or []), *(more or [])]
     if not queries:
         raise ConfigError("Give the query items with --query (a folder, image files or a CSV).")
@@ -60,6 +66,9 @@ def adapt_cmd(
         label=label,
         which=checkpoint_name(checkpoint),
         device=device,
+        norm=mode,
     )
     for line in report.summary():
         typer.echo(line)  # plain lines: scripts parse them, and rich would wrap long ones
+    if mode is not None and report.norm is None:
+        typer.echo("note: this model has no BatchNorm, so --norm changes nothing")

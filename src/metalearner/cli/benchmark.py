@@ -25,7 +25,9 @@ def benchmark_cmd(
     queries: Annotated[int | None, typer.Option(help="Query examples per class.")] = None,
     strategies: Annotated[
         str | None,
-        typer.Option(help="Comma-separated, e.g. maml,protonet,reptile,finetune,baselinepp."),
+        typer.Option(
+            help="Comma-separated, e.g. maml,protonet,reptile,finetune,baselinepp,simpleshot,rfs."
+        ),
     ] = None,
     budget: Annotated[
         str | None, typer.Option(help="Per strategy: 10m, 90s, 1h (training time) or 2000steps.")
@@ -68,6 +70,7 @@ def benchmark_cmd(
 
     from metalearner.benchmark import load_plan, run_benchmark
     from metalearner.benchmark.report import duration
+    from metalearner.evaluation import Score
 
     plan = load_plan(
         config,
@@ -101,13 +104,16 @@ def benchmark_cmd(
     table = Table(title=f"test {metric} ± 95% CI, {plan.tasks} tasks")
     for column in ("strategy", metric, "training", "adapt per task"):
         table.add_column(column)
+
+    def shown(score: Score) -> str:
+        if metric == "accuracy":
+            return f"{100 * score.mean:.2f}% ± {100 * score.ci95:.2f}"
+        return f"{score.mean:.4g} ± {score.ci95:.2g}"
+
     for r in result.results:
-        shown = (
-            f"{100 * r.score.mean:.2f}% ± {100 * r.score.ci95:.2f}"
-            if metric == "accuracy"
-            else f"{r.score.mean:.4g} ± {r.score.ci95:.2g}"
-        )
         trained = f"{duration(r.seconds)}, {r.steps} steps" if r.steps else "not trained"
-        table.add_row(r.strategy, shown, trained, f"{r.adapt_ms:.1f} ms")
+        table.add_row(r.strategy, shown(r.score), trained, f"{r.adapt_ms:.1f} ms")
+    if result.floor is not None:  # no training, the same tasks (report.md: who beats it)
+        table.add_row("floor (no training)", shown(result.floor.score), "none", "-")
     console.print(table)
     console.print(f"wrote {result.report_md} and {result.report_html}")

@@ -31,6 +31,15 @@ DataPath = Annotated[str | None, typer.Option(help="--dataset folder: class fold
 Ways = Annotated[int | None, typer.Option(help="N, classes per test task.")]
 Shots = Annotated[int | None, typer.Option(help="K, support examples per class.")]
 Which = Annotated[str, typer.Option("--checkpoint", help="best or latest.")]
+Norm = Annotated[
+    str | None,
+    typer.Option(
+        help="BatchNorm mode: transductive (a task's queries normalised with their own "
+        "statistics, the papers' protocol) or inductive (with the support set's, so each item "
+        "is predicted on its own); default: the run's model.norm.",
+        show_default=False,
+    ),
+]
 BackendOption = Annotated[
     str,
     typer.Option(
@@ -62,6 +71,15 @@ def checkpoint_name(which: str) -> str:
     if which not in ("best", "latest"):
         raise ConfigError(f"--checkpoint {which!r}: use best or latest.")
     return which
+
+
+def norm_name(value: str | None) -> str | None:
+    """The ``--norm`` value checked as a BatchNorm mode, before any work (``None``: the run's)."""
+    if value is None:
+        return None
+    from metalearner.nn.layers import norm_mode  # torch: imported when a command runs
+
+    return norm_mode(value, "--norm")
 
 
 def backend_name(name: str) -> Backend:

@@ -22,14 +22,27 @@ def presets_cmd(ctx: typer.Context) -> None:
         return
     from rich.table import Table
 
+    from metalearner.config.preset_costs import measured_costs
     from metalearner.config.presets import list_presets, presets_dir
 
+    costs, machines = measured_costs()
+    devices = [d for d in ("cpu", "cuda") if d in machines]
     table = Table(title=f"presets (YAML files in {presets_dir()})")
     for column in ("name", "setting", "expected (published)"):
         table.add_column(column)
+    for device in devices:
+        table.add_column(f"training cost, {device} (measured)")
     for p in list_presets():
-        table.add_row(p.name, p.title, p.expected)
-    Console(markup=False, width=160).print(table)
+        measured = costs.get(p.name)
+        cost = [measured.cost(d) if measured else "not measured" for d in devices]
+        table.add_row(p.name, p.title, p.expected, *cost)
+    console = Console(markup=False, width=200)
+    console.print(table)
+    for device in devices:
+        console.print(
+            f"{device} costs: outer steps only (validation and scoring come on top), measured on "
+            f"{machines[device]} by benchmarks/preset_costs.py."
+        )
 
 
 @presets_app.command("copy")

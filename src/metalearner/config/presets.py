@@ -1,9 +1,11 @@
 """Named run configs with the papers' settings, shipped as commented YAML files.
 
 Each preset is ``metalearner/config/preset_files/<name>.yaml``; its leading comments say what it is
-(first line), where the setting comes from (``# source:``) and the published score to expect
-(``# expected:``). ``metalearner presets`` lists them; ``metalearner train --preset NAME``
-runs one, and copying the file is the way to start a variation.
+(first line), where the setting comes from (``# source:``), the published score to expect
+(``# expected:``) and how long the paper trained for it (``# paper steps: 60000, meta-batch 32``,
+with where that is stated), against which a shorter run's score is read. ``metalearner presets``
+lists them; ``metalearner train --preset NAME`` runs one, and copying the file is the way to start
+a variation.
 
 References:
     Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017.
@@ -13,6 +15,7 @@ References:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,6 +23,29 @@ from typing import Any
 
 from metalearner.config.yaml_files import read_yaml
 from metalearner.errors import ConfigError, did_you_mean
+
+_BUDGET = re.compile(r"(≥ ?)?(\d+), meta-batch (\d+)\b")
+
+
+@dataclass(frozen=True)
+class PaperBudget:
+    """How long a paper trained for its published score (a preset's ``# paper steps:``).
+
+    Attributes:
+        steps: outer steps (meta-iterations, episodes).
+        meta_batch: tasks per step.
+        at_least: the paper states no length, only that it trained at least this long (an
+            early stop after a patience: ``≥ 20000``).
+    """
+
+    steps: int
+    meta_batch: int
+    at_least: bool = False
+
+    def share(self, steps: int, meta_batch: int) -> float:
+        """The fraction of the paper's training tasks that ``steps`` of ``meta_batch`` tasks saw
+        (an upper bound where the paper's length is ``at_least``)."""
+        return steps * meta_batch / (self.steps * self.meta_batch)
 
 
 @dataclass(frozen=True)
@@ -32,6 +58,8 @@ class Preset:
         title: its first comment line.
         source: the paper (``# source:``).
         expected: the published score (``# expected:``).
+        paper_steps: the paper's training (``# paper steps:``): outer steps, meta-batch and
+            where they are stated; empty where the paper states none.
     """
 
     name: str
@@ -39,6 +67,15 @@ class Preset:
     title: str
     source: str
     expected: str
+    paper_steps: str = ""
+
+    @property
+    def paper_budget(self) -> PaperBudget | None:
+        """The training behind the published score, or ``None`` where none is recorded."""
+        found = _BUDGET.match(self.paper_steps)
+        if not found:
+            return None
+        return PaperBudget(int(found[2]), int(found[3]), at_least=bool(found[1]))
 
     def load(self) -> dict[str, Any]:
         """The preset's settings as a mapping (for :func:`metalearner.runs.config.load_config`)."""
@@ -71,7 +108,7 @@ def get_preset(name: str) -> Preset:
 
 
 def _describe(path: Path) -> Preset:
-    title, fields = "", {"source": "", "expected": ""}
+    title, fields = "", {"source": "", "expected": "", "paper steps": ""}
     for line in path.read_text().splitlines():
         if not line.startswith("#"):
             break
@@ -81,4 +118,6 @@ def _describe(path: Path) -> Preset:
             fields[key] = value.strip()
         elif not title:
             title = text
-    return Preset(path.stem, path, title, fields["source"], fields["expected"])
+    return Preset(
+        path.stem, path, title, fields["source"], fields["expected"], fields["paper steps"]
+    )

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,20 @@ from torch import Tensor
 
 from metalearner.data.registry import dataset
 from metalearner.errors import ConfigError, DataError
+from metalearner.evaluation.choice import (
+    STEPS,
+    Adaptation,
+    AdaptationChoice,
+    Curves,
+    adapted,
+    choose_adaptation,
+    describe,
+    store_choice,
+    stored_choice,
+)
+from metalearner.evaluation.floor import FloorComparison, compare_to_floor, floor_task_scores
+from metalearner.evaluation.scores import Score, format_score, query_scores, summarize
+from metalearner.nn.layers import norm_mode
 from metalearner.runs.checkpoint_schema import check_tensors
 from metalearner.runs.config import RunConfig
 from metalearner.runs.devices import threads, torch_device
@@ -37,17 +52,12 @@ from metalearner.runs.folder import (
     run_kind,
     write_atomic,
 )
+from metalearner.runs.lock import run_lock
 from metalearner.strategies import Params, Strategy
 from metalearner.tasks import TaskSet, iter_batches
 
-
-@dataclass(frozen=True)
-class Score:
-    """A mean over tasks with its 95% confidence half-width, after ``steps`` adaptation steps."""
-
-    steps: int | None
-    mean: float
-    ci95: float
+__all__ = ["EvalResult", "Score", "curve_steps", "evaluate", "format_score", "query_scores",
+           "summarize", "task_curves", "task_scores"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,10 +66,18 @@ class EvalResult:
 
     Attributes:
         metric: ``"accuracy"`` (a fraction, higher is better) or ``"mse"`` (lower is better).
-        score: at the strategy's adaptation steps (or the ``steps`` asked for).
+        score: after the adaptation chosen on validation tasks (else the strategy's
+            ``eval_steps``; or the ``steps`` asked for).
         curve: the score after 0, 1, …, S steps; empty for strategies that take no steps.
         num_tasks: test tasks scored.
         checkpoint: which checkpoint was evaluated and its training step.
+        floor: the no-training floor on the same tasks, and whether ``score`` beats it
+            (:mod:`metalearner.evaluation.floor`).
+        norm: the BatchNorm mode the tasks were predicted in (``"transductive"`` or
+            ``"inductive"``), or ``None`` for a model without BatchNorm.
+        adaptation: the adaptation settings used and why (chosen on validation tasks, as
+            configured, or ``--steps``), with the score under the paper's protocol (or the
+            configured settings) where they differ; ``None`` for a strategy without steps.
     """
 
     metric: str
@@ -67,17 +85,23 @@ class EvalResult:
     curve: list[Score]
     num_tasks: int
     checkpoint: dict[str, Any]
+    floor: FloorComparison | None = None
+    norm: str | None = None
+    adaptation: Adaptation | None = None
 
     def line(self) -> str:
-        """One line for people, e.g. ``accuracy 98.12% ± 0.31 (600 tasks)``."""
-        return format_score(self.metric, self.score, self.num_tasks)
+        """One line for people, e.g. ``accuracy 98.12% ± 0.31 (600 tasks), transductive
+        BatchNorm`` (no mode for a model without BatchNorm)."""
+        line = format_score(self.metric, self.score, self.num_tasks)
+        return line if self.norm is None else f"{line}, {self.norm} BatchNorm"
 
 
-def format_score(metric: str, score: Score, num_tasks: int) -> str:
-    """``accuracy 98.12% ± 0.31 (600 tasks)`` or ``mse 0.512 ± 0.031 (600 tasks)``."""
-    if metric == "accuracy":
-        return f"accuracy {100 * score.mean:.2f}% ± {100 * score.ci95:.2f} ({num_tasks} tasks)"
-    return f"mse {score.mean:.4g} ± {score.ci95:.2g} ({num_tasks} tasks)"
+def eval_file(split: str | None = None, norm: str | None = None) -> str:
+    """Where :func:`evaluate` writes a score: ``eval.json``, or ``eval-<split>-<norm>.json``
+    with the parts asked for (another split's test classes, a BatchNorm mode given)."""
+    if split is None and norm is None:
+        return EVAL
+    return "-".join(part for part in ("eval", split, norm) if part) + ".json"
 
 
 def task_scores(
@@ -91,7 +115,7 @@ def task_scores(
 ) -> Tensor:
     """``[n]`` score of each task after adapting on its support set (``steps`` overrides).
 
-    Each task's query set is predicted in one call: BatchNorm is transductive here.
+    Each task's query set is predicted in one call, BatchNorm in the strategy's mode.
     """
     wanted = None if steps is None else [steps]
     return _scored(strategy, params, tasks, wanted, device, batch_size)[0]
@@ -133,25 +157,19 @@ def _scored(
     return torch.cat(out, dim=1).cpu().double()
 
 
-def query_scores(predictions: Tensor, targets: Tensor) -> Tensor:
-    """``[P, T]`` score of each task: accuracy for labels, mean squared error for regression.
+def gathered_curves(
+    params: Params, tasks: TaskSet, *, group: Group, device: torch.device
+) -> Curves:
+    """``tasks``' scores ``[len(steps), n]`` under a strategy after each number of steps (each
+    rank scores its share under torchrun, every rank gets them all): what a choice of adaptation
+    on validation tasks reads (:func:`~metalearner.evaluation.choice.choose_adaptation`)."""
+    mine = group.tasks(tasks)
 
-    Args:
-        predictions: ``[P, T, Q, N]`` logits, or ``[P, T, Q]`` (or ``[P, T, Q, 1]``) outputs.
-        targets: ``[T, Q]`` labels or regression targets.
-    """
-    pred = predictions.detach().float()
-    if targets.dtype.is_floating_point:
-        pred = pred.reshape(pred.shape[0], *targets.shape)
-        return (pred - targets).square().mean(-1)
-    return (pred.argmax(-1) == targets).float().mean(-1)
+    def curves(strategy: Strategy, steps: Sequence[int]) -> Tensor:
+        scores = task_curves(strategy, params, mine, list(steps), device=device)
+        return group.gather(scores, len(tasks))
 
-
-def summarize(scores: Tensor, steps: int | None = None) -> Score:
-    """Mean and ``1.96 · sd / √n`` (sample standard deviation; 0 for a single task)."""
-    n = scores.numel()
-    sd = float(scores.std(unbiased=True)) if n > 1 else 0.0
-    return Score(steps=steps, mean=float(scores.mean()), ci95=1.96 * sd / math.sqrt(n))
+    return curves
 
 
 def curve_steps(max_steps: int) -> list[int]:
@@ -176,13 +194,20 @@ def evaluate(
     backend: Backend = "auto",
     split: str | None = None,
     data_path: Path | None = None,
+    norm: str | None = None,
+    choose: bool = False,
 ) -> EvalResult:
     """Scores a run's checkpoint on its fixed test tasks and writes ``eval.json`` into the run.
+
+    The test tasks are adapted as chosen on the run's validation tasks (stored in the checkpoint
+    when the run ended, :mod:`metalearner.evaluation.choice`), or as configured where the
+    checkpoint holds no choice; ``steps`` overrides both.
 
     Args:
         run_dir: a folder written by :func:`metalearner.training.loop.meta_train`.
         num_tasks: test tasks (default: the run's ``test_tasks``, 600).
-        steps: adaptation steps (default: the strategy's ``eval_steps``).
+        steps: adaptation steps (default: those chosen on validation tasks, else the
+            strategy's ``eval_steps``).
         curve: also score after 0, 1, …, ``steps`` steps.
         data_dir: where the dataset is (default: where training found it).
         which: ``"best"`` (falls back to ``"latest"``) or ``"latest"``.
@@ -195,12 +220,18 @@ def evaluate(
             the result goes to ``eval-<split>.json`` and ``eval.json`` is left as it is.
         data_path: where a run trained on a user's folder or table finds it now (its
             ``data.path`` is as training gave it: relative to the folder training ran in).
+        norm: BatchNorm's mode, ``"transductive"`` or ``"inductive"``, instead of the run's
+            ``model.norm``; the result goes to ``eval-<norm>.json`` (see :func:`eval_file`).
+        choose: (re)choose the adaptation on the run's validation tasks first, under the run's
+            lock, and store it in the checkpoint (an older run's has none); never with
+            ``split`` or ``norm``, whose choice would not be the run's.
 
     Raises:
         DataError: ``run_dir`` is not a run folder (or is an RL run), has no checkpoint, or its
             data is missing.
         ConfigError: ``split`` is not a split of the run's dataset, or trains on other classes;
-            ``data_path`` is given for a run not trained on a folder or table.
+            ``data_path`` is given for a run not trained on a folder or table; ``norm`` is not a
+            BatchNorm mode; ``choose`` with ``split`` or ``norm``.
 
     Example:
         >>> result = evaluate("runs/sinusoid-maml-k10", num_tasks=600)
@@ -209,16 +240,28 @@ def evaluate(
     """
     if run_kind(Path(run_dir)) == "rl":
         raise DataError(f"{run_dir} is an RL run; use `metalearner rl evaluate {run_dir}`.")
+    mode = norm_mode(norm, "norm") if norm is not None else None
+    if choose and (split is not None or norm is not None):
+        raise ConfigError(
+            "--choose chooses the adaptation on the run's own validation tasks; run `metalearner "
+            "evaluate RUN --choose` without --split and --norm first, then with them."
+        )
     cfg = _with_data_path(read_run_config(Path(run_dir)), data_path)
     check_writable(Path(run_dir))  # before the scoring: its result goes into the run
-    out = EVAL
+    other = None
     if split is not None and split != cfg.data.split:
-        cfg = _other_split(cfg, split)
-        out = f"eval-{split}.json"
+        cfg, other = _other_split(cfg, split), split
+    if mode is not None:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, norm=mode))
+    out = eval_file(other, mode)
     if device is not None:
         cfg = dataclasses.replace(cfg, device=torch_device(device).type)  # type: ignore[arg-type]
-    with threads(cfg.threads), joined(cfg.device, backend) as group:
-        return _evaluate(cfg, Path(run_dir), num_tasks, steps, curve, data_dir, which, group, out)
+    with threads(cfg.threads), joined(cfg.device, backend) as group, ExitStack() as hold:
+        if choose and group.is_main:  # it rewrites a checkpoint: never beside training
+            hold.enter_context(run_lock(Path(run_dir)))
+        return _evaluate(
+            cfg, Path(run_dir), num_tasks, steps, curve, data_dir, which, group, out, choose
+        )
 
 
 def _with_data_path(cfg: RunConfig, data_path: Path | None) -> RunConfig:
@@ -276,6 +319,7 @@ def _evaluate(
     which: str,
     group: Group,
     out: str = EVAL,
+    choose: bool = False,
 ) -> EvalResult:
     from metalearner.runs.experiment import build_experiment
 
@@ -284,32 +328,77 @@ def _evaluate(
     recorded = ckpt.meta.get("data_dir")
     exp = build_experiment(cfg, data_dir=data_dir or (Path(recorded) if recorded else None))
     device = group.device(torch_device(cfg.device).type)
-    check_tensors(path, "params", state.params, exp.strategy.init_params(0))
-    params = {k: v.to(device) for k, v in state.params.items()}
+    saved = exp.strategy.completed(state.params)
+    check_tensors(path, "params", saved, exp.strategy.init_params(0))
+    params = {k: v.to(device) for k, v in saved.items()}
+    metric = dataset(cfg.data.dataset).metric
+    # Chosen on the validation tasks, and stored, before a test task is drawn.
+    if choose:
+        curves = gathered_curves(params, exp.val_tasks(cfg), group=group, device=device)
+        choice = choose_adaptation(
+            exp.strategy, curves, name=cfg.strategy, step=state.step, metric=metric
+        )
+        if choice is not None and group.is_main:
+            store_choice(path, choice)
+    else:
+        choice = stored_choice(ckpt.meta, cfg.strategy)
+    strategy = adapted(exp.strategy, choice, path)
     tasks = exp.test_tasks(cfg, num_tasks)
     mine = group.tasks(tasks)
-    metric = dataset(cfg.data.dataset).metric
-    default_steps = exp.strategy.eval_steps
+    default_steps = strategy.eval_steps
     max_steps = steps if steps is not None else default_steps
     points: list[Score] = []
     if curve and default_steps is not None and max_steps is not None:
         wanted = curve_steps(max_steps)
-        scores = task_curves(exp.strategy, params, mine, wanted, device=device)
+        scores = task_curves(strategy, params, mine, wanted, device=device)
         scores = group.gather(scores, len(tasks))
         points = [summarize(row, s) for row, s in zip(scores, wanted, strict=True)]
     score = next((p for p in points if p.steps == max_steps), None)
     if score is None:
-        scores = task_scores(exp.strategy, params, mine, steps=max_steps, device=device)
-        score = summarize(group.gather(scores, len(tasks)), max_steps)
+        scores = task_scores(strategy, params, mine, steps=max_steps, device=device)
+        scores = group.gather(scores, len(tasks))[None]
+        score = summarize(scores[0], max_steps)
+    protocol = None
+    if steps is None:  # the configured settings' score where the choice differs from them
+        protocol = _protocol_score(exp.strategy, choice, points, params, mine, group, len(tasks))
+    # Beside the score, what no training scores on the same tasks (the curve ends at max_steps).
+    floor = group.gather(floor_task_scores(mine), len(tasks))
     result = EvalResult(
         metric=metric,
         score=score,
         curve=points,
         num_tasks=len(tasks),
         checkpoint={"path": str(path.relative_to(folder)), "step": state.step},
+        floor=compare_to_floor(scores[-1], floor, metric=metric),
+        norm=exp.strategy.effective_norm,
+        adaptation=describe(choice, exp.strategy, steps=steps, cfg=cfg, protocol_score=protocol),
     )
     payload = asdict(result) | {"line": result.line(), "test_seed": cfg.test_seed}
     payload |= {"device": cfg.device, "precision": cfg.precision}
     if group.is_main:
         write_atomic(folder / out, json.dumps(payload, indent=2) + "\n")
     return result
+
+
+def _protocol_score(
+    configured: Strategy,
+    choice: AdaptationChoice | None,
+    points: list[Score],
+    params: Params,
+    mine: TaskSet,
+    group: Group,
+    total: int,
+) -> Score | None:
+    """The test score under the configured settings, where the choice differs from them: the
+    curve's point where only the number of steps differs, else one more pass."""
+    if choice is None or not choice.changes or configured.eval_steps is None:
+        return None
+    steps = configured.eval_steps
+    others = {k: v for k, v in choice.settings.items() if k != STEPS}
+    if all(choice.configured.get(k) == v for k, v in others.items()):
+        found = next((p for p in points if p.steps == steps), None)
+        if found is not None:
+            return found
+    device = next(iter(params.values())).device
+    scores = task_scores(configured, params, mine, steps=steps, device=device)
+    return summarize(group.gather(scores, total), steps)

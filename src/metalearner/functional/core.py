@@ -27,7 +27,7 @@ from torch.func import functional_call, grad, vmap
 
 from metalearner.errors import ConfigError
 from metalearner.functional import optim
-from metalearner.nn.layers import per_task_eager, per_task_kernels
+from metalearner.nn.layers import normalise_with, per_task_eager, per_task_kernels
 
 Params = dict[str, Tensor]
 ModelFn = Callable[[Params, Tensor], Tensor]
@@ -212,18 +212,26 @@ def path_predictors(
     path: Sequence[Params],
     support_y: Tensor,
     embed: Callable[[Tensor], Tensor] | None = None,
+    *,
+    reference: Tensor | None = None,
 ) -> list[Callable[[Tensor], Tensor]]:
     """One predictor ``x -> fn(fast, embed(x))`` per parameter set of an adaptation path.
 
-    Predictions come in the form of ``support_y`` (logits, or squeezed regression outputs), are
-    computed without a graph, and normalise with the statistics of the batch they are given
-    (transductive BatchNorm): pass a task's whole query set at once.
+    Predictions come in the form of ``support_y`` (logits, or squeezed regression outputs) and
+    are computed without a graph. BatchNorm in ``fn`` normalises with the statistics of the
+    batch a predictor is given (transductive), or, given a ``reference`` (the support set,
+    inductive), with the reference's under each ``fast``
+    (:func:`metalearner.nn.layers.normalise_with`).
     """
 
     def predictor(fast: Params) -> Callable[[Tensor], Tensor]:
+        def forward(v: Tensor) -> Tensor:
+            return fn(fast, v)
+
         def predict(x: Tensor) -> Tensor:
             with torch.no_grad(), per_task_kernels():  # safe: prediction is never vmapped
-                return predictions(fn(fast, x if embed is None else embed(x)), support_y)
+                inputs = x if embed is None else embed(x)
+                return predictions(normalise_with(forward, reference, inputs), support_y)
 
         return predict
 

@@ -10,10 +10,12 @@ bytes or PIL images of any size and mode are decoded, converted to the stored ch
 with the same filter, inverted if training inverted them, and scaled to ``[0, 1]``. An array or
 tensor is taken as already converted: it must have the model's input shape.
 
-BatchNorm is transductive, as in the MAML and Reptile papers and in our training and
-evaluation: a batch is normalised with its own statistics. ``predict`` therefore scores the
-items it is given together; give it a task's whole query set, not one item at a time (a single
-item would be normalised against itself).
+BatchNorm runs in the run's mode (``model.norm``; ``load(..., norm=...)`` overrides it). In
+``transductive`` mode (the MAML and Reptile papers' protocol, the default) the items given to
+``predict`` are normalised with their own statistics, so they are scored together: give it a
+task's whole query set, not one item at a time (a single item would be normalised against
+itself; fewer items than the task's classes warn once). In ``inductive`` mode they are
+normalised with the support set's statistics, and an item's prediction depends on it alone.
 
 References:
     Finn, Abbeel & Levine, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks",
@@ -30,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +45,10 @@ from torch import Tensor
 from metalearner.data.images import ImageSettings, decode_image
 from metalearner.data.registry import find
 from metalearner.errors import ConfigError, DataError
+from metalearner.evaluation.choice import adapted, stored_choice
 from metalearner.inference.textfiles import encode_records
 from metalearner.nn.backbones import build_model
+from metalearner.nn.layers import NormMode, norm_mode
 from metalearner.runs.checkpoint import Checkpoint, damaged, load_checkpoint
 from metalearner.runs.checkpoint_schema import (
     check_model_meta,
@@ -88,14 +93,23 @@ class TaskModel:
     def __init__(self, learner: Learner, predictor: Predictor, classes: tuple[str, ...]):
         self.learner, self.classes = learner, classes
         self._predictor = predictor
+        self._warned = False
 
     def predict(self, x: Inputs) -> Prediction:
-        """Predicts the given query items together (transductive BatchNorm, as in training).
+        """Predicts the given query items: together in transductive mode (their BatchNorm
+        statistics are theirs), each on its own in inductive mode (the support set's).
+
+        Warns (once per task model) where transductive BatchNorm is given fewer items than the
+        task has classes: so few items' statistics make predictions near chance.
 
         Raises:
             DataError: an item cannot be read or has the wrong shape.
         """
         inputs = self.learner.prepare(x, what="query")
+        few = few_items_warning(self.learner, len(inputs), len(self.classes))
+        if few and not self._warned:
+            self._warned = True
+            warnings.warn(few, FewItemsWarning, stacklevel=2)
         with torch.no_grad():
             out = self._predictor(inputs).float().cpu()
         if self.learner.kind == "regression":
@@ -112,7 +126,10 @@ class Learner:
     """A meta-trained strategy with its parameters and the preprocessing it was trained with.
 
     Attributes:
-        strategy: the learning strategy, bound to the checkpoint's backbone.
+        strategy: the learning strategy, bound to the checkpoint's backbone, adapting as
+            chosen on the run's validation tasks (``adaptation``) where the checkpoint holds
+            a choice, else as configured.
+        adaptation: that choice (:mod:`metalearner.evaluation.choice`), or ``None``.
         params: the meta-trained parameters, on ``device``.
         config: the run's resolved config.
         meta: the checkpoint's metadata (backbone, input shape, preprocessing, versions).
@@ -122,7 +139,14 @@ class Learner:
         text: whether the model reads sentences (:mod:`metalearner.inference.textfiles`).
     """
 
-    def __init__(self, checkpoint: Checkpoint, config: RunConfig, device: torch.device):
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        config: RunConfig,
+        device: torch.device,
+        *,
+        norm: NormMode | None = None,
+    ):
         self.meta, self.config, self.device = checkpoint.meta, config, device
         backbone = dict(self.meta["backbone"])
         name, out_features = backbone.pop("name"), backbone.pop("out_features")
@@ -132,8 +156,12 @@ class Learner:
         recorded = self.meta.get("strategy_config", {}).get("num_classes")
         if recorded is not None and settings.get("num_classes") is None:
             settings["num_classes"] = recorded  # filled in from the data (transfer baselines)
-        self.strategy: Strategy = build(config.strategy, model, settings)
-        params = checkpoint.group("params")
+        mode = norm or config.model.norm  # the run's BatchNorm mode unless overridden
+        self.strategy: Strategy = build(config.strategy, model, settings, norm=mode)
+        # Adapting as chosen on the run's validation tasks when it ended, where it was.
+        self.adaptation = stored_choice(self.meta, config.strategy)
+        self.strategy = adapted(self.strategy, self.adaptation, checkpoint.path)
+        params = self.strategy.completed(checkpoint.group("params"))
         expected = self.strategy.init_params(0)
         # Names, shapes and dtypes as the recorded model has them: anything else is refused
         # here, in one sentence, rather than as a shape error (or a hang) inside adapt.
@@ -195,8 +223,8 @@ class Learner:
             support_x: the support inputs (see :data:`Inputs`).
             support_y: one label per support item: class names or numbers (classification;
                 classes are ordered by name), or targets (regression).
-            steps: adaptation steps (default: the strategy's ``eval_steps``); ignored by
-                ProtoNets.
+            steps: adaptation steps (default: those chosen on the run's validation tasks
+                when it ended, else the strategy's ``eval_steps``); ignored by ProtoNets.
 
         Returns:
             A :class:`TaskModel` for the task.
@@ -230,7 +258,9 @@ class Learner:
         return TaskModel(self, self.strategy.adapt(self.params, x, y, steps=steps), classes)
 
 
-def load(path: Path | str, *, device: str = "cpu", which: str = "best") -> Learner:
+def load(
+    path: Path | str, *, device: str = "cpu", which: str = "best", norm: str | None = None
+) -> Learner:
     """Loads a meta-trained model from a run folder or a checkpoint folder.
 
     Args:
@@ -238,6 +268,8 @@ def load(path: Path | str, *, device: str = "cpu", which: str = "best") -> Learn
             checkpoint folder (holding ``meta.json`` and ``model.safetensors``).
         device: ``"cpu"`` or ``"cuda"``.
         which: in a run folder, ``"best"`` or ``"latest"``.
+        norm: BatchNorm's mode, ``"transductive"`` or ``"inductive"`` (default: the run's
+            ``model.norm``).
 
     Raises:
         DataError: not a run or checkpoint folder, a checkpoint of another format version, or
@@ -246,6 +278,7 @@ def load(path: Path | str, *, device: str = "cpu", which: str = "best") -> Learn
     """
     folder = Path(path).expanduser()
     target = torch_device(device)
+    mode = norm_mode(norm, "norm") if norm is not None else None
     if not (folder / "meta.json").exists():
         if not (folder / "config.yaml").is_file() and not (folder / "checkpoints").is_dir():
             raise DataError(
@@ -267,7 +300,24 @@ def load(path: Path | str, *, device: str = "cpu", which: str = "best") -> Learn
         config = load_config(base=checkpoint.meta["config"])
     except ConfigError as err:
         raise damaged(checkpoint.path, f"its recorded config: {_clause(str(err))}") from None
-    return Learner(checkpoint, config, target)
+    return Learner(checkpoint, config, target, norm=mode)
+
+
+class FewItemsWarning(UserWarning):
+    """Fewer query items than classes predicted together with transductive BatchNorm."""
+
+
+def few_items_warning(learner: Learner, items: int, ways: int) -> str | None:
+    """Why ``items`` query items are too few for ``learner``'s transductive BatchNorm to
+    normalise together (fewer than the task's ``ways``), or ``None`` where they are not."""
+    if learner.strategy.effective_norm != "transductive" or items >= ways:
+        return None
+    return (
+        f"{items} query item(s) predicted together with transductive BatchNorm, fewer than the "
+        f"task's {ways} classes: their own statistics normalise them, which gives near-chance "
+        "predictions; predict a task's whole query set at once, or use inductive BatchNorm "
+        "(--norm inductive, load(..., norm='inductive'), or model.norm=inductive in training)."
+    )
 
 
 def _clause(sentence: str) -> str:

@@ -9,6 +9,7 @@ import math
 import os
 import re
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,14 @@ from pathlib import Path
 import torch
 
 from metalearner.errors import ConfigError, DataError, file_above, writing
-from metalearner.inference.learner import Learner, Prediction, load
+from metalearner.inference.floor import Answers, floor_answers, floor_lines
+from metalearner.inference.learner import (
+    FewItemsWarning,
+    Learner,
+    Prediction,
+    few_items_warning,
+    load,
+)
 from metalearner.inference.taskfiles import TaskFiles, read_items, read_support
 
 
@@ -34,6 +42,10 @@ class AdaptReport:
         output: where the predictions were written.
         strategy: the model's strategy.
         kind: ``"classification"`` or ``"regression"``.
+        floor: the no-training floor's answer for each query item (:mod:`.floor`).
+        norm: the BatchNorm mode of the predictions (``None``: the model has none).
+        notes: what the user should know about the predictions (too few items for
+            transductive BatchNorm).
     """
 
     prediction: Prediction
@@ -45,6 +57,9 @@ class AdaptReport:
     output: Path
     strategy: str
     kind: str
+    floor: Answers = ()
+    norm: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def accuracy(self) -> float | None:
@@ -57,6 +72,7 @@ class AdaptReport:
     def summary(self) -> list[str]:
         """A few lines for the terminal: what was adapted, the predictions, the accuracy."""
         n, took = len(self.names), f"{1000 * self.seconds:.0f} ms"
+        mode = "" if self.norm is None else f", {self.norm} BatchNorm"
         if self.kind == "regression":
             what = f"adapted {self.strategy} to {self.support_size} examples"
             lines = [f"{what}; predicted {n} items in {took}"]
@@ -69,11 +85,12 @@ class AdaptReport:
             truth = [float(v) for v in self.labels]
             values = self.prediction.scores.tolist()
             errors = [(p - t) ** 2 for p, t in zip(values, truth, strict=True)]
-            lines.append(f"mse {sum(errors) / len(errors):.4g} ({n} items)")
+            lines.append(f"mse {sum(errors) / len(errors):.4g} ({n} items){mode}")
         if self.accuracy is not None:
             hits = round(self.accuracy * n)
-            lines.append(f"accuracy {100 * self.accuracy:.2f}% ({hits}/{n})")
-        return [*lines, f"wrote {self.output}"]
+            lines.append(f"accuracy {100 * self.accuracy:.2f}% ({hits}/{n}){mode}")
+        lines += floor_lines(self.kind, self.prediction, self.floor, self.labels)
+        return [*lines, *(f"note: {note}" for note in self.notes), f"wrote {self.output}"]
 
 
 def adapt_files(
@@ -86,12 +103,13 @@ def adapt_files(
     label: str = "label",
     which: str = "best",
     device: str = "cpu",
+    norm: str | None = None,
 ) -> AdaptReport:
     """Loads ``run``, adapts it to the support files, predicts the query files, writes a CSV.
 
     The CSV has one row per query item: ``item``, ``prediction``, ``probability`` (for
     regression ``item``, ``prediction``), and ``label`` and ``correct`` where the answers are
-    known. It is written atomically.
+    known. It is written atomically. ``norm`` overrides the run's BatchNorm mode.
 
     Raises:
         DataError: any input that does not fit (one sentence, naming the file), such as a
@@ -103,7 +121,7 @@ def adapt_files(
             images a CSV names; checked before anything is written).
     """
     _check_output(output)  # before any work
-    learner = load(run, device=device, which=which)
+    learner = load(run, device=device, which=which, norm=norm)
     shots = read_support(support, learner, label=label)
     classes = sorted(set(shots.labels or []))
     if learner.kind == "classification" and len(classes) == 1:
@@ -114,9 +132,15 @@ def adapt_files(
     items = read_items(query, learner, label=label)
     _check_not_an_input(output, [support, *query, *_files(shots.x), *_files(items.x)])
     started = time.perf_counter()
-    task = learner.adapt(shots.x, shots.labels or [], steps=steps)
-    prediction = task.predict(items.x)
+    # Converted once, for the model and the floor alike (a converted tensor passes as it is).
+    support_x = learner.prepare(shots.x, what="support")
+    task = learner.adapt(support_x, shots.labels or [], steps=steps)
+    query_x = learner.prepare(items.x, what="query")
+    with warnings.catch_warnings():  # said in the summary instead, as a line
+        warnings.simplefilter("ignore", FewItemsWarning)
+        prediction = task.predict(query_x)
     seconds = time.perf_counter() - started
+    few = few_items_warning(learner, len(query_x), len(task.classes))
     if items.labels is not None and learner.kind == "classification":
         unknown = sorted(set(items.labels) - set(task.classes))
         if unknown:
@@ -137,6 +161,9 @@ def adapt_files(
         output,
         learner.config.strategy,
         learner.kind,
+        floor_answers(task, support_x, shots.labels or [], query_x),
+        learner.strategy.effective_norm,
+        (few,) if few else (),
     )
 
 

@@ -5,10 +5,11 @@ parameter names start with ``"features."`` or ``"head."`` and a strategy can spl
 adapts only the head; Prototypical Networks use only the features).
 
 Inputs carry an optional leading *task* dimension: ``[S, ...]`` is one task's batch and
-``[T, S, ...]`` is ``T`` tasks run in one call with shared parameters. BatchNorm always
-normalises with the statistics of each task's own batch and keeps no running statistics, which
-is the transductive setting the MAML and Reptile papers used: a prediction depends on the other
-examples of the batch it is computed with, so predict a task's whole query set at once.
+``[T, S, ...]`` is ``T`` tasks run in one call with shared parameters. BatchNorm keeps no
+running statistics: it normalises with the statistics of each task's own batch (transductive,
+the setting the MAML and Reptile papers used: a prediction depends on the other examples of the
+batch it is computed with), or, inside :func:`metalearner.nn.layers.reference_statistics`, with
+those of a reference set, a task's support set (inductive).
 
 References:
     Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017

@@ -1,29 +1,48 @@
 """conv4's layers, and the kernels they use where one task's batch runs outside ``vmap``.
 
 Inputs carry an optional leading task dimension (``[S, C, H, W]`` or ``[T, S, C, H, W]``);
-BatchNorm normalises with each task's own batch statistics and keeps no running statistics.
+BatchNorm keeps no running statistics, ever. It normalises in one of two modes
+(:data:`NormMode`, a run's ``model.norm``):
+
+- ``transductive`` (the papers' protocol): each task's batch with its own statistics, so a
+  prediction depends on the other items predicted with it;
+- ``inductive``: every item with the statistics of a *reference* set, the task's support set.
+  :func:`normalise_with` runs the model on ``cat(reference, x)`` inside
+  :func:`reference_statistics`, where BatchNorm takes its statistics from the first items
+  only, and keeps the outputs of ``x``: a prediction for an item no longer depends on the
+  other items predicted with it.
+
 Inside :func:`per_task_kernels` a single task's batch may use kernels that are exact only
 outside ``torch.func.vmap`` (the fused BatchNorm) or faster there (channels-last on a CPU).
 
 References:
     Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017
     (the conv block). Nichol et al., "On First-Order Meta-Learning Algorithms", 2018
-    (transductive BatchNorm, section 6).
+    (transductive BatchNorm, and its alternatives, section 6).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Literal, cast, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from metalearner.errors import ConfigError
 from metalearner.nn.norm import task_batch_norm
 
+NormMode = Literal["transductive", "inductive"]
+"""How BatchNorm normalises a task's queries: with their own statistics, or the support set's."""
+NORM_MODES: tuple[NormMode, ...] = get_args(NormMode)
+
 _PER_TASK: ContextVar[bool] = ContextVar("metalearner_per_task", default=False)
+# The number of leading items along the batch dimension whose statistics normalise every item
+# (inductive mode); None: each batch's own (transductive).
+_REFERENCE: ContextVar[int | None] = ContextVar("metalearner_reference", default=None)
 
 
 @contextmanager
@@ -58,6 +77,70 @@ def per_task_eager() -> bool:
     return _PER_TASK.get()
 
 
+def norm_mode(value: str, setting: str = "model.norm") -> NormMode:
+    """``value`` checked as a BatchNorm mode (``setting`` names it in the error).
+
+    Raises:
+        ConfigError: ``value`` is not one of :data:`NORM_MODES`.
+    """
+    if value not in NORM_MODES:
+        raise ConfigError(
+            f"{setting} must be transductive or inductive, got {value!r}: transductive "
+            "normalises a task's queries with their own statistics, inductive with the support "
+            "set's."
+        )
+    return cast(NormMode, value)
+
+
+@contextmanager
+def reference_statistics(count: int | None) -> Iterator[None]:
+    """BatchNorm inside takes its statistics from the first ``count`` items of each task's batch.
+
+    The items are those along the batch dimension (``S`` of ``[S, C, H, W]`` or
+    ``[T, S, C, H, W]``), and the statistics normalise every item of the batch; ``None``
+    restores each batch's own statistics. Most callers want :func:`normalise_with`. Not for
+    code being compiled by ``torch.compile``, which cannot read the setting.
+    """
+    token = _REFERENCE.set(count)
+    try:
+        yield
+    finally:
+        _REFERENCE.reset(token)
+
+
+def normalise_with(
+    forward: Callable[[Tensor], Tensor], reference: Tensor | None, x: Tensor, *, dim: int = 0
+) -> Tensor:
+    """``forward(x)`` with BatchNorm normalising by the statistics of ``reference`` (inductive).
+
+    Runs ``forward`` on ``cat([reference, x], dim)`` inside :func:`reference_statistics` and
+    returns the outputs of ``x``, so that an item's output depends on ``reference`` and on the
+    item alone: ``normalise_with(f, r, x)[i] == normalise_with(f, r, x[i : i + 1])[0]`` up to
+    rounding. The reference's own outputs are those of ``forward(reference)``. ``reference``
+    ``None`` gives ``forward(x)`` (transductive: ``x`` normalised by its own statistics).
+
+    Args:
+        forward: the model on a batch (items along ``dim``; outputs keep that dimension).
+        reference: the items whose statistics normalise (a task's support set), or ``None``.
+        x: the items to predict.
+        dim: the items' dimension: 0 for one task ``[S, ...]``, 1 for tasks ``[T, S, ...]``.
+
+    Example:
+        >>> logits = normalise_with(lambda v: net(v), support_x, query_x)
+    """
+    if reference is None:
+        return forward(x)
+    count = reference.shape[dim]
+    with reference_statistics(count):
+        out = forward(torch.cat([reference, x], dim))
+    return out.narrow(dim, count, out.shape[dim] - count)
+
+
+def has_batch_norm(module: nn.Module) -> bool:
+    """Whether ``module`` normalises with batch statistics (so that the norm mode matters)."""
+    return any(isinstance(m, TaskBatchNorm2d) for m in module.modules())
+
+
 class TaskBatchNorm2d(nn.Module):
     """BatchNorm over each task's batch; no running statistics, ever.
 
@@ -72,6 +155,10 @@ class TaskBatchNorm2d(nn.Module):
     :func:`per_task_kernels` a single task's batch uses the fused kernels with a lean second
     derivative (:func:`metalearner.nn.norm.task_batch_norm`), and in code being compiled by
     ``torch.compile`` (only the per-task loop compiles) ``F.batch_norm``.
+
+    Inside :func:`reference_statistics` (inductive mode) the statistics are those of the first
+    items of each task's batch and normalise all of them, written with the same plain
+    operations in every path: autograd derives them exactly, under ``vmap`` too.
     """
 
     def __init__(self, channels: int, *, eps: float = 1e-5) -> None:
@@ -81,10 +168,15 @@ class TaskBatchNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 4 and torch.compiler.is_compiling():
+        compiling = torch.compiler.is_compiling()
+        if x.dim() == 4 and compiling:
             # Compiled code is never vmapped (it runs one task at a time); the compiler
             # derives and fuses BatchNorm's derivatives itself.
             return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        # Not read while compiling: a context variable would break the graph.
+        reference = None if compiling else _REFERENCE.get()
+        if reference is not None:
+            return batch_norm_by_reference(x, self.weight, self.bias, self.eps, reference)
         if x.dim() == 4 and per_task_eager():
             return task_batch_norm(x, self.weight, self.bias, self.eps)
         dims = (-4, -2, -1)
@@ -92,6 +184,29 @@ class TaskBatchNorm2d(nn.Module):
         var = centred.square().mean(dims, keepdim=True)
         scale = self.weight[:, None, None] * torch.rsqrt(var + self.eps)
         return centred * scale + self.bias[:, None, None]
+
+
+def batch_norm_by_reference(
+    x: Tensor, weight: Tensor, bias: Tensor, eps: float, count: int
+) -> Tensor:
+    """BatchNorm of ``[..., S, C, H, W]`` with the statistics of its first ``count`` items.
+
+    Every item is normalised with them (inductive mode): plain operations, whose first and
+    second derivatives autograd takes exactly, inside ``torch.func.vmap`` or not.
+    """
+    dims = (-4, -2, -1)
+    reference = x.narrow(-4, 0, count)
+    mean = reference.mean(dims, keepdim=True)
+    # The reference's deviations only: the other items must not move the variance.
+    var = (reference - mean).square().mean(dims, keepdim=True)
+    scale = weight[:, None, None] * torch.rsqrt(var + eps)
+    return (x - mean) * scale + bias[:, None, None]
+
+
+def reference_count() -> int | None:
+    """The count set by :func:`reference_statistics` (``None``: each batch's own statistics),
+    for BatchNorm written outside :class:`TaskBatchNorm2d`; not for code being compiled."""
+    return _REFERENCE.get()
 
 
 class ConvBlock(nn.Module):

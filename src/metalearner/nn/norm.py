@@ -14,7 +14,9 @@ the exact one (``tests/test_norm.py`` checks it with ``gradgradcheck`` and again
 float64), and it is itself differentiable.
 
 Statistics are always the batch's own (the transductive setting of the MAML and Reptile
-papers); there are no running statistics. Only outside ``torch.func.vmap``: under vmap the
+papers); there are no running statistics. Inductive BatchNorm, whose statistics are a reference
+set's, is written with plain operations in :mod:`metalearner.nn.layers` and does not come here.
+Only outside ``torch.func.vmap``: under vmap the
 fused kernels' batching rule gives wrong second-order gradients (see
 :class:`metalearner.nn.layers.TaskBatchNorm2d`), and these functions define no vmap rule.
 

@@ -81,8 +81,8 @@ def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[str
     Args:
         path: the checkpoint folder (replaced if it exists).
         tensors: flat names (use ``group/name`` prefixes) to tensors; saved contiguous on CPU.
-        meta: JSON-serialisable metadata; ``format``, ``versions``, ``sha256`` (the tensors'
-            digest) and ``meta_sha256`` (the metadata's) are added.
+        meta: JSON-serialisable metadata; ``format``, ``versions`` (unless given),
+            ``sha256`` (the tensors' digest) and ``meta_sha256`` (the metadata's) are added.
 
     Returns:
         ``path``.
@@ -126,7 +126,10 @@ def _write_folder(tmp: Path, tensors: Mapping[str, Tensor], meta: Mapping[str, A
     except SafetensorError as err:  # its I/O errors (a full disk) come only as text
         raise (os_error(err, tmp / TENSORS) or err) from err
     _fsync_file(tmp / TENSORS)
-    full = {**meta, "format": FORMAT, "versions": versions(), "sha256": _sha256(tmp / TENSORS)}
+    # A checkpoint rewritten with more metadata (its adaptation chosen later) keeps the
+    # versions that wrote its tensors.
+    written = meta.get("versions") or versions()
+    full = {**meta, "format": FORMAT, "versions": written, "sha256": _sha256(tmp / TENSORS)}
     full = json.loads(json.dumps(full))  # as a reader parses it: tuples as lists, keys as text
     full["meta_sha256"] = meta_digest(full)
     _write_json(tmp / META, full)

@@ -66,6 +66,7 @@ def check_training_meta(ckpt: Checkpoint) -> None:
     for key in ("strategy", "metric"):
         if key in meta and not isinstance(meta[key], str):
             raise damaged(path, f"{key} is not a name")
+    check_adaptation(ckpt)
     if "backbone" in meta or "input_shape" in meta:
         check_model_meta(ckpt)
     for key in ckpt.tensors:
@@ -128,6 +129,47 @@ def check_model_meta(ckpt: Checkpoint) -> None:
         raise damaged(path, "class_names is not a list of names")
     if meta.get("dataset") is not None and not isinstance(meta.get("dataset"), str):
         raise damaged(path, "dataset is not a name")
+    check_adaptation(ckpt)
+
+
+def check_adaptation(ckpt: Checkpoint) -> None:
+    """Refuses an ``adaptation`` (chosen on validation tasks,
+    :mod:`metalearner.evaluation.choice`) that is not what a choice records: settings that are
+    not numbers, adaptation steps out of bounds, a step, scores or candidates of the wrong type.
+
+    Raises:
+        DataError: naming the first problem ("damaged or replaced"), in one sentence.
+    """
+    path, choice = ckpt.path, ckpt.meta.get("adaptation")
+    if choice is None:
+        return  # written before adaptation was chosen, or never ended: the configured one
+    if not isinstance(choice, dict):
+        raise damaged(path, "adaptation is not a mapping")
+    for key in ("settings", "configured"):
+        settings = choice.get(key)
+        if (
+            not isinstance(settings, dict)
+            or not 0 < len(settings) <= 16
+            or not all(_number(v) for v in settings.values())
+        ):
+            raise damaged(path, f"adaptation.{key} is not a mapping of settings to numbers")
+        _check_int(path, settings, "eval_steps", 0, MAX_ADAPT_STEPS, f"adaptation.{key}.")
+    _check_int(path, choice, "step", 0, MAX_STEP, "adaptation.")
+    _check_int(path, choice, "tasks", 1, MAX_INPUT, "adaptation.")
+    if not isinstance(choice.get("strategy"), str) or not isinstance(choice.get("metric"), str):
+        raise damaged(path, "adaptation.strategy or adaptation.metric is not a name")
+    candidates = choice.get("candidates")
+    if (
+        not isinstance(candidates, list)
+        or not 0 < len(candidates) <= MAX_OPTION
+        or not all(
+            isinstance(c, dict)
+            and isinstance(c.get("settings"), dict)
+            and all(c.get(k) is None or _number(c.get(k)) for k in ("mean", "ci95"))
+            for c in candidates
+        )
+    ):
+        raise damaged(path, "adaptation.candidates is not a list of settings and scores")
 
 
 def _check_preprocessing(path: Path, pre: Mapping[str, Any], shape: list[int]) -> None:

@@ -47,6 +47,7 @@ from metalearner.config.yaml_files import dump_yaml, read_yaml
 from metalearner.data.config import DataConfig, resolve_data, training_classes
 from metalearner.data.registry import dataset
 from metalearner.errors import ConfigError
+from metalearner.nn.layers import NormMode
 
 TrackerName = Literal["tensorboard"]
 """The trackers a run's ``log`` setting may name (each one's class: runs/trackers.py)."""
@@ -55,11 +56,19 @@ TrackerName = Literal["tensorboard"]
 @dataclass(frozen=True)
 class ModelConfig:
     """The backbone: ``auto`` is the dataset's (its registry entry says: conv4 for images,
-    textcnn for sentences, the 40-40 MLP for tables and regression)."""
+    textcnn for sentences, the 40-40 MLP for tables and regression).
+
+    ``norm`` is BatchNorm's mode (:mod:`metalearner.nn.layers`), in training, evaluation and
+    adaptation: ``transductive`` normalises a task's queries with their own statistics (the
+    papers' protocol: a prediction depends on the items predicted with it), ``inductive`` with
+    the support set's (an item's prediction depends on it and the support set alone). mlp and
+    textcnn have no BatchNorm: both modes are the same for them.
+    """
 
     name: Literal["auto", "conv4", "mlp", "textcnn"] = "auto"
     width: Annotated[int, WIDTH] = 64  # conv4 channels per block
     depth: Annotated[int, Range(1, 64)] = 4  # conv4 blocks (each halves the image)
+    norm: NormMode = "transductive"
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
     if classes:
         strat = kind.fit_to_classes(strat, classes=classes, ways=data.ways, given=set(settings))
     kind.check_device(strat, cfg.device)
+    kind.check_norm(strat, cfg.model.norm)
     opt, outer = cfg.optimizer, kind.outer_loop(strat)  # the strategy's defaults for "auto"
     name = opt.name if opt.name != "auto" else outer.optimizer
     schedule = opt.schedule if opt.schedule != "auto" else outer.schedule

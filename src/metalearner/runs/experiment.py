@@ -24,7 +24,15 @@ from metalearner.data.registry import dataset
 from metalearner.nn.backbones import build_model
 from metalearner.runs.config import RunConfig
 from metalearner.strategies import Strategy, get_strategy, resolve_config
-from metalearner.tasks import EpisodeSampler, SinusoidTasks, TaskSet, TaskSource, with_rotations
+from metalearner.tasks import (
+    EpisodeSampler,
+    LabeledBatches,
+    SinusoidTasks,
+    TaskBatch,
+    TaskSet,
+    TaskSource,
+    with_rotations,
+)
 
 
 @dataclass
@@ -39,6 +47,9 @@ class Experiment:
         strategy: the learning strategy bound to ``model``.
         meta: what a checkpoint records to rebuild and use the model (backbone, input shape,
             preprocessing, class names).
+        batches: the training examples as shuffled mini-batches, for a strategy that trains on
+            them (:attr:`Strategy.labeled_batches`), and the examples its ``statistics`` read;
+            ``None`` for regression.
     """
 
     train: TaskSource
@@ -47,6 +58,15 @@ class Experiment:
     model: nn.Module
     strategy: Strategy
     meta: dict[str, Any] = field(default_factory=dict)
+    batches: LabeledBatches | None = None
+
+    def training_batch(self, step: int, size: int, generator: torch.Generator) -> TaskBatch:
+        """The batch of outer step ``step`` (0-based): for a strategy that trains on labelled
+        mini-batches, mini-batch ``step`` of ``size`` examples (a function of the run's seed and
+        ``step``); otherwise ``size`` tasks drawn from ``generator``."""
+        if self.strategy.labeled_batches and self.batches is not None:
+            return self.batches.batch(step, size)
+        return self.train.sample(size, generator=generator)
 
     def val_tasks(self, cfg: RunConfig) -> TaskSet:
         """The fixed, seeded validation tasks."""
@@ -78,6 +98,7 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
         input_shape: tuple[int, ...] = (1,)
         out_features, text = 1, False
         num_classes: int | None = None
+        batches: LabeledBatches | None = None
         auto = entry.backbone()
         meta |= {"preprocessing": {}, "class_names": []}
     else:
@@ -91,6 +112,7 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
         train = EpisodeSampler(train_data, train_classes, ways=ways, shots=d.shots, queries=queries)
         val = EpisodeSampler(data, split.val, ways=d.ways, shots=d.shots, queries=queries)
         test = EpisodeSampler(data, split.test, ways=d.ways, shots=d.shots, queries=queries)
+        batches = LabeledBatches(train_data, train_classes, seed=cfg.seed)
         input_shape = tuple(int(s) for s in data.x.shape[1:])
         num_classes = train_data.num_classes
         out_features, auto = d.ways, entry.backbone(data)
@@ -110,6 +132,7 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
     if num_classes is not None:  # a head over every class id of the training data, say
         settings = kind.with_class_ids(settings, num_classes)
     strategy = kind(model, settings)
+    strategy.norm = cfg.model.norm
     meta |= {
         # The strategy's effective settings (with what the data filled in), to rebuild it later.
         "strategy_config": dataclasses.asdict(strategy.config),
@@ -117,7 +140,7 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
         "input_shape": list(input_shape),
         "task": {"ways": d.ways, "shots": d.shots, "queries": d.queries},
     }
-    return Experiment(train, val, test, model, strategy, meta)
+    return Experiment(train, val, test, model, strategy, meta, batches)
 
 
 def seeded(seed: int) -> torch.Generator:

@@ -3,7 +3,8 @@
 Importing this package registers every built-in strategy: ``maml`` (:mod:`.maml`), ``fomaml``,
 ``metasgd``, ``anil`` (:mod:`.variants`), ``reptile`` (:mod:`.reptile`), ``protonet``
 (:mod:`.protonet`), and the baselines ``scratch`` and ``pretrain`` (:mod:`.baselines`) and
-``finetune``, ``baselinepp`` and ``nearest-centroid`` (:mod:`.transfer`).
+``finetune`` and ``baselinepp`` (:mod:`.transfer`), and ``nearest-centroid``, ``simpleshot``
+and ``rfs`` on ``finetune``'s backbone (:mod:`.heads`).
 
 A strategy subclasses :class:`Strategy` (:mod:`.base`), declares what it is there (its task
 kinds, outer-loop defaults, search space, ...) and is registered by name (:mod:`.registry`);
@@ -20,6 +21,7 @@ from metalearner.strategies.base import (
 )
 from metalearner.strategies.baselines import BaselineConfig, Pretrain, Scratch
 from metalearner.strategies.config import ConfigBase
+from metalearner.strategies.heads import RFS, NearestCentroid, SimpleShot
 from metalearner.strategies.maml import LR_PREFIX, MAML, MAMLConfig
 from metalearner.strategies.protonet import ProtoNet, ProtoNetConfig, prototype_logits
 from metalearner.strategies.registry import (
@@ -33,12 +35,7 @@ from metalearner.strategies.registry import (
 )
 from metalearner.strategies.reptile import Reptile, ReptileConfig
 from metalearner.strategies.space import SearchParam, SpaceContext
-from metalearner.strategies.transfer import (
-    BaselinePlusPlus,
-    FineTune,
-    NearestCentroid,
-    TransferConfig,
-)
+from metalearner.strategies.transfer import BaselinePlusPlus, FineTune, TransferConfig
 from metalearner.strategies.variants import ANIL, FOMAML, MetaSGD
 
 __all__ = [
@@ -46,6 +43,7 @@ __all__ = [
     "FOMAML",
     "LR_PREFIX",
     "MAML",
+    "RFS",
     "BaselineConfig",
     "BaselinePlusPlus",
     "ConfigBase",
@@ -63,6 +61,7 @@ __all__ = [
     "ReptileConfig",
     "Scratch",
     "SearchParam",
+    "SimpleShot",
     "SpaceContext",
     "StepwiseStrategy",
     "Strategy",

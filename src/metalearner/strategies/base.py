@@ -23,14 +23,16 @@ Example:
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from metalearner.errors import DataError
+from metalearner.nn.layers import NormMode, has_batch_norm
 from metalearner.strategies.space import SearchParam, SpaceContext, log_range
 from metalearner.tasks.batch import TaskBatch
 
@@ -61,6 +63,25 @@ class OuterLoop:
     halve_every_tasks: int | None = None
 
 
+CHOICE_STEPS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500)
+"""Adaptation steps a run tries on its validation tasks (up to a cap, see
+:meth:`Strategy.adaptation_grid`): a score curve's points, roughly geometric beyond 3."""
+
+
+@dataclass(frozen=True)
+class AdaptationGrid:
+    """The settings of adaptation that a run chooses on its validation tasks, and their values.
+
+    Attributes:
+        steps: numbers of adaptation steps to try (the configured ``eval_steps`` among them).
+        settings: other settings of the strategy's config to try, each with its values (the
+            configured one among them), every combination with every number of steps.
+    """
+
+    steps: tuple[int, ...]
+    settings: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+
+
 class Strategy(abc.ABC):
     """A learning strategy: meta-gradients for the outer loop, and adaptation to a new task.
 
@@ -80,6 +101,12 @@ class Strategy(abc.ABC):
             its arguments.
         trains_as: the strategy whose training this one shares (same config but the name):
             a benchmark trains that run once and adapts it both ways.
+        labeled_batches: whether :meth:`meta_grads` trains on plain labelled mini-batches
+            instead of episodes (supervised pretraining, the transfer baselines): the training
+            loop then gives it, each outer step, the next shuffled mini-batch of ``meta_batch``
+            training examples with their augmentation
+            (:class:`~metalearner.tasks.minibatches.LabeledBatches`: every example once per
+            epoch), as ``meta_batch`` one-example tasks whose ``classes`` are the global ones.
         follows: settings that take another setting's value when a run does not give them
             (``{"eval_steps": "inner_steps"}``).
         anchor_settings: settings taken from a benchmark's anchor preset (MAML's, for the
@@ -94,6 +121,11 @@ class Strategy(abc.ABC):
             otherwise the training loop autocasts the whole meta-step.
         config: the strategy's settings, of ``default_config``'s type.
         model: the network, used only as a pure function of a parameter dict.
+        norm: how BatchNorm normalises a task's queries, set after construction (a run's
+            ``model.norm``, see :func:`~metalearner.strategies.registry.build`):
+            ``"transductive"`` with the statistics of the items predicted together, or
+            ``"inductive"`` with the support set's (:meth:`norm_reference`), in meta-training
+            wherever a query is scored, in adaptation and in prediction alike.
     """
 
     default_config: ClassVar[Any]
@@ -101,6 +133,7 @@ class Strategy(abc.ABC):
     meta_learns: ClassVar[bool] = True
     ordered: ClassVar[bool] = False
     trains_as: ClassVar[str | None] = None
+    labeled_batches: ClassVar[bool] = False
     follows: ClassVar[Mapping[str, str]] = {}
     anchor_settings: ClassVar[tuple[str, ...]] = ()
     outer_optimizer: ClassVar[Literal["adam", "sgd"]] = "adam"
@@ -111,15 +144,33 @@ class Strategy(abc.ABC):
     }
     diverging_setting: ClassVar[str] = "strategy_config.inner_lr"
     applies_precision: ClassVar[bool] = False
+    norm: NormMode = "transductive"
 
     def __init__(self, model: nn.Module, config: Any) -> None:
         self.model, self.config = model, config
+
+    def norm_reference(self, support_x: Tensor) -> Tensor | None:
+        """The items whose BatchNorm statistics normalise a task's queries: the support set in
+        inductive mode, ``None`` (the queries' own) in transductive mode; for
+        :func:`metalearner.nn.layers.normalise_with`."""
+        return support_x if self.norm == "inductive" else None
+
+    @property
+    def effective_norm(self) -> NormMode | None:
+        """:attr:`norm`, or ``None`` where the model has no BatchNorm and both modes are one."""
+        return self.norm if has_batch_norm(self.model) else None
 
     # ------------------------------------------------------------ what every strategy does
 
     @abc.abstractmethod
     def init_params(self, generator: torch.Generator | int) -> Params:
         """All meta-parameters, freshly initialised from ``generator`` (model and extras)."""
+
+    def completed(self, params: Params) -> Params:
+        """A checkpoint's parameters with the tensors that a later version of the strategy
+        added, at values that change nothing this strategy computes (so that a run written
+        before still evaluates and adapts); the default adds none."""
+        return params
 
     @abc.abstractmethod
     def meta_grads(self, params: Params, batch: TaskBatch) -> tuple[Params, dict[str, float]]:
@@ -151,6 +202,37 @@ class Strategy(abc.ABC):
         for a strategy that adapts without steps (ProtoNets' prototypes)."""
         steps = getattr(self.config, "eval_steps", None)
         return int(steps) if steps is not None else None
+
+    def adaptation_grid(self) -> AdaptationGrid | None:
+        """What a run chooses of its adaptation on validation tasks when it ends; ``None``:
+        nothing (a strategy that adapts without steps).
+
+        The default tries :data:`CHOICE_STEPS` up to twice :attr:`eval_steps` (at least 20),
+        and :attr:`eval_steps` itself: a model trained for another budget than its paper's
+        may want more steps or fewer than the paper's protocol.
+        """
+        configured = self.eval_steps
+        if configured is None:
+            return None
+        cap = max(20, 2 * configured)
+        return AdaptationGrid(tuple(sorted({s for s in CHOICE_STEPS if s <= cap} | {configured})))
+
+    def with_settings(self, settings: Mapping[str, Any]) -> Strategy:
+        """This strategy with some settings of its config changed (``eval_steps``, say): the
+        same model and BatchNorm mode. Used to adapt as chosen on validation tasks.
+
+        Raises:
+            ConfigError: a value out of its range; TypeError: a name its config lacks.
+        """
+        changed = {
+            k: v for k, v in settings.items()
+            if not hasattr(self.config, k) or getattr(self.config, k) != v
+        }  # fmt: skip
+        if not changed:
+            return self
+        other = type(self)(self.model, dataclasses.replace(self.config, **changed))
+        other.norm = self.norm
+        return other
 
     def adapt_steps(
         self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int
@@ -186,7 +268,7 @@ class Strategy(abc.ABC):
         Returns:
             ``[P, T, Q, N]`` logits or ``[P, T, Q]`` regression outputs (P = ``len(steps)``,
             or 1), computed without a graph; each task's query set is predicted in one call
-            (transductive BatchNorm).
+            (in transductive mode, BatchNorm normalises it with its own statistics).
         """
         out = []
         for t in range(batch.num_tasks):
@@ -198,6 +280,18 @@ class Strategy(abc.ABC):
             with torch.no_grad():
                 out.append(torch.stack([predict(qx) for predict in predictors]))
         return torch.stack(out, dim=1)
+
+    def statistics(self, params: Params, examples: Iterable[Tensor]) -> Params:
+        """Entries of ``params`` computed from the training examples rather than learned.
+
+        The training loop calls it before each validation (every checkpoint follows one), with
+        the parameters as they are and the training examples in chunks, without augmentation,
+        on the parameters' device (:meth:`~metalearner.tasks.minibatches.LabeledBatches.examples`:
+        a prefix is a uniform sample), and writes what it returns into the parameters, so the
+        scores and checkpoints that follow use it; such entries get zero meta-gradients. The
+        default computes nothing and reads no example. SimpleShot's mean feature is one.
+        """
+        return {}
 
     @classmethod
     def outer_loop(cls, config: Any) -> OuterLoop:
@@ -213,6 +307,12 @@ class Strategy(abc.ABC):
     @classmethod
     def check_device(cls, config: Any, device: str) -> None:
         """Raises ConfigError where ``config`` cannot run on ``device`` (default: every one)."""
+        return None
+
+    @classmethod
+    def check_norm(cls, config: Any, norm: NormMode) -> None:
+        """Raises ConfigError where ``config`` cannot meta-train in BatchNorm mode ``norm``
+        (default: every mode)."""
         return None
 
     @classmethod

@@ -72,7 +72,8 @@ class _FineTuner(StepwiseStrategy):
                 self._fn, theta, support_x, support_y, steps=steps, lr=self.config.adapt_lr
             )
 
-        return fx.path_predictors(self._fn, path, support_y)
+        reference = self.norm_reference(support_x)  # inductive: the support's statistics
+        return fx.path_predictors(self._fn, path, support_y, reference=reference)
 
 
 @register("scratch")

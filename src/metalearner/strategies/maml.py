@@ -5,8 +5,9 @@
 - ``metasgd``: per-parameter inner learning rates, learned with the initialisation.
 - ``anil``: the inner loop adapts only the head; the backbone learns through the outer loss.
 
-BatchNorm uses each task's batch statistics (the transductive setting of the MAML paper), so a
-task's query set should be predicted in one call.
+BatchNorm normalises a task's queries with their own batch statistics (transductive, the MAML
+paper's setting), or with the support set's under the weights of the moment (inductive: the
+query loss of each inner step's weights in meta-training, and every prediction).
 
 References:
     Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017.
@@ -29,7 +30,7 @@ from metalearner.config.bounds import ADAPT_STEPS, META_BATCH
 from metalearner.errors import ConfigError
 from metalearner.functional import compiled as speed
 from metalearner.nn.backbones import init_params
-from metalearner.nn.layers import per_task_kernels
+from metalearner.nn.layers import NormMode, has_batch_norm, normalise_with, per_task_kernels
 from metalearner.strategies.base import Params, Predictor, StepwiseStrategy, resolve_batching
 from metalearner.strategies.config import ConfigBase, check_range
 from metalearner.strategies.registry import name_of, register
@@ -41,6 +42,9 @@ from metalearner.strategies.space import (
     meta_batch_choices,
 )
 from metalearner.tasks.batch import TaskBatch
+
+Embedder = Callable[..., Tensor]
+"""``embed(x, reference=None)``: the inner function's inputs (see ``MAML._embedder``)."""
 
 LR_PREFIX = "inner_lr."
 """Meta-SGD's learning rate for parameter ``k`` is stored as ``params["inner_lr." + k]``."""
@@ -157,12 +161,14 @@ class MAML(StepwiseStrategy):
         self._compiled: Callable[..., tuple[Tensor, ...]] | None = None
         self._graphed: speed.CapturedFunction | None = None
         self._inner = fx.functional(model)  # the function the inner loop adapts
+        self._inner_norm = has_batch_norm(model)  # whether the norm mode reaches the inner fn
         if config.head_only:
             features, head = getattr(model, "features", None), getattr(model, "head", None)
             if not isinstance(features, nn.Module) or not isinstance(head, nn.Module):
                 raise ConfigError("head_only (ANIL) needs a model with .features and .head.")
             self._adapted = [k for k in names if k.startswith("head.")]
             self._inner = fx.functional(head)
+            self._inner_norm = has_batch_norm(head)
             self._features = fx.functional(features)
 
     def init_params(self, generator: torch.Generator | int) -> Params:
@@ -189,6 +195,16 @@ class MAML(StepwiseStrategy):
             )
 
     @classmethod
+    def check_norm(cls, config: MAMLConfig, norm: NormMode) -> None:
+        """The compiled per-task loop (``batching: compiled``) is transductive only: compiled
+        code cannot read which items' statistics BatchNorm takes (ANIL's head has none)."""
+        if norm == "inductive" and config.batching == "compiled" and not config.head_only:
+            raise ConfigError(
+                "strategy_config.batching=compiled normalises transductively only; with "
+                "model.norm=inductive set strategy_config.batching to loop, vmap or auto."
+            )
+
+    @classmethod
     def search_space(cls, config: MAMLConfig, context: SpaceContext) -> list[SearchParam]:
         """The inner step size and steps, the outer step size and the meta-batch."""
         return [
@@ -212,6 +228,7 @@ class MAML(StepwiseStrategy):
 
         The batch is on the parameters' device, or, with ``cuda_graph``, on either.
         """
+        self.check_norm(self.config, self.norm)
         step: Callable[..., tuple[Params, dict[str, Tensor]]] = self._meta_grads
         if self.config.cuda_graph:  # the batch may stay on the host (host_batches)
             if next(iter(params.values())).device.type != "cuda":
@@ -258,7 +275,8 @@ class MAML(StepwiseStrategy):
         def objective(p: Params) -> tuple[Tensor, dict[str, Tensor]]:
             inner = self._inner_params(p)
             embed = self._embedder(p, tasks=True, vectorize=vectorize)
-            inputs = [embed(batch.support_x), batch.support_y, embed(batch.query_x), batch.query_y]
+            sx, qx = batch.support_x, batch.query_x
+            inputs = [embed(sx), batch.support_y, embed(qx, self.norm_reference(sx)), batch.query_y]
             out = fx.map_tasks(task, inner, inputs, vectorize=vectorize, chunk_size=c.chunk_size)
             # Classification tasks also give their accuracy (see _score).
             metrics = {"accuracy": out[1].mean()} if len(out) > 1 else {}
@@ -271,23 +289,28 @@ class MAML(StepwiseStrategy):
     ) -> list[Predictor]:
         """The predictors after 0, 1, ..., ``steps`` adaptation steps, from one pass.
 
-        A predictor normalises with the statistics of the batch it is given (transductive
-        BatchNorm), so pass a task's whole query set at once.
+        In transductive mode a predictor normalises with the statistics of the batch it is
+        given, so pass a task's whole query set at once; in inductive mode with the support
+        set's under the step's weights, so any subset gives the same predictions.
         """
         detached = {k: v.detach() for k, v in params.items()}
         net, lr = self._split(self._inner_params(detached))
         embed = self._embedder(detached, tasks=False, vectorize=False)
+        reference = self.norm_reference(support_x)
         with per_task_kernels():  # safe: nothing here is vmapped
             # No meta-gradient is needed: the first-order update gives the same φ, cheaper.
             sx = embed(support_x)
             path = fx.adapt_path(self._inner, net, sx, support_y, steps=steps, lr=lr)
-        return fx.path_predictors(self._inner, path, support_y, embed)
+        if self.config.head_only:  # ANIL: the backbone's BatchNorm, the support's raw images
+            return fx.path_predictors(self._inner, path, support_y, lambda x: embed(x, reference))
+        inner_reference = reference if self._inner_norm else None
+        return fx.path_predictors(self._inner, path, support_y, reference=inner_reference)
 
     def _task(
         self, p: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor
     ) -> tuple[Tensor, ...]:
         """One task's query loss (and accuracy) after inner-loop adaptation."""
-        return self._query(self._adapt_task(p, sx, sy), qx, qy)
+        return self._query(self._adapt_task(p, sx, sy), sx, qx, qy)
 
     def _compiled_task(
         self, p: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor
@@ -304,8 +327,15 @@ class MAML(StepwiseStrategy):
         steps, first_order = c.inner_steps, c.first_order
         return fx.adapt(self._inner, net, sx, sy, steps=steps, lr=lr, first_order=first_order)
 
-    def _query(self, fast: Params, qx: Tensor, qy: Tensor) -> tuple[Tensor, ...]:
-        return _score(self._inner(fast, qx), qy)
+    def _query(self, fast: Params, sx: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, ...]:
+        """The query loss (and accuracy) under ``fast``; inductive: with the support set's
+        BatchNorm statistics under ``fast`` too (a fresh support pass at the adapted weights)."""
+        reference = self.norm_reference(sx) if self._inner_norm else None
+
+        def forward(x: Tensor) -> Tensor:
+            return self._inner(fast, x)
+
+        return _score(normalise_with(forward, reference, qx), qy)
 
     def _inner_params(self, p: Params) -> Params:
         """The parameters the inner loop sees: all of them, or (ANIL) the head's, renamed."""
@@ -318,22 +348,32 @@ class MAML(StepwiseStrategy):
         head = fx.subset(p, "head.")
         return {**head, **{LR_PREFIX + k: v for k, v in fx.subset(p, LR_PREFIX + "head.").items()}}
 
-    def _embedder(self, p: Params, *, tasks: bool, vectorize: bool) -> Callable[[Tensor], Tensor]:
+    def _embedder(self, p: Params, *, tasks: bool, vectorize: bool) -> Embedder:
         """Inputs of the inner function: unchanged, or (ANIL) the backbone's features.
 
         ANIL's backbone is not adapted, so it runs once per task rather than once per inner
         step; vectorised, once over every task's images with per-task BatchNorm statistics.
-        ``tasks`` says whether inputs carry a leading task dimension.
+        ``tasks`` says whether inputs carry a leading task dimension. The embedder's second
+        argument is the reference set whose BatchNorm statistics normalise the inputs
+        (inductive mode: the support set), or ``None`` for their own.
         """
         if not self.config.head_only:
-            return lambda x: x
+            return lambda x, reference=None: x
         feats = fx.subset(p, "features.")
-        if vectorize or not tasks:
-            return lambda x: self._features(feats, x)
 
-        def per_task(x: Tensor) -> Tensor:
+        def features(x: Tensor) -> Tensor:
+            return self._features(feats, x)
+
+        if vectorize or not tasks:
+            dim = 1 if tasks else 0
+            return lambda x, reference=None: normalise_with(features, reference, x, dim=dim)
+
+        def per_task(x: Tensor, reference: Tensor | None = None) -> Tensor:
+            references = [None] * len(x) if reference is None else list(reference)
             with per_task_kernels():  # safe: a plain loop
-                return torch.stack([self._features(feats, xt) for xt in x])
+                return torch.stack(
+                    [normalise_with(features, r, xt) for r, xt in zip(references, x, strict=True)]
+                )
 
         return per_task
 

@@ -19,7 +19,7 @@ from metalearner import functional as fx
 from metalearner.config.bounds import META_BATCH, STEPS, WAYS
 from metalearner.errors import ConfigError
 from metalearner.nn.backbones import init_params
-from metalearner.nn.layers import per_task_kernels
+from metalearner.nn.layers import per_task_kernels, reference_statistics
 from metalearner.strategies.base import (
     OuterLoop,
     Params,
@@ -71,7 +71,8 @@ class ProtoNet(Strategy):
 
     Only the backbone (``"features."`` parameters) is learned; any number of ways works at test
     time. Support and query images of a task are embedded together, as in the paper's code, so
-    BatchNorm statistics are those of the whole episode. The outer loop is Adam with its step
+    BatchNorm statistics are those of the whole episode (transductive), or, in inductive mode,
+    those of the support images alone, in training and at test. The outer loop is Adam with its step
     halved every ``lr_halve_every`` episodes, as in the paper.
 
     References:
@@ -207,9 +208,11 @@ class ProtoNet(Strategy):
         self, feats: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int
     ) -> Tensor:
         """``[..., Q, N]`` logits −‖f(x_q) − c_k‖² for one task or ``[T, ...]`` tasks."""
-        # One backbone call for support and query: BatchNorm sees the whole episode.
-        z = self._embed(feats, torch.cat([support_x, query_x], dim=support_y.dim() - 1))
         n_support = support_y.shape[-1]
+        # One backbone call for support and query: BatchNorm sees the whole episode, or
+        # (inductive) takes the support's statistics for both.
+        with reference_statistics(n_support if self.norm == "inductive" else None):
+            z = self._embed(feats, torch.cat([support_x, query_x], dim=support_y.dim() - 1))
         return prototype_logits(z[..., :n_support, :], support_y, z[..., n_support:, :], ways)
 
 

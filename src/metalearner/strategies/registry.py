@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from torch import nn
 
 from metalearner.errors import ConfigError, did_you_mean
+from metalearner.nn.layers import NormMode
 from metalearner.strategies.base import Strategy
 
 _REGISTRY: dict[str, type[Strategy]] = {}
@@ -109,7 +110,14 @@ def resolve_config(name: str, config: object | Mapping[str, Any] | None = None) 
 
 
 def build(
-    name: str, model: nn.Module, config: object | Mapping[str, Any] | None = None
+    name: str,
+    model: nn.Module,
+    config: object | Mapping[str, Any] | None = None,
+    *,
+    norm: NormMode = "transductive",
 ) -> Strategy:
-    """Builds strategy ``name`` around ``model`` (see :func:`resolve_config` for ``config``)."""
-    return get_strategy(name)(model, resolve_config(name, config))
+    """Builds strategy ``name`` around ``model`` (see :func:`resolve_config` for ``config``),
+    its BatchNorm in mode ``norm`` (:attr:`Strategy.norm`)."""
+    strategy = get_strategy(name)(model, resolve_config(name, config))
+    strategy.norm = norm
+    return strategy

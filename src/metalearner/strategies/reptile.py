@@ -7,11 +7,13 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import grad
 
@@ -20,6 +22,8 @@ from metalearner.config.bounds import ADAPT_STEPS, META_BATCH, TASK_EXAMPLES
 from metalearner.errors import ConfigError
 from metalearner.functional import optim
 from metalearner.nn.backbones import init_params
+from metalearner.nn.layers import normalise_with
+from metalearner.nn.stacked import stacked_call, stacks
 from metalearner.strategies.base import Params, Predictor, StepwiseStrategy, resolve_batching
 from metalearner.strategies.config import ConfigBase, check_range
 from metalearner.strategies.registry import register
@@ -95,7 +99,9 @@ class Reptile(StepwiseStrategy):
 
     ``meta_grads`` returns θ − mean_t φ_t, so an SGD step with learning rate ε gives
     θ + ε(φ̄ − θ), the paper's batched update. BatchNorm uses each minibatch's statistics (the
-    paper's transductive setting). Inner minibatches are drawn without replacement from each
+    paper's transductive setting); a prediction's BatchNorm takes the statistics of the queries
+    predicted together, or in inductive mode the support set's (meta-training scores no query,
+    so it is the same in both modes). Inner minibatches are drawn without replacement from each
     task's shuffled support + query examples, as in the paper's code; the shuffle is the batch's
     ``info["order"]`` (:meth:`TaskBatch.with_order`, drawn by ``meta_train`` every meta-step),
     so a meta-step stays a function of its arguments. The outer loop is plain SGD on the
@@ -179,14 +185,69 @@ class Reptile(StepwiseStrategy):
                 eager=True,
             )
 
+        reference = self.norm_reference(support_x)  # inductive: the support's statistics
+
         def predictor(phi: Params) -> Predictor:
+            def forward(x: Tensor) -> Tensor:
+                return self._fn(phi, x)
+
             def predict(x: Tensor) -> Tensor:
                 with torch.no_grad():
-                    return fx.predictions(self._fn(phi, x), support_y)
+                    return fx.predictions(normalise_with(forward, reference, x), support_y)
 
             return predict
 
         return [predictor(phi) for phi in path]
+
+    def predict_tasks(
+        self, params: Params, batch: TaskBatch, *, steps: Sequence[int] | None = None
+    ) -> Tensor:
+        """``[P, T, Q, N]``: :meth:`adapt_steps`' predictions for a batch of tasks at once.
+
+        On the built-in conv4 network every task of the batch is adapted together
+        (:func:`~metalearner.nn.stacked.stacked_call`: one grouped pass for all tasks, each with
+        its own weights and optimiser state; a task's loss is its own mean, and the sum over
+        tasks gives each task's weights the gradient it gets alone). The inner optimisers are
+        elementwise, so each task takes the steps it takes alone, to float tolerance. Other
+        models adapt one task at a time.
+        """
+        if not stacks(self.model) or batch.support_y.dtype.is_floating_point:
+            return super().predict_tasks(params, batch, steps=steps)
+        c = self.config
+        counts = [self.eval_steps or 0] if steps is None else list(steps)
+        tasks, n = batch.num_tasks, batch.support_x.shape[1]
+        phi = {k: v.detach().expand(tasks, *v.shape).clone() for k, v in params.items()}
+        inner = self._inner_optimizer()
+        state = inner.init(phi)
+        out: dict[int, Tensor] = {}
+        for step in range(max(counts) + 1):
+            if step in counts:
+                reference = self.norm_reference(batch.support_x)  # inductive: the support's
+                with torch.no_grad():
+                    out[step] = normalise_with(
+                        partial(stacked_call, self.model, phi), reference, batch.query_x, dim=1
+                    )
+            if step == max(counts):
+                break
+            rows = _support_slice(step, n, c.eval_batch_size)
+            xb, yb = batch.support_x[:, rows], batch.support_y[:, rows]
+            leaves = {k: v.requires_grad_() for k, v in phi.items()}
+            with torch.enable_grad():
+                logits = stacked_call(self.model, leaves, xb)
+                losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
+                loss = losses.view(yb.shape).mean(-1).sum()  # each task's mean, summed
+                grads = torch.autograd.grad(loss, list(leaves.values()))
+            with torch.no_grad():
+                phi, state = inner.update(leaves, dict(zip(leaves, grads, strict=True)), state)
+            phi = {k: v.detach() for k, v in phi.items()}
+        return torch.stack([out[s] for s in counts])
+
+    def _inner_optimizer(self) -> optim.Optimizer:
+        """The inner loop's optimiser: SGD or the paper's Adam (β1 = 0)."""
+        c = self.config
+        if c.inner_optimizer == "sgd":
+            return optim.sgd(c.inner_lr)
+        return optim.adam(c.inner_lr, betas=c.adam_betas, eps=c.adam_eps)
 
     def _train(
         self,
@@ -207,24 +268,16 @@ class Reptile(StepwiseStrategy):
         round); without (adapting on a support set, which comes class by class), the strided
         slices ``x[c::chunks]``, which hold every class alike.
         """
-        c = self.config
         n = x.shape[0]
-        chunks = 1 if size is None or size >= n else -(-n // size)
-        inner = (
-            optim.sgd(c.inner_lr)
-            if c.inner_optimizer == "sgd"
-            else optim.adam(c.inner_lr, betas=c.adam_betas, eps=c.adam_eps)
-        )
+        inner = self._inner_optimizer()
         state = inner.init(params)
         loss = torch.zeros((), dtype=x.dtype if x.is_floating_point() else torch.float32)
         for step in range(steps):
-            if chunks == 1:
-                xb, yb = x, y
-            elif order is not None:
-                rows = order[minibatch(step, size or n, n, device=x.device)]
+            if order is not None and size is not None and size < n:
+                rows = order[minibatch(step, size, n, device=x.device)]
                 xb, yb = x[rows], y[rows]
             else:
-                xb, yb = x[step % chunks :: chunks], y[step % chunks :: chunks]
+                xb, yb = x[_support_slice(step, n, size)], y[_support_slice(step, n, size)]
 
             def batch_loss(p: Params, xb: Tensor = xb, yb: Tensor = yb) -> tuple[Tensor, Tensor]:
                 value = fx.task_loss(self._fn(p, xb), yb)
@@ -237,6 +290,14 @@ class Reptile(StepwiseStrategy):
             if visit is not None:
                 visit(params)
         return params, loss
+
+
+def _support_slice(step: int, n: int, size: int | None) -> slice:
+    """The examples of adaptation step ``step`` among a support set's ``n`` (which comes class
+    by class): all of them, or with minibatches of ``size`` the strided slice ``[c::chunks]``,
+    which holds every class alike."""
+    chunks = 1 if size is None or size >= n else -(-n // size)
+    return slice(step % chunks, None, chunks)
 
 
 def _eager_grad(

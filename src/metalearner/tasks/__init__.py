@@ -6,6 +6,7 @@ from metalearner.tasks.augment import with_rotations
 from metalearner.tasks.batch import TaskBatch, TaskSet, TaskSource, concat, iter_batches
 from metalearner.tasks.episodes import EpisodePlan, EpisodeSampler, EpisodeTaskSet
 from metalearner.tasks.lake import export_lake_runs, load_lake_runs
+from metalearner.tasks.minibatches import LabeledBatches
 from metalearner.tasks.noise import NoisyLabels
 from metalearner.tasks.regression import FixedTasks, SinusoidTasks
 
@@ -15,6 +16,7 @@ __all__ = [
     "EpisodeSampler",
     "EpisodeTaskSet",
     "FixedTasks",
+    "LabeledBatches",
     "LabeledSet",
     "NoisyLabels",
     "SinusoidTasks",

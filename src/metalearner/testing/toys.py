@@ -30,8 +30,11 @@ TOY_SETTINGS: dict[str, dict[str, Any]] = {
     # The toy family has 24 classes; adaptation is shortened and sped up for the contract.
     **{
         name: {"num_classes": 24, "eval_steps": 10, "adapt_lr": 0.1}
-        for name in ("finetune", "baselinepp", "nearest-centroid")
+        for name in ("finetune", "baselinepp", "nearest-centroid", "simpleshot")
     },
+    # RFS's C = 1 on unit features gives soft probabilities whose query loss barely moves in 30
+    # steps on 3-way toy tasks: a weaker penalty lets the loss show what pretraining learned.
+    "rfs": {"num_classes": 24, "logistic_c": 10.0},
     "reptile": {
         "inner_optimizer": "sgd",
         "inner_lr": 0.1,

@@ -3,7 +3,9 @@
 Each outer step draws a meta-batch of tasks from the training split, asks the strategy for
 meta-gradients (DESIGN.md rule 2), clips them, checks them for NaN/inf and lets the optimiser
 step. Every ``val_every`` steps the run is scored on its fixed validation tasks and saved
-(``checkpoints/latest``, and ``checkpoints/best`` when the score improved).
+(``checkpoints/latest``, and ``checkpoints/best`` when the score improved). When the run ends,
+the adaptation (steps, a transfer head's step size) is chosen on the validation tasks for each
+checkpoint and stored in it (:mod:`metalearner.evaluation.choice`).
 
 Randomness comes only from explicit generators whose states are checkpointed, and CPU kernels
 run in deterministic mode, so a run killed at any moment and resumed ends with parameters
@@ -33,8 +35,14 @@ from torch import Tensor
 
 from metalearner.data.registry import dataset
 from metalearner.errors import MetalearnerError
-from metalearner.evaluation.evaluator import summarize, task_scores
-from metalearner.runs.checkpoint import checkpoint_exists
+from metalearner.evaluation.choice import (
+    AdaptationChoice,
+    choose_adaptation,
+    store_choice,
+    stored_choice,
+)
+from metalearner.evaluation.evaluator import gathered_curves, summarize, task_scores
+from metalearner.runs.checkpoint import checkpoint_exists, load_checkpoint
 from metalearner.runs.config import RunConfig
 from metalearner.runs.devices import deterministic, precision, threads, torch_device
 from metalearner.runs.distributed import Backend, Group, joined
@@ -105,8 +113,10 @@ def meta_train(
             found it).
         quiet: no progress at all: no bar (drawn only when stderr is a terminal), no progress
             lines (printed every ``cfg.progress_every`` seconds, at each validation and at the
-            end, only when stdout is not a terminal), no note of where a resume continues from.
-        stop_at: stop (with a checkpoint) once this many steps are done, as if interrupted.
+            end, only when stdout is not a terminal), no note of where a resume continues from,
+            no line of the adaptation chosen at the end.
+        stop_at: stop (with a checkpoint) once this many steps are done, as if interrupted
+            (the adaptation is chosen only when the run ends: its steps or budget done).
         on_validation: called with (step, validation score) after each validation, once its
             checkpoint and metrics are written; it may raise to stop training there (a
             hyperparameter search prunes a poor trial this way). Under torchrun every rank
@@ -139,6 +149,7 @@ def meta_train(
             start=run.step, spent=run.elapsed, tasks_per_step=cfg.meta_batch or 1,
             every=cfg.progress_every, notes=run.notes, quiet=quiet or not group.is_main,
         ) as bar:  # fmt: skip
+            first = run.step
             while run.step < end:
                 metrics = _outer_step(run)
                 if cfg.time_budget is not None and run.elapsed >= cfg.time_budget:
@@ -161,6 +172,11 @@ def meta_train(
                         on_validation(run.step, score)
                 loss = float(metrics["loss"])
                 bar.update(run.step, run.elapsed, loss=loss, val=shown, validated=bool(record))
+        over = cfg.time_budget is not None and run.elapsed >= cfg.time_budget
+        if run.step >= cfg.steps or over:
+            for line in _choose(run, fresh=run.step > first):
+                if not quiet and group.is_main:
+                    print(line, flush=True)
         final = {k: v.detach().cpu() for k, v in run.params.items()}
         return TrainResult(run.folder, run.step, final, run.best, run.metric)
 
@@ -245,10 +261,14 @@ def _outer_step(run: _Run) -> dict[str, float]:
     cfg, strategy, group = run.cfg, run.exp.strategy, run.group
     tick = time.perf_counter()
     base_lr = cfg.optimizer.lr or 0.0  # resolved from the strategy, never None here
+    factor = lr_factor(
+        cfg.optimizer, run.step, cfg.steps, spent=run.elapsed, budget=cfg.time_budget
+    )
     for settings in run.optimizer.param_groups:
-        settings["lr"] = base_lr * lr_factor(cfg.optimizer, run.step, cfg.steps)
-    # Every rank draws the whole meta-batch (same generator) and keeps its share.
-    batch = run.exp.train.sample(cfg.meta_batch or 1, generator=run.tasks_rng)
+        settings["lr"] = base_lr * factor
+    # Every rank draws the whole meta-batch (same generator, or mini-batch number) and keeps
+    # its share.
+    batch = run.exp.training_batch(run.step, cfg.meta_batch or 1, run.tasks_rng)
     if strategy.ordered:  # a fresh order of each task's examples (Reptile)
         batch = batch.with_order(run.tasks_rng)
     batch = group.share(batch)
@@ -274,7 +294,12 @@ def _outer_step(run: _Run) -> dict[str, float]:
 
 
 def _validate(run: _Run) -> dict[str, Any]:
-    """Phase 3: score the fixed validation tasks; returns the metrics line's validation part."""
+    """Phase 3: score the fixed validation tasks; returns the metrics line's validation part.
+
+    What the strategy computes from the training examples (SimpleShot's mean feature) is
+    computed first, with the parameters as they are: the scores and the checkpoint that follow
+    use it."""
+    _refresh_statistics(run)
     mine = task_scores(run.exp.strategy, run.params, run.my_val_tasks, device=run.device)
     val = summarize(run.group.gather(mine, len(run.val_tasks)))
     best = run.best
@@ -286,6 +311,19 @@ def _validate(run: _Run) -> dict[str, Any]:
         run.best = {"score": val.mean, "step": run.step}
     run.validated = run.elapsed
     return {f"val_{run.metric}": val.mean, "val_ci95": val.ci95}
+
+
+def _refresh_statistics(run: _Run) -> None:
+    """Writes :meth:`Strategy.statistics` into the parameters, the training examples given in
+    chunks of a meta-batch (every rank computes the same)."""
+    if run.exp.batches is None:
+        return
+    size = run.cfg.meta_batch or 1
+    examples = (x.to(run.device) for x in run.exp.batches.examples(size))
+    fresh = run.exp.strategy.statistics(run.params, examples)
+    with torch.no_grad():
+        for k, v in fresh.items():
+            run.params[k].copy_(v)
 
 
 def _log(run: _Run, record: dict[str, Any]) -> None:
@@ -317,6 +355,53 @@ def _save(run: _Run) -> None:
     if run.improved:
         save_state(run.folder / BEST, state, run.cfg, run.info, run.metric)
     save_state(run.folder / LATEST, state, run.cfg, run.info, run.metric)
+
+
+def _choose(run: _Run, *, fresh: bool) -> list[str]:
+    """Phase 6, when the run ends: the adaptation chosen on the validation tasks for each
+    checkpoint (best, then latest; once where they are one step) and stored in it, unless it
+    holds a choice for its step already; returns a line for each choice made.
+
+    ``fresh``: this session wrote latest (and best, if of this step) at this step. A best of an
+    earlier step was written at an earlier validation and is read from the folder.
+    """
+    strategy = run.exp.strategy
+    lines: list[str] = []
+    chosen: dict[int, AdaptationChoice] = {}  # by step: best and latest may be one state
+    if strategy.adaptation_grid() is None:
+        return lines
+    best = None if run.best is None else int(run.best["step"])
+    for name, step in ((BEST, best), (LATEST, run.step)):
+        path = run.folder / name
+        # Written by this session at this step: it holds no choice, and every rank knows that
+        # without reading a folder rank 0 may still be writing (all ranks score, or none).
+        written = fresh and step == run.step
+        if step is None or not (written or checkpoint_exists(path)):
+            continue
+        if not written:
+            held = stored_choice(load_checkpoint(path).meta, run.cfg.strategy)
+            if held is not None and held.step == step:
+                continue
+        choice = chosen.get(step)
+        if choice is None:
+            tick = time.perf_counter()
+            params = run.params if step == run.step else _params_of(path, run.device)
+            curves = gathered_curves(params, run.val_tasks, group=run.group, device=run.device)
+            found = choose_adaptation(
+                strategy, curves, name=run.cfg.strategy, step=step, metric=run.metric
+            )
+            if found is None:
+                continue
+            chosen[step] = choice = found
+            where = "" if name == BEST or best is None else f" for {name}"
+            lines.append(f"{choice.line(where)}, in {time.perf_counter() - tick:.1f} s")
+        if run.group.is_main:
+            store_choice(path, choice)
+    return lines
+
+
+def _params_of(path: Path, device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device) for k, v in load_state(path)[0].params.items()}
 
 
 def _global_norm(grads: dict[str, Tensor]) -> float:

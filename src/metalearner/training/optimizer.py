@@ -20,9 +20,24 @@ from torch import Tensor
 from metalearner.runs.config import OptimizerConfig
 
 
-def lr_factor(opt: OptimizerConfig, step: int, steps: int) -> float:
-    """Multiplier of the base step size before outer step ``step`` (0-based) of ``steps``."""
+def lr_factor(
+    opt: OptimizerConfig,
+    step: int,
+    steps: int,
+    *,
+    spent: float = 0.0,
+    budget: float | None = None,
+) -> float:
+    """Multiplier of the base step size before outer step ``step`` (0-based) of ``steps``.
+
+    A schedule that spans the run (cosine, linear) spans whichever of ``steps`` and the time
+    ``budget`` (seconds, of which ``spent`` are used) ends it first: under a benchmark's time
+    budget the steps are set beyond reach, and a schedule over them would barely move. Such a
+    run's step sizes then depend on the clock, as its last step already did.
+    """
     frac = step / max(steps, 1)
+    if budget:
+        frac = min(max(frac, spent / budget), 1.0)
     if opt.schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * frac))
     if opt.schedule == "linear":
