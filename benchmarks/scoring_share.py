@@ -59,23 +59,23 @@ def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     train_all, score_strategy = stages.train_all, stages.score_strategy
     validate, choose = loop.task_scores, loop.choose_adaptation
 
-    def timed_choice(*a: Any, **k: Any) -> Any:
-        # A run's adaptation chosen on its validation tasks when it ends: scoring, linear in
-        # the validation tasks.
-        started, cpu = time.perf_counter(), time.process_time()
-        try:
-            return choose(*a, **k)
-        finally:
-            timed["choice"] += time.perf_counter() - started
-            timed["choice_cpu"] += time.process_time() - cpu
+    def accumulated(fn: Any, key: str) -> Any:
+        """``fn``, its wall and CPU seconds added to ``timed[key]`` and ``timed[key + "_cpu"]``."""
 
-    def timed_validate(*a: Any, **k: Any) -> Any:
-        started, cpu = time.perf_counter(), time.process_time()
-        try:
-            return validate(*a, **k)
-        finally:
-            timed["validation"] += time.perf_counter() - started
-            timed["validation_cpu"] += time.process_time() - cpu
+        def timed_fn(*a: Any, **k: Any) -> Any:
+            started, cpu = time.perf_counter(), time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                timed[key] += time.perf_counter() - started
+                timed[key + "_cpu"] += time.process_time() - cpu
+
+        return timed_fn
+
+    # Validation, and the adaptation chosen on the validation tasks when each run ends: both
+    # linear in the validation tasks, both part of training (model selection).
+    timed_validate = accumulated(validate, "validation")
+    timed_choice = accumulated(choose, "choice")
 
     def timed_train_all(*a: Any, **k: Any) -> Any:
         started = time.perf_counter()

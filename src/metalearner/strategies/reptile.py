@@ -277,7 +277,8 @@ class Reptile(StepwiseStrategy):
                 rows = order[minibatch(step, size, n, device=x.device)]
                 xb, yb = x[rows], y[rows]
             else:
-                xb, yb = x[_support_slice(step, n, size)], y[_support_slice(step, n, size)]
+                part = _support_slice(step, n, size)
+                xb, yb = x[part], y[part]
 
             def batch_loss(p: Params, xb: Tensor = xb, yb: Tensor = yb) -> tuple[Tensor, Tensor]:
                 value = fx.task_loss(self._fn(p, xb), yb)
