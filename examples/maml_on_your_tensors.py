@@ -40,16 +40,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="meta-steps")
     steps = parser.parse_args().steps
 
+    torch.manual_seed(0)  # the network's own initialisation, its weights MAML starts from
     net = nn.Sequential(nn.Linear(1, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1))
     maml = build("maml", net, {"inner_lr": 0.1, "inner_steps": 1, "eval_steps": 1})
-    params = {k: v.requires_grad_() for k, v in maml.init_params(0).items()}
+    params = maml.init_params(0)  # net's weights, under net's own names
     optimizer = torch.optim.Adam(params.values(), lr=1e-3)
     g = torch.Generator().manual_seed(1)
     for step in range(steps):
-        grads, metrics = maml.meta_grads(params, line_tasks(16, g))
-        for k, p in params.items():
-            p.grad = grads[k]
-        optimizer.step()
+        metrics = maml.step(optimizer, params, line_tasks(16, g))  # meta-gradients, then a step
         if step % 100 == 0:
             print(f"step {step}: query loss after adaptation {metrics['loss']:.4f}")
 

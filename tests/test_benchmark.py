@@ -144,7 +144,7 @@ SINUSOID = ("benchmark", "--dataset", "sinusoid", "--shots", "5", "--strategies"
 def test_a_bad_plan_writes_nothing_so_the_corrected_command_runs(tmp_path: Path) -> None:
     wrong = [(("--set", "stepz=3"), "Unknown setting 'stepz'"),
              (("--dataset", "mnist"), "must be one of sinusoid"),
-             (("--strategies", "protonet"), "protonet needs classification tasks"),
+             (("--strategies", "protonet"), "its tasks need integer class labels"),
              (("--budget", "20"), "Budget '20' has no unit; write 20steps")]  # fmt: skip
     for options, message in wrong:
         bad = run(*SINUSOID, *options, cwd=tmp_path)

@@ -29,6 +29,15 @@ def test_maml_on_your_tensors_adapts_new_tasks(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_your_own_model_learns_new_classes_with_maml_protonet_and_anil(tmp_path: Path) -> None:
+    out = _run("your_own_model.py", "--steps", "15", "--width", "4", cwd=tmp_path)
+    scores = re.findall(r"(\w+): new classes, (\d+)% before, (\d+)% after", out)
+    assert [name for name, _, _ in scores] == ["maml", "protonet", "anil"], out
+    for _, before, after in scores:
+        assert int(after) >= int(before) + 20 and int(after) >= 60, out  # chance is 20%
+
+
+@pytest.mark.slow
 def test_adapt_to_your_files_predicts_classes_it_never_saw(tmp_path: Path) -> None:
     out = _run("adapt_to_your_files.py", "--out", str(tmp_path / "ex"), "--steps", "100",
                cwd=tmp_path)  # fmt: skip

@@ -162,7 +162,7 @@ def test_what_no_trial_could_run_fails_at_once_in_one_line_writing_nothing(
 ) -> None:
     for extra, message in [
         (("--set", "stepz=1"), "Unknown setting 'stepz'"),
-        (("--strategies", "protonet"), "protonet needs classification tasks"),
+        (("--strategies", "protonet"), "its tasks need integer class labels"),
         (("--budget", "10"), "Budget '10' has no unit"),
         (("--storage", "notaurl"), "'notaurl' is not a database URL; write e.g. sqlite:///"),
         (("--storage", "sqlite:////no/such/folder/s.db"), "Cannot reach the database"),

@@ -55,6 +55,11 @@ def train_cmd(
     comes every progress_every seconds (30), at each validation and at the end. -q: neither,
     only the summary.
 
+    Your own network: --set model.name=python --set model.factory=mymodels:make_net (found in
+    the current folder or on PYTHONPATH). A new run starts from saved weights with --set
+    model.weights=FILE.safetensors, or from a finished run's backbone with --set
+    model.init_from=RUN (e.g. a finetune run's pretraining).
+
     Under `torchrun --nproc-per-node N -m metalearner train ...` each process meta-trains on its
     share of every meta-batch and rank 0 writes the run folder.
     """

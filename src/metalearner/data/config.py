@@ -21,6 +21,7 @@ from typing import Annotated
 from metalearner.config.bounds import CLASSES, EXAMPLES, WAYS, Range, check_bounds
 from metalearner.config.settings import check_seed
 from metalearner.data.registry import UNSPLIT, dataset
+from metalearner.data.text import MAX_LENGTH
 from metalearner.errors import ConfigError
 
 
@@ -54,8 +55,9 @@ class DataConfig:
     split_seed: int = 0  # fixes the class split, so it is the same on every machine
     rotations: bool = True  # Omniglot: rotated training characters as new classes
     image_size: Annotated[int, Range(1, 4096)] = 28  # pixels of a side of the stored images
-    # FewRel: tokens per sentence (L = 40 in the FewRel paper's CNN code).
-    max_length: Annotated[int, Range(1, 10**4)] = 40
+    # FewRel: tokens per sentence; null: 40 words (the FewRel paper's CNN code), or 128 of a
+    # pretrained encoder's tokens (model.name hf; 99% of wiki sentences are shorter).
+    max_length: Annotated[int | None, Range(1, 10**4)] = None
 
 
 def resolve_data(d: DataConfig) -> DataConfig:
@@ -73,7 +75,10 @@ def resolve_data(d: DataConfig) -> DataConfig:
             f"data.split {split!r} is not a split of {d.dataset}; use one of {', '.join(known)}."
         )
     meta, val = entry.class_counts(split, d.meta_train_classes, d.val_classes)
-    out = dataclasses.replace(d, split=split, meta_train_classes=meta, val_classes=val)
+    length = d.max_length if d.max_length is not None else MAX_LENGTH
+    out = dataclasses.replace(
+        d, split=split, meta_train_classes=meta, val_classes=val, max_length=length
+    )
     check_data(out)
     return out
 

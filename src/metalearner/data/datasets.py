@@ -21,6 +21,8 @@ from metalearner.data.folder import load_image_folder, load_table
 from metalearner.data.labeled import LabeledSet
 from metalearner.data.omniglot import lake_split, load_omniglot, vinyals_split
 from metalearner.data.splits import ClassSplit
+from metalearner.data.subwords import SubwordEncoding
+from metalearner.data.text import MAX_LENGTH
 
 
 def load_user_data(path: Path, d: LoadSettings) -> LabeledSet:
@@ -42,13 +44,19 @@ def _omniglot(
 
 
 def _fewrel(
-    d: LoadSettings, data_dir: Path | None, *, meta_train: int, val: int, download: bool
+    d: LoadSettings,
+    data_dir: Path | None,
+    *,
+    meta_train: int,
+    val: int,
+    download: bool,
+    encoding: SubwordEncoding | None = None,
 ) -> tuple[LabeledSet, ClassSplit]:
     del download  # FewRel is not redistributed from a canonical URL: the user fetches it
     split = d.split or "wiki"
     return load_fewrel(
         data_dir, split=split, meta_train=meta_train, val=val, seed=d.split_seed,
-        max_length=d.max_length,
+        max_length=d.max_length or MAX_LENGTH, encoding=encoding,
     )  # fmt: skip
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 from metalearner.data.labeled import LabeledSet
 from metalearner.data.splits import ClassSplit, random_split
-from metalearner.data.text import is_text
+from metalearner.data.subwords import SubwordEncoding
+from metalearner.data.text import MAX_LENGTH, is_text
 from metalearner.errors import ConfigError
 
 InputKind = Literal["image", "text", "table", "regression"]
@@ -45,7 +46,7 @@ class LoadSettings(Protocol):
     @property
     def image_size(self) -> int: ...
     @property
-    def max_length(self) -> int: ...
+    def max_length(self) -> int | None: ...
     @property
     def meta_train_classes(self) -> int | None: ...
     @property
@@ -58,6 +59,22 @@ class Loader(Protocol):
 
     def __call__(
         self, d: LoadSettings, data_dir: Path | None, *, meta_train: int, val: int, download: bool
+    ) -> tuple[LabeledSet, ClassSplit]: ...
+
+
+class TextLoader(Protocol):
+    """A text dataset's :class:`Loader` that also encodes its sentences for a pretrained encoder
+    (``encoding``: its tokenizer and entity markers) when given one."""
+
+    def __call__(
+        self,
+        d: LoadSettings,
+        data_dir: Path | None,
+        *,
+        meta_train: int,
+        val: int,
+        download: bool,
+        encoding: SubwordEncoding | None = None,
     ) -> tuple[LabeledSet, ClassSplit]: ...
 
 
@@ -158,7 +175,7 @@ class Dataset:
             side = d.image_size
             return 4 * side * side, f"a 1×{side}×{side} float32 image, data.image_size {side}"
         if kind == "text":  # token ids and two rows of position ids (metalearner.data.text)
-            length = d.max_length
+            length = d.max_length or MAX_LENGTH
             return 8 * 3 * length, f"3×{length} int64 ids, data.max_length {length}"
         if kind == "table":  # its width is known once it is read: one feature at the least
             return 4, "one float32 feature at the least"
@@ -188,19 +205,35 @@ class Dataset:
         return f"{self.name} {ways}-way {shots}-shot"
 
     def load(
-        self, d: LoadSettings, data_dir: Path | None, *, download: bool = False
+        self,
+        d: LoadSettings,
+        data_dir: Path | None,
+        *,
+        download: bool = False,
+        encoding: SubwordEncoding | None = None,
     ) -> tuple[LabeledSet, ClassSplit]:
-        """Its data and class split for the settings ``d``.
+        """Its data and class split for the settings ``d``; sentences encoded for a pretrained
+        encoder where ``encoding`` is given (a text dataset's loader is a :class:`TextLoader`).
 
         Raises:
-            ConfigError: it generates its tasks, it needs ``data.path``, or the counts do not fit.
+            ConfigError: it generates its tasks, it needs ``data.path``, the counts do not fit,
+                or ``encoding`` is given for data that is not text.
             DataError: the data is missing or unreadable.
         """
         meta_train, val = self.class_counts(d.split, d.meta_train_classes, d.val_classes)
+        if encoding is not None and (self.kind != "text" or self.loader is None):
+            raise ConfigError(
+                f"model.name hf reads sentences, and data.dataset {self.name} holds no text; "
+                "use a text dataset (fewrel), or another model."
+            )
         if self.reader is not None:
             return self._user_files(d, data_dir, meta_train, val)
         if self.loader is None:
             raise ConfigError(f"{self.name} generates its tasks; it has no data to load.")
+        if encoding is not None:
+            text = cast(TextLoader, self.loader)
+            return text(d, data_dir, meta_train=meta_train, val=val, download=download,
+                        encoding=encoding)  # fmt: skip
         return self.loader(d, data_dir, meta_train=meta_train, val=val, download=download)
 
     def _user_files(

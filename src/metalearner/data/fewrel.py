@@ -3,8 +3,10 @@
 Read from ``<data-dir>/fewrel/`` in the FewRel JSON format, ``{relation_id: [{"tokens": [...],
 "h": [name, id, [[positions]]], "t": [...]}, ...]}``, with relation names from ``pid2name.json``
 when it is there. Sentences are encoded by :mod:`metalearner.data.text` with a vocabulary of the
-meta-training sentences only, once: the encoded split is cached like Omniglot's images
-(:mod:`metalearner.data.cache`). Splits (``data.split``):
+meta-training sentences only (textcnn), or, for a pretrained encoder, by its own tokenizer with
+the entities marked (:mod:`metalearner.data.subwords`), once: the encoded split is cached like
+Omniglot's images (:mod:`metalearner.data.cache`), keyed on the encoding (the tokenizer's
+whole content, not its path). Splits (``data.split``):
 
 - ``wiki`` (default): the 16 relations of ``val_wiki.json`` (FewRel 1.0's public validation set;
   its 64 training relations are not redistributed with this project), shuffled with
@@ -44,6 +46,7 @@ from metalearner.data import cache
 from metalearner.data.labeled import LabeledSet
 from metalearner.data.omniglot import data_root
 from metalearner.data.splits import ClassSplit
+from metalearner.data.subwords import SubwordEncoding
 from metalearner.data.text import MIN_COUNT, Sentence, Vocabulary, encode, text_preprocessing
 from metalearner.errors import ConfigError, DataError
 
@@ -76,6 +79,7 @@ def load_fewrel(
     val: int = 0,
     seed: int = 0,
     max_length: int = 40,
+    encoding: SubwordEncoding | None = None,
 ) -> tuple[LabeledSet, ClassSplit]:
     """The encoded sentences of ``split`` and its class split (see the module doc).
 
@@ -85,7 +89,9 @@ def load_fewrel(
         meta_train: relations for meta-training and validation (None: 10, official: all 64).
         val: validation relations among them; 0 holds out sentences instead.
         seed: shuffles the relations before they are split (fixed: the same on every machine).
-        max_length: tokens per encoded sentence.
+        max_length: tokens per encoded sentence (words; with ``encoding``, its own).
+        encoding: a pretrained encoder's tokenizer and entity markers (``None``: words of a
+            vocabulary of the meta-training sentences, for textcnn).
 
     Raises:
         DataError: a file is missing or malformed (naming the file, relation and record).
@@ -100,26 +106,39 @@ def load_fewrel(
         raise ConfigError(f"Unknown FewRel split {split!r}; use one of {', '.join(SPLITS)}.")
     folder = fewrel_dir(data_dir)
     sources = _sources(folder, split)
-    settings = {"split": split, "meta_train": meta_train, "val": val, "seed": seed,
-                "max_length": max_length, "held_out": HELD_OUT, "min_count": MIN_COUNT}  # fmt: skip
+    if encoding is not None:
+        max_length = encoding.max_length
+    settings: dict[str, object] = {
+        "split": split, "meta_train": meta_train, "val": val, "seed": seed,
+        "max_length": max_length, "held_out": HELD_OUT, "min_count": MIN_COUNT,
+    }  # fmt: skip
+    if encoding is not None:  # a word vocabulary's key is as it always was
+        settings["encoding"] = encoding.fingerprint()
     decode = partial(_decode, folder, split, meta_train=meta_train, val=val, seed=seed,
-                     max_length=max_length)  # fmt: skip
+                     max_length=max_length, encoding=encoding)  # fmt: skip
+    files = " and ".join(p.name for p in sources if p.name != NAMES)
+    how = "" if encoding is None else f" with the tokenizer of {encoding.tokenizer}"
     arrays = cache.cached(
         "fewrel",
         cache.cache_key("fewrel", cache.source_digest((p.name, p) for p in sources), settings),
         decode,
         required=_ARRAYS,
         check=lambda a: _consistent(a, max_length),
-        what=f"FewRel's {' and '.join(p.name for p in sources if p.name != NAMES)}",
+        what=f"FewRel's {files}{how}",
     )
-    vocab = Vocabulary([str(w) for w in arrays["vocabulary"]])
+    if encoding is None:
+        preprocessing = text_preprocessing(
+            Vocabulary([str(w) for w in arrays["vocabulary"]]), max_length
+        )
+    else:
+        preprocessing = encoding.record()
     data = LabeledSet(
         torch.from_numpy(np.ascontiguousarray(arrays["x"])),
         torch.from_numpy(arrays["y"].astype(np.int64)),
         tuple(str(n) for n in arrays["class_names"]),
         tuple(str(g) for g in arrays["groups"]),
         name=f"FewRel ({split})",
-        preprocessing=text_preprocessing(vocab, max_length),
+        preprocessing=preprocessing,
     )
     ids = torch.arange(len(data.class_names))
     a, b = (int(n) for n in np.cumsum(arrays["parts"][:2]))
@@ -140,7 +159,14 @@ def _sources(folder: Path, split: str) -> list[Path]:
 
 
 def _decode(
-    folder: Path, split: str, *, meta_train: int | None, val: int, seed: int, max_length: int
+    folder: Path,
+    split: str,
+    *,
+    meta_train: int | None,
+    val: int,
+    seed: int,
+    max_length: int,
+    encoding: SubwordEncoding | None,
 ) -> cache.Arrays:
     """Reads, checks, splits and encodes the sentences of ``split`` (see :func:`load_fewrel`)."""
     names = relation_names(folder)
@@ -163,14 +189,18 @@ def _decode(
         test = load_relations(folder / PUBMED, "pubmed", names)
     train, held = _validation(meta, val, seed)
     classes = [*train, *held, *test]
-    vocab = Vocabulary.build(s.tokens for r in train for s in r.sentences)
     sentences = [s for r in classes for s in r.sentences]
+    if encoding is None:
+        vocab = Vocabulary.build(s.tokens for r in train for s in r.sentences)
+        x, words = encode(sentences, vocab, max_length), vocab.words
+    else:  # the encoder's own tokenizer: no vocabulary of ours
+        x, words = encoding.encode(sentences), ()
     return {
-        "x": encode(sentences, vocab, max_length).numpy(),
+        "x": x.numpy(),
         "y": np.concatenate([np.full(len(r.sentences), i) for i, r in enumerate(classes)]),
         "class_names": np.array([r.name for r in classes], dtype=str),
         "groups": np.array([r.domain for r in classes], dtype=str),
-        "vocabulary": np.array(vocab.words, dtype=str),
+        "vocabulary": np.array(words, dtype=str),
         "parts": np.array([len(train), len(held), len(test)], dtype=np.int64),
     }
 

@@ -105,7 +105,7 @@ def encode(sentences: Sequence[Sentence], vocab: Vocabulary, max_length: int) ->
     """``[M, 3, L]`` int64: token ids, positions to the head, positions to the tail."""
     out = torch.zeros(len(sentences), 3, max_length, dtype=torch.int64)
     for i, s in enumerate(sentences):
-        start = _window(len(s.tokens), s.head, s.tail, max_length)
+        start = entity_window(len(s.tokens), s.head, s.tail, max_length)
         idx = range(start, min(start + max_length, len(s.tokens)))
         n = len(idx)
         out[i, 0, :n] = torch.tensor(vocab.ids([s.tokens[j] for j in idx]))
@@ -162,8 +162,9 @@ def _position(j: int, span: tuple[int, int], max_length: int) -> int:
     return max(-(max_length - 1), min(max_length - 1, rel)) + max_length
 
 
-def _window(n: int, head: tuple[int, int], tail: tuple[int, int], max_length: int) -> int:
-    """The first token of a window of ``max_length`` tokens that shows both entities if it can."""
+def entity_window(n: int, head: tuple[int, int], tail: tuple[int, int], max_length: int) -> int:
+    """The first of ``n`` tokens in a window of ``max_length`` that shows both entities (spans
+    ``[start, end)``) where it can."""
     if n <= max_length:
         return 0
     first, last = min(head[0], tail[0]), max(head[1], tail[1])

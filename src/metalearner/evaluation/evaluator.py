@@ -326,7 +326,8 @@ def _evaluate(
     path = checkpoint_path(folder, which)
     state, ckpt = load_state(path)
     recorded = ckpt.meta.get("data_dir")
-    exp = build_experiment(cfg, data_dir=data_dir or (Path(recorded) if recorded else None))
+    where = data_dir or (Path(recorded) if recorded else None)
+    exp = build_experiment(cfg, data_dir=where, start=False)  # the checkpoint's parameters
     device = group.device(torch_device(cfg.device).type)
     saved = exp.strategy.completed(state.params)
     check_tensors(path, "params", saved, exp.strategy.init_params(0))

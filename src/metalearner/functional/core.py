@@ -28,6 +28,7 @@ from torch.func import functional_call, grad, vmap
 from metalearner.errors import ConfigError
 from metalearner.functional import optim
 from metalearner.nn.layers import normalise_with, per_task_eager, per_task_kernels
+from metalearner.nn.pure import pure
 
 Params = dict[str, Tensor]
 ModelFn = Callable[[Params, Tensor], Tensor]
@@ -49,14 +50,28 @@ def buffers_of(module: nn.Module) -> Params:
 def functional(module: nn.Module, buffers: Params | None = None) -> ModelFn:
     """``module`` as a pure function ``fn(params, x)`` of a parameter dict.
 
+    Any module works, stock BatchNorm and dropout layers included: where it has them, a copy
+    that shares its tensors runs instead (:func:`metalearner.nn.pure.pure_copy`), in which
+    BatchNorm normalises with the statistics of the batch it is given (or, inside
+    :func:`metalearner.nn.layers.reference_statistics`, a reference set's) and never reads nor
+    updates its running statistics, and dropout is off. ``module`` itself is left as it is.
+
     Example:
         >>> fn = functional(net)
         >>> logits = fn(params_of(net), x)
     """
+    module = pure(module)
     fixed = buffers if buffers is not None else buffers_of(module)
+    # The module stays on the host while the parameters move to the run's device; buffers the
+    # forward reads (a pretrained encoder's position ids) follow the inputs, copied once per
+    # device.
+    on_device: dict[torch.device, Params] = {}
 
     def fn(params: Params, x: Tensor) -> Tensor:
-        out: Tensor = functional_call(module, (params, fixed), (x,), strict=True)
+        placed = on_device.get(x.device)
+        if placed is None:
+            placed = on_device[x.device] = {k: v.to(x.device) for k, v in fixed.items()}
+        out: Tensor = functional_call(module, (params, placed), (x,), strict=True)
         return out
 
     return fn
@@ -105,7 +120,9 @@ def adapt(
 
     A pure function: it returns new tensors and changes neither ``params`` nor any module.
     Unless ``first_order``, the result stays differentiable with respect to ``params`` (and to
-    tensor learning rates) through every step, which is what second-order MAML needs.
+    tensor learning rates) through every step, which is what second-order MAML needs. A model
+    with stock BatchNorm normalises each step's support batch with its own statistics and leaves
+    its running statistics as they were (see :func:`functional`).
 
     Args:
         fn: the model as a pure function ``fn(params, x)`` (see :func:`functional`).

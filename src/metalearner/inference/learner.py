@@ -47,7 +47,6 @@ from metalearner.data.registry import find
 from metalearner.errors import ConfigError, DataError
 from metalearner.evaluation.choice import adapted, stored_choice
 from metalearner.inference.textfiles import encode_records
-from metalearner.nn.backbones import build_model
 from metalearner.nn.layers import NormMode, norm_mode
 from metalearner.runs.checkpoint import Checkpoint, damaged, load_checkpoint
 from metalearner.runs.checkpoint_schema import (
@@ -58,6 +57,7 @@ from metalearner.runs.checkpoint_schema import (
 from metalearner.runs.config import RunConfig, load_config
 from metalearner.runs.devices import torch_device
 from metalearner.runs.folder import checkpoint_path
+from metalearner.runs.models import build_network
 from metalearner.strategies import Params, Predictor, Strategy, build
 from metalearner.tasks import to_float
 
@@ -148,10 +148,10 @@ class Learner:
         norm: NormMode | None = None,
     ):
         self.meta, self.config, self.device = checkpoint.meta, config, device
-        backbone = dict(self.meta["backbone"])
-        name, out_features = backbone.pop("name"), backbone.pop("out_features")
+        out_features = self.meta["backbone"]["out_features"]
         self.input_shape = tuple(int(s) for s in self.meta["input_shape"])
-        model = build_model(name, self.input_shape, out_features, generator=0, **backbone)
+        # The run's network (a python model's factory imported again); parameters from below.
+        model = build_network(self.meta["backbone"], self.input_shape, seed=0).network
         settings = dict(config.strategy_config)
         recorded = self.meta.get("strategy_config", {}).get("num_classes")
         if recorded is not None and settings.get("num_classes") is None:

@@ -9,8 +9,10 @@
   may replace ``tokens``, and an entity may be given as its words (``"h": "Marie Curie"``) or
   its token positions (``"h": [3, 4]``).
 
-Sentences are encoded with the vocabulary and length recorded in the checkpoint, exactly as the
-training sentences were (:mod:`metalearner.data.text`).
+Sentences are encoded as the checkpoint records, exactly as the training sentences were: with
+its vocabulary and length (textcnn, :mod:`metalearner.data.text`), or with a pretrained
+encoder's tokenizer, length and entity markers (``model.name: hf``,
+:mod:`metalearner.data.subwords`).
 
 References:
     Han et al., "FewRel: A Large-Scale Supervised Few-Shot Relation Classification Dataset with
@@ -27,7 +29,8 @@ from typing import Any
 from torch import Tensor
 
 from metalearner.data.folder import read_csv_rows
-from metalearner.data.text import Sentence, encode, find_span, from_preprocessing, tokenize
+from metalearner.data.subwords import encode_as_recorded
+from metalearner.data.text import Sentence, find_span, tokenize
 from metalearner.errors import DataError
 
 SUFFIXES = (".csv", ".jsonl", ".json")
@@ -63,9 +66,8 @@ def read_text_items(
 
 
 def encode_sentences(sentences: Sequence[Sentence], preprocessing: Mapping[str, Any]) -> Tensor:
-    """``[M, 3, L]`` ids of ``sentences``, with the checkpoint's vocabulary and length."""
-    vocab, length = from_preprocessing(preprocessing)
-    return encode(sentences, vocab, length)
+    """``[M, 3, L]`` ids of ``sentences``, encoded as the checkpoint records."""
+    return encode_as_recorded(sentences, preprocessing)
 
 
 def encode_records(items: Any, preprocessing: Mapping[str, Any]) -> Any:

@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from metalearner.errors import ConfigError
+from metalearner.nn.hf import POOLINGS, pretrained_features
 from metalearner.nn.layers import ConvBlock, TaskBatchNorm2d
 from metalearner.nn.textcnn import TextCNN, textcnn_size
 
-MODELS = ("conv4", "mlp", "textcnn")
+MODELS = ("conv4", "mlp", "textcnn", "hf")
 
 
 class Conv4(nn.Module):
@@ -113,7 +115,7 @@ def build_model(
     *,
     generator: torch.Generator | int = 0,
     dtype: torch.dtype = torch.float32,
-    **options: int,
+    **options: Any,
 ) -> Network:
     """Builds a backbone by name with deterministically initialised parameters.
 
@@ -121,15 +123,18 @@ def build_model(
     so building a model never touches the global RNG.
 
     Args:
-        name: ``"conv4"`` (``input_shape`` is ``(C, H, W)``), ``"mlp"`` (``(D,)``) or
-            ``"textcnn"`` (``(3, L)`` token and position ids).
+        name: ``"conv4"`` (``input_shape`` is ``(C, H, W)``), ``"mlp"`` (``(D,)``),
+            ``"textcnn"`` (``(3, L)`` token and position ids) or ``"hf"`` (``(3, L)`` a
+            pretrained encoder's token ids, mask and entity marks: :mod:`metalearner.nn.hf`).
         input_shape: shape of one example.
         out_features: ways N for classification, 1 for scalar regression.
         generator: a ``torch.Generator`` or an integer seed.
         dtype: parameter dtype.
         **options: ``width``/``depth`` for conv4; ``vocab_size`` (required) and
-            ``word_dim``/``position_dim``/``filters`` for textcnn; ``hidden`` is not accepted
-            here (use :func:`mlp` directly for other widths).
+            ``word_dim``/``position_dim``/``filters`` for textcnn; ``path`` (required) and
+            ``pooling`` for hf, whose encoder keeps its pretrained weights (only the head is
+            drawn from ``generator``); ``hidden`` is not accepted here (use :func:`mlp`
+            directly for other widths).
 
     Raises:
         ConfigError: for an unknown name, a wrong input shape or an unknown option.
@@ -143,6 +148,7 @@ def build_model(
         "conv4": {"width", "depth"},
         "mlp": set(),
         "textcnn": {"vocab_size", "word_dim", "position_dim", "filters"},
+        "hf": {"path", "pooling"},
     }
     if name not in allowed:
         raise ConfigError(f"Unknown model {name!r}; use one of {', '.join(MODELS)}.")
@@ -151,6 +157,12 @@ def build_model(
         raise ConfigError(f"Model {name!r} has no option {sorted(unknown)[0]!r}.")
     if out_features < 1:
         raise ConfigError(f"out_features={out_features}: a model needs at least one output.")
+    if name == "hf":  # pretrained: loaded, not built on the meta device; only the head is new
+        pooling = str(options.get("pooling", POOLINGS[0]))
+        encoder = pretrained_features(str(options.get("path")), input_shape, pooling=pooling)
+        hf = Network(keep_weights(encoder), encoder.out_features, out_features)
+        reset_parameters(hf, generator=generator)  # the head only
+        return hf.to(dtype)
     want = {"conv4": 3, "mlp": 1, "textcnn": 2}[name]
     if name == "textcnn":
         vocab, length = textcnn_size(input_shape, options)
@@ -190,13 +202,34 @@ def reset_parameters(module: nn.Module, *, generator: torch.Generator | int) -> 
         _initialise(module, dict(module.named_parameters()), _as_generator(generator))
 
 
+KEEPS_WEIGHTS = "_metalearner_keeps_weights"
+"""The attribute :func:`keep_weights` sets on a module (a private name, so no user's clashes)."""
+
+
+def keep_weights(module: nn.Module) -> nn.Module:
+    """Marks ``module`` so that initialisation leaves its weights (and all its submodules') as
+    they are: a pretrained encoder, or a user's module whose current weights are the start.
+
+    :func:`init_params` and :func:`reset_parameters` (what every strategy's ``init_params``
+    calls) then copy its values and initialise only the rest, such as a new head.
+
+    Returns:
+        ``module`` itself, marked.
+    """
+    setattr(module, KEEPS_WEIGHTS, True)
+    return module
+
+
 def _initialise(module: nn.Module, params: dict[str, Tensor], g: torch.Generator) -> None:
     # Conv weights: Glorot uniform, biases zero (MAML's reference code); linear layers: PyTorch's
     # default U(-1/sqrt(fan_in), 1/sqrt(fan_in)); norms: identity; embeddings: PyTorch's N(0, 1)
     # with the padding row zero.
+    kept = [f"{n}." if n else "" for n, m in module.named_modules() if getattr(m, KEEPS_WEIGHTS, 0)]
     with torch.no_grad():
         for prefix, layer in module.named_modules():
             p = f"{prefix}." if prefix else ""
+            if any(p.startswith(k) for k in kept):
+                continue
             if isinstance(layer, nn.Embedding):
                 nn.init.normal_(params[p + "weight"], generator=g)
                 if layer.padding_idx is not None:

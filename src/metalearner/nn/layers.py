@@ -137,8 +137,10 @@ def normalise_with(
 
 
 def has_batch_norm(module: nn.Module) -> bool:
-    """Whether ``module`` normalises with batch statistics (so that the norm mode matters)."""
-    return any(isinstance(m, TaskBatchNorm2d) for m in module.modules())
+    """Whether ``module`` normalises with batch statistics (so that the norm mode matters):
+    ours, or a stock BatchNorm layer (which :mod:`metalearner.nn.pure` runs so)."""
+    kinds = (TaskBatchNorm2d, nn.modules.batchnorm._BatchNorm)
+    return any(isinstance(m, kinds) for m in module.modules())
 
 
 class TaskBatchNorm2d(nn.Module):

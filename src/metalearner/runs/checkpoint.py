@@ -129,7 +129,7 @@ def _write_folder(tmp: Path, tensors: Mapping[str, Tensor], meta: Mapping[str, A
     # A checkpoint rewritten with more metadata (its adaptation chosen later) keeps the
     # versions that wrote its tensors.
     written = meta.get("versions") or versions()
-    full = {**meta, "format": FORMAT, "versions": written, "sha256": _sha256(tmp / TENSORS)}
+    full = {**meta, "format": FORMAT, "versions": written, "sha256": file_sha256(tmp / TENSORS)}
     full = json.loads(json.dumps(full))  # as a reader parses it: tuples as lists, keys as text
     full["meta_sha256"] = meta_digest(full)
     _write_json(tmp / META, full)
@@ -297,7 +297,8 @@ def _writer(meta: Any) -> str:
     return "an unknown version"
 
 
-def _sha256(file: Path) -> str:
+def file_sha256(file: Path) -> str:
+    """The sha256 of a file's bytes, as hex (read in chunks: a model's weights may be large)."""
     digest = hashlib.sha256()
     with open(file, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -185,7 +185,16 @@ def _check_preprocessing(path: Path, pre: Mapping[str, Any], shape: list[int]) -
             pre.get("resample", "lanczos"), str
         ):
             raise damaged(path, "preprocessing.invert or preprocessing.resample is not a setting")
-    if pre.get("kind") == "text":
+    if pre.get("kind") == "text" and "tokenizer" in pre:  # a pretrained encoder's own
+        markers = pre.get("markers")
+        if not isinstance(pre["tokenizer"], str) or not (
+            isinstance(markers, list)
+            and len(markers) == 4
+            and all(isinstance(m, str) for m in markers)
+        ):
+            raise damaged(path, "preprocessing.tokenizer or preprocessing.markers is not a setting")
+        _check_int(path, pre, "max_length", 1, MAX_DIM, "preprocessing.")
+    elif pre.get("kind") == "text":
         words = pre.get("vocabulary")
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
             raise damaged(path, "preprocessing.vocabulary is not a list of words")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,9 @@ from metalearner.config.settings import (
 from metalearner.config.yaml_files import dump_yaml, read_yaml
 from metalearner.data.config import DataConfig, resolve_data, training_classes
 from metalearner.data.registry import dataset
+from metalearner.data.subwords import MARKERS, MAX_TOKENS
 from metalearner.errors import ConfigError
+from metalearner.nn.hf import HF, Pooling, check_path
 from metalearner.nn.layers import NormMode
 
 TrackerName = Literal["tensorboard"]
@@ -63,12 +66,31 @@ class ModelConfig:
     papers' protocol: a prediction depends on the items predicted with it), ``inductive`` with
     the support set's (an item's prediction depends on it and the support set alone). mlp and
     textcnn have no BatchNorm: both modes are the same for them.
+
+    A pretrained encoder: ``name: hf`` with ``path`` (a Hugging Face model folder or Hub id),
+    its sentences tokenized by its own tokenizer with the entities marked by ``markers``, and
+    pooled by ``pooling`` (:mod:`metalearner.nn.hf`, :mod:`metalearner.data.subwords`).
+
+    Your own network: ``name: python`` with ``factory: package.module:function``, a function
+    found in the current folder or on ``PYTHONPATH`` and called with those of ``input_shape``
+    and ``out_features`` it takes, returning an ``nn.Module`` whose weights are the start
+    (:mod:`metalearner.runs.models`). A new run starts from ``weights`` (a safetensors file)
+    or from ``init_from``'s backbone (a finished run, e.g. a transfer baseline's pretraining:
+    P>M>F's pretrain → meta-train) instead of a fresh initialisation, for any model
+    (:mod:`metalearner.runs.starts`: which names, what is taken, what is recorded).
     """
 
-    name: Literal["auto", "conv4", "mlp", "textcnn"] = "auto"
+    name: Literal["auto", "conv4", "mlp", "textcnn", "python", "hf"] = "auto"
     width: Annotated[int, WIDTH] = 64  # conv4 channels per block
     depth: Annotated[int, Range(1, 64)] = 4  # conv4 blocks (each halves the image)
     norm: NormMode = "transductive"
+    factory: str | None = None  # name: python: "package.module:function" building the network
+    weights: str | None = None  # a .safetensors file of weights to start from
+    init_from: str | None = None  # a run folder whose backbone (features.*) starts this run
+    # name: hf: a Hugging Face model's folder (read with no network) or Hub id (nn/hf.py).
+    path: str | None = None
+    pooling: Pooling = "entity-start"  # hf: entity-start (head + tail markers), mean or cls
+    markers: tuple[str, str, str, str] = MARKERS  # hf: text before/after the head, the tail
 
 
 @dataclass(frozen=True)
@@ -186,6 +208,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
             )
         settings["precision"] = cfg.precision
     strat = resolve_config(cfg.strategy, settings)
+    cfg = _pretrained_encoder(cfg)
     data = resolve_data(cfg.data)
     classes = training_classes(data)
     if classes:
@@ -250,11 +273,44 @@ def _stated(cfg: RunConfig, *, once: bool) -> dict[str, Any]:
     return out
 
 
+def _pretrained_encoder(cfg: RunConfig) -> RunConfig:
+    """For ``model.name: hf``: its path made absolute where it is a folder, its data checked to
+    be text, ``data.max_length`` counted in its tokens where null."""
+    model, d = cfg.model, cfg.data
+    if model.name != HF:
+        if model.path is not None:
+            raise ConfigError(
+                f"model.path is set but model.name is {model.name!r}; set model.name=hf to use "
+                "the pretrained encoder there, or remove model.path."
+            )
+        return cfg
+    if dataset(d.dataset, setting="data.dataset").kind != "text":
+        raise ConfigError(
+            f"model.name hf reads sentences, and data.dataset {d.dataset} holds no text; use a "
+            "text dataset (fewrel), or another model."
+        )
+    if cfg.optimizer.lr is None:  # the strategies' defaults are for networks from scratch
+        warnings.warn(
+            "model.name hf fine-tunes a pretrained encoder with the strategy's outer step "
+            "(optimizer.lr), made for networks trained from scratch, which may wreck its "
+            "weights; set optimizer.lr (2e-5 fine-tunes BERT-like encoders).",
+            UserWarning,
+            stacklevel=3,
+        )
+    length = d.max_length if d.max_length is not None else MAX_TOKENS
+    return dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(model, path=check_path(model.path)),
+        data=dataclasses.replace(d, max_length=length),
+    )
+
+
 def _check_ranges(cfg: RunConfig) -> None:
     opt = cfg.optimizer
     check_bounds(cfg)  # the sizes and counts (and what resolving filled in), as declared above
     for key, seed in (("seed", cfg.seed), ("val_seed", cfg.val_seed), ("test_seed", cfg.test_seed)):
         check_seed(key, seed)
+    _check_model(cfg.model)
     lr = opt.lr or 0.0
     if not (lr > 0 and math.isfinite(lr)):
         raise ConfigError(f"Setting 'optimizer.lr' must be a number > 0, got {opt.lr}.")
@@ -276,6 +332,22 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(
             f"seed ({cfg.seed}), val_seed ({cfg.val_seed}) and test_seed ({cfg.test_seed}) must "
             "differ, or validation and test tasks could repeat training tasks."
+        )
+
+
+def _check_model(model: ModelConfig) -> None:
+    from metalearner.runs.models import PYTHON, check_factory
+
+    if model.name == PYTHON:
+        check_factory(model.factory)
+    elif model.factory is not None:
+        raise ConfigError(
+            f"model.factory is set but model.name is {model.name!r}; set model.name=python to "
+            "build the network with it, or remove model.factory."
+        )
+    if model.weights is not None and model.init_from is not None:
+        raise ConfigError(
+            "model.weights and model.init_from are both set; a run starts from one of them."
         )
 
 

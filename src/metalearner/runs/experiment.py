@@ -21,8 +21,11 @@ import torch
 from torch import nn
 
 from metalearner.data.registry import dataset
-from metalearner.nn.backbones import build_model
+from metalearner.data.subwords import MAX_TOKENS, SubwordEncoding
+from metalearner.nn.hf import HF
 from metalearner.runs.config import RunConfig
+from metalearner.runs.models import PYTHON, build_network
+from metalearner.runs.starts import load_backbone, load_weights
 from metalearner.strategies import Strategy, get_strategy, resolve_config
 from metalearner.tasks import (
     EpisodeSampler,
@@ -77,8 +80,17 @@ class Experiment:
         return self.test_source.fixed(num_tasks or cfg.test_tasks, seed=cfg.test_seed)
 
 
-def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experiment:
+def build_experiment(
+    cfg: RunConfig, *, data_dir: Path | None = None, start: bool = True
+) -> Experiment:
     """Loads the data, splits its classes and builds the model and strategy of ``cfg``.
+
+    Args:
+        cfg: the resolved run config.
+        data_dir: where the dataset is (default ``$METALEARNER_DATA``).
+        start: write ``model.weights`` or ``model.init_from`` into the model, so that
+            ``init_params`` starts from them (a new run); ``False`` where the parameters come
+            from the run's own checkpoint (a resume, evaluation), which never reads them again.
 
     Raises:
         DataError: the data is missing or too small for the tasks.
@@ -102,7 +114,11 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
         auto = entry.backbone()
         meta |= {"preprocessing": {}, "class_names": []}
     else:
-        data, split = entry.load(d, data_dir)
+        encoding = None  # a pretrained encoder reads its own tokenizer's ids, entities marked
+        if cfg.model.name == HF and cfg.model.path is not None:
+            length = d.max_length or MAX_TOKENS
+            encoding = SubwordEncoding(cfg.model.path, length, cfg.model.markers)
+        data, split = entry.load(d, data_dir, encoding=encoding)
         train_data, train_classes = data, split.train
         if d.rotations and entry.rotations:
             train_data, train_classes = with_rotations(data, split.train)
@@ -128,7 +144,17 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
         options = {"width": cfg.model.width, "depth": cfg.model.depth}
     elif name == "textcnn" and text:  # the embedding has a row per word of the vocabulary
         options = {"vocab_size": len(meta["preprocessing"]["vocabulary"])}
-    model = build_model(name, input_shape, out_features, generator=cfg.seed, **options)
+    elif name == HF:
+        options = {"path": cfg.model.path, "pooling": cfg.model.pooling}
+    elif name == PYTHON:
+        options = {"factory": cfg.model.factory}
+    backbone = {"name": name, "out_features": out_features, **options}
+    built = build_network(backbone, input_shape, seed=cfg.seed)
+    model = built.network
+    if start and cfg.model.weights is not None:
+        meta["start"] = load_weights(cfg.model.weights, model, built.own_names)
+    elif start and cfg.model.init_from is not None:
+        meta["start"] = load_backbone(cfg.model.init_from, model, backbone, input_shape, meta)
     if num_classes is not None:  # a head over every class id of the training data, say
         settings = kind.with_class_ids(settings, num_classes)
     strategy = kind(model, settings)
@@ -136,7 +162,7 @@ def build_experiment(cfg: RunConfig, *, data_dir: Path | None = None) -> Experim
     meta |= {
         # The strategy's effective settings (with what the data filled in), to rebuild it later.
         "strategy_config": dataclasses.asdict(strategy.config),
-        "backbone": {"name": name, "out_features": out_features, **options},
+        "backbone": backbone,
         "input_shape": list(input_shape),
         "task": {"ways": d.ways, "shots": d.shots, "queries": d.queries},
     }

@@ -11,6 +11,9 @@ with defaults that a strategy overrides where it differs. Nothing outside the st
 name or probes it for attributes (rule 10): adding a strategy is one subclass and
 :func:`~metalearner.strategies.registry.register`.
 
+A strategy takes any ``nn.Module`` (:meth:`Strategy.runnable`): its current weights are the
+starting point. A loop of your own steps a ``torch.optim`` optimiser with :meth:`Strategy.step`.
+
 Example:
     >>> net = build_model("conv4", (1, 28, 28), 5, generator=0)
     >>> maml = build("maml", net, {"inner_steps": 1})
@@ -33,6 +36,7 @@ from torch import Tensor, nn
 
 from metalearner.errors import DataError
 from metalearner.nn.layers import NormMode, has_batch_norm
+from metalearner.nn.user import as_model
 from metalearner.strategies.space import SearchParam, SpaceContext, log_range
 from metalearner.tasks.batch import TaskBatch
 
@@ -120,7 +124,8 @@ class Strategy(abc.ABC):
             applies itself where bfloat16 pays (the run's ``precision`` is copied into it);
             otherwise the training loop autocasts the whole meta-step.
         config: the strategy's settings, of ``default_config``'s type.
-        model: the network, used only as a pure function of a parameter dict.
+        model: the network, used only as a pure function of a parameter dict: the model given,
+            as :meth:`runnable` makes it.
         norm: how BatchNorm normalises a task's queries, set after construction (a run's
             ``model.norm``, see :func:`~metalearner.strategies.registry.build`):
             ``"transductive"`` with the statistics of the items predicted together, or
@@ -147,7 +152,15 @@ class Strategy(abc.ABC):
     norm: NormMode = "transductive"
 
     def __init__(self, model: nn.Module, config: Any) -> None:
-        self.model, self.config = model, config
+        self.model, self.config = self.runnable(model, config), config
+
+    @classmethod
+    def runnable(cls, model: nn.Module, config: Any) -> nn.Module:
+        """``model`` as this strategy runs it: a :class:`~metalearner.nn.Network` as it is; any
+        other module whole, with its own parameter names, as a copy that shares its tensors and
+        starts from its weights (:func:`~metalearner.nn.user.as_model`). Strategies that need
+        an embedding or a head override it (:mod:`metalearner.nn.user`)."""
+        return as_model(model)
 
     def norm_reference(self, support_x: Tensor) -> Tensor | None:
         """The items whose BatchNorm statistics normalise a task's queries: the support set in
@@ -187,6 +200,27 @@ class Strategy(abc.ABC):
     ) -> Predictor:
         """Adapts to one task from its support set ``[S, ...]``; ``steps`` overrides
         :attr:`eval_steps` where the strategy takes adaptation steps."""
+
+    def step(
+        self, optimizer: torch.optim.Optimizer, params: Params, batch: TaskBatch
+    ) -> dict[str, float]:
+        """One outer step of a loop of your own: :meth:`meta_grads` into each parameter's
+        ``.grad``, then ``optimizer.step()``, which changes ``params`` in place.
+
+        ``params`` are the tensors ``optimizer`` steps (:meth:`init_params`'s dict, given to it
+        as ``params.values()``). Returns the metrics (``"loss"`` among them).
+
+        Example:
+            >>> params = maml.init_params(0)  # a module's own weights
+            >>> optimizer = torch.optim.Adam(params.values(), lr=1e-3)
+            >>> for batch in batches:
+            ...     metrics = maml.step(optimizer, params, batch)
+        """
+        grads, metrics = self.meta_grads(params, batch)
+        for name, tensor in params.items():
+            tensor.grad = grads[name]
+        optimizer.step()
+        return metrics
 
     # ------------------------------------------------------------ hooks with default bodies
 

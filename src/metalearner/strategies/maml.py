@@ -24,6 +24,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.func import vmap
 
 from metalearner import functional as fx
 from metalearner.config.bounds import ADAPT_STEPS, META_BATCH
@@ -31,6 +32,8 @@ from metalearner.errors import ConfigError
 from metalearner.functional import compiled as speed
 from metalearner.nn.backbones import init_params
 from metalearner.nn.layers import NormMode, has_batch_norm, normalise_with, per_task_kernels
+from metalearner.nn.parts import takes_tasks
+from metalearner.nn.user import as_model, as_network, with_features
 from metalearner.strategies.base import Params, Predictor, StepwiseStrategy, resolve_batching
 from metalearner.strategies.config import ConfigBase, check_range
 from metalearner.strategies.registry import name_of, register
@@ -122,7 +125,8 @@ class MAML(StepwiseStrategy):
     the support set, second-order terms included (unless ``first_order``).
 
     Args:
-        model: the network, used only as a pure function of a parameter dict.
+        model: the network, or any ``nn.Module`` (its current weights the starting point, see
+            :meth:`runnable`), used only as a pure function of a parameter dict.
         config: a :class:`MAMLConfig`.
 
     References:
@@ -156,6 +160,7 @@ class MAML(StepwiseStrategy):
                 "use strategy 'maml' for other combinations."
             )
         super().__init__(model, config)
+        model = self.model
         names = [k for k, _ in model.named_parameters()]
         self._adapted = names
         self._compiled: Callable[..., tuple[Tensor, ...]] | None = None
@@ -170,6 +175,15 @@ class MAML(StepwiseStrategy):
             self._inner = fx.functional(head)
             self._inner_norm = has_batch_norm(head)
             self._features = fx.functional(features)
+            self._stacks = takes_tasks(features)  # else vmapped over tasks
+
+    @classmethod
+    def runnable(cls, model: nn.Module, config: MAMLConfig) -> nn.Module:
+        """The model whole; ANIL's as ``features`` and a ``head`` (a module of yours: its final
+        linear layer, :func:`~metalearner.nn.user.as_network`)."""
+        if config.head_only and not with_features(model):
+            return as_network(model)
+        return as_model(model)
 
     def init_params(self, generator: torch.Generator | int) -> Params:
         """The model's parameters and, for Meta-SGD, one learning rate per adapted entry."""
@@ -361,8 +375,11 @@ class MAML(StepwiseStrategy):
             return lambda x, reference=None: x
         feats = fx.subset(p, "features.")
 
+        # Vectorised, a user's module still sees one task at a time: vmapped over the tasks.
+        backbone = vmap(self._features, (None, 0)) if vectorize and not self._stacks else None
+
         def features(x: Tensor) -> Tensor:
-            return self._features(feats, x)
+            return (backbone or self._features)(feats, x)
 
         if vectorize or not tasks:
             dim = 1 if tasks else 0

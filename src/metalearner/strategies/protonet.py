@@ -14,12 +14,15 @@ from typing import Annotated, Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import vmap
 
 from metalearner import functional as fx
 from metalearner.config.bounds import META_BATCH, STEPS, WAYS
 from metalearner.errors import ConfigError
 from metalearner.nn.backbones import init_params
 from metalearner.nn.layers import per_task_kernels, reference_statistics
+from metalearner.nn.parts import takes_tasks
+from metalearner.nn.user import as_backbone
 from metalearner.strategies.base import (
     OuterLoop,
     Params,
@@ -69,11 +72,13 @@ class ProtoNetConfig(ConfigBase):
 class ProtoNet(Strategy):
     """Prototypical Networks: logits are −‖f(x) − c_k‖², c_k the mean embedding of class k.
 
-    Only the backbone (``"features."`` parameters) is learned; any number of ways works at test
-    time. Support and query images of a task are embedded together, as in the paper's code, so
-    BatchNorm statistics are those of the whole episode (transductive), or, in inductive mode,
-    those of the support images alone, in training and at test. The outer loop is Adam with its step
-    halved every ``lr_halve_every`` episodes, as in the paper.
+    Only the backbone (``"features."`` parameters) is learned: a network's ``.features``, or a
+    module of yours, without its final linear layer where one is found (:meth:`runnable`). Any
+    number of ways works at test time; tasks need integer labels (``TaskBatch.classes`` may be
+    left out). Support and query images of a task are embedded together, as in the paper's
+    code, so BatchNorm statistics are those of the whole episode (transductive), or, in
+    inductive mode, those of the support images alone, in training and at test. The outer loop
+    is Adam with its step halved every ``lr_halve_every`` episodes, as in the paper.
 
     References:
         Snell, Swersky and Zemel, "Prototypical Networks for Few-shot Learning", NeurIPS 2017.
@@ -89,11 +94,16 @@ class ProtoNet(Strategy):
     MEASURED: ClassVar[dict[str, str]] = {"cpu": "loop", "cuda": "vmap"}
 
     def __init__(self, model: nn.Module, config: ProtoNetConfig) -> None:
-        features = getattr(model, "features", None)
-        if not isinstance(features, nn.Module):
-            raise ConfigError("protonet needs a model with a .features backbone.")
         super().__init__(model, config)
+        features = self.model.get_submodule("features")
         self._embed = fx.functional(features)
+        self._stacks = takes_tasks(features)  # else each task's episode goes in on its own
+
+    @classmethod
+    def runnable(cls, model: nn.Module, config: ProtoNetConfig) -> nn.Module:
+        """The model's ``.features``; a module of yours without its final linear layer where
+        one is found, else whole (:func:`~metalearner.nn.user.as_backbone`)."""
+        return as_backbone(model)
 
     run_settings: ClassVar[Mapping[str, str]] = {
         **Strategy.run_settings,
@@ -142,7 +152,10 @@ class ProtoNet(Strategy):
         """Gradient of the mean query cross-entropy of the distance logits."""
         ways = batch.ways
         if ways is None:
-            raise ConfigError("protonet needs classification tasks (labels), not regression.")
+            raise ConfigError(
+                "protonet classifies: its tasks need integer class labels 0..N-1, not the real "
+                "targets of regression."
+            )
         vectorize = resolve_batching(
             self.config.batching, device=batch.support_x.device, measured=self.MEASURED
         )
@@ -211,8 +224,11 @@ class ProtoNet(Strategy):
         n_support = support_y.shape[-1]
         # One backbone call for support and query: BatchNorm sees the whole episode, or
         # (inductive) takes the support's statistics for both.
+        embed = self._embed
+        if support_y.dim() > 1 and not self._stacks:  # a user's module: one task at a time
+            embed = vmap(self._embed, in_dims=(None, 0))
         with reference_statistics(n_support if self.norm == "inductive" else None):
-            z = self._embed(feats, torch.cat([support_x, query_x], dim=support_y.dim() - 1))
+            z = embed(feats, torch.cat([support_x, query_x], dim=support_y.dim() - 1))
         return prototype_logits(z[..., :n_support, :], support_y, z[..., n_support:, :], ways)
 
 

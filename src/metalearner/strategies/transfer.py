@@ -1,8 +1,10 @@
 """Transfer-learning baselines for classification: pretrain on all classes, then adapt a head.
 
-No meta-learning: the backbone is trained as an ordinary classifier over every meta-training
-class at once (the global labels of ``TaskBatch.classes``), and a new task gets a new head on the
-frozen features. Whatever a meta-learner gains over these is what learning to learn adds.
+No meta-learning: the backbone (a network's ``.features``, or a module of yours without its
+final linear layer where one is found) is trained as an ordinary classifier over every
+meta-training class at once (the global labels of ``TaskBatch.classes``), and a new task gets
+a new head on the frozen features. Whatever a meta-learner gains over these is what learning to
+learn adds.
 
 Pretraining is the papers' supervised training, not episodes: shuffled mini-batches of
 ``meta_batch_size`` training examples, every one once per epoch, with the standard augmentation
@@ -53,6 +55,7 @@ from metalearner.errors import ConfigError
 from metalearner.functional import optim
 from metalearner.nn.backbones import init_params
 from metalearner.nn.layers import normalise_with, per_task_kernels
+from metalearner.nn.user import as_backbone
 from metalearner.strategies.base import (
     AdaptationGrid,
     Params,
@@ -115,17 +118,24 @@ class _Transfer(StepwiseStrategy):
     cosine: ClassVar[bool] = False  # cosine-similarity heads (Baseline++) instead of linear
 
     def __init__(self, model: nn.Module, config: TransferConfig) -> None:
-        features = getattr(model, "features", None)
-        if not isinstance(features, nn.Module):
-            raise ConfigError(
-                f"Strategy {name_of(self)!r} needs a model with a .features backbone."
-            )
         super().__init__(model, config)
-        self._embed = fx.functional(features)
-        head = getattr(model, "head", None)
-        if not isinstance(head, nn.Linear):
-            raise ConfigError(f"Strategy {name_of(self)!r} needs a model with a linear .head.")
-        self._width = head.in_features  # the feature size, for the pretraining head
+        self._embed = fx.functional(self.model.get_submodule("features"))
+        head = getattr(self.model, "head", None)
+        # The feature size, for the pretraining head: the model's head's, or a user's
+        # embedding's (as_embedding: checked on the first batch).
+        width = head.in_features if isinstance(head, nn.Linear) else 0
+        self._width = width or int(getattr(self.model, "feature_dim", 0))
+        if self._width < 1:
+            raise ConfigError(
+                f"Strategy {name_of(self)!r} cannot tell the size of the model's features; give "
+                "it as_embedding(module, feature_dim=F) or a model with a linear .head."
+            )
+
+    @classmethod
+    def runnable(cls, model: nn.Module, config: TransferConfig) -> nn.Module:
+        """The model's ``.features``; a module of yours without its final linear layer where
+        one is found, else whole (:func:`~metalearner.nn.user.as_backbone`)."""
+        return as_backbone(model)
 
     @classmethod
     def with_class_ids(cls, config: TransferConfig, num_classes: int) -> TransferConfig:
@@ -210,8 +220,10 @@ class _Transfer(StepwiseStrategy):
     def meta_grads(self, params: Params, batch: TaskBatch) -> tuple[Params, dict[str, float]]:
         """Gradient of the cross-entropy over all training classes, every image of the batch."""
         if batch.classes is None:
+            kind = "the global class ids" if batch.is_classification else "class labels"
             raise ConfigError(
-                f"Strategy {name_of(self)!r} needs classification tasks, not regression."
+                f"Strategy {name_of(self)!r} pretrains over every training class, so its tasks "
+                f"need {kind} (TaskBatch classes=[T, N]: the class each label stands for)."
             )
         x = torch.cat([batch.support_x, batch.query_x], dim=1).flatten(0, 1)
         labels = torch.cat([batch.support_y, batch.query_y], dim=1)
@@ -224,6 +236,11 @@ class _Transfer(StepwiseStrategy):
 
         def objective(p: Params) -> tuple[Tensor, dict[str, Tensor]]:
             z = self._embed(fx.subset(p, "features."), x)
+            if z.shape[-1] != self._width:
+                raise ConfigError(
+                    f"The model returns {z.shape[-1]} features per example, not {self._width}; "
+                    f"give it as as_embedding(module, feature_dim={z.shape[-1]})."
+                )
             logits = self._head(z, p[HEAD + "weight"], p.get(HEAD + "bias"))
             return F.cross_entropy(logits, y), {"accuracy": fx.accuracy(logits, y)}
 

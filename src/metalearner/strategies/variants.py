@@ -64,6 +64,11 @@ class MetaSGD(MAML):
 class ANIL(MAML):
     """Almost No Inner Loop: only the head adapts; the backbone is learned by the outer loss.
 
+    The head is a network's ``.head``, or a module's final ``nn.Linear`` where it can be found
+    (``fc``, ``classifier``, a ``Sequential``'s last layer); otherwise name it, or put a new one
+    on an embedding: ``ANIL(as_network(module, head="proj"), config)``,
+    ``as_network(embedding, out_features=ways)`` (:mod:`metalearner.nn.user`).
+
     References:
         Raghu et al., "Rapid Learning or Feature Reuse? Towards Understanding the Effectiveness
         of MAML", ICLR 2020.

@@ -30,7 +30,9 @@ class TaskBatch:
         query_x: ``[T, Q, ...]`` query inputs.
         query_y: ``[T, Q]`` query targets.
         classes: ``[T, N]`` global class ids behind the per-task labels (``classes[t, j]`` is the
-            dataset class that label ``j`` stands for in task ``t``); ``None`` for regression.
+            dataset class that label ``j`` stands for in task ``t``); ``None`` for regression,
+            and optional for classification, which integer labels already say (only the transfer
+            baselines' pretraining over every class needs it).
         info: per-task tensors of shape ``[T, ...]`` that describe how a task was generated
             (e.g. a sinusoid's ``amplitude`` and ``phase``), for plots and tests, or the random
             order in which a strategy takes its examples (``with_order``).
@@ -66,13 +68,16 @@ class TaskBatch:
 
     @property
     def ways(self) -> int | None:
-        """``N`` for classification batches, ``None`` for regression."""
-        return None if self.classes is None else int(self.classes.shape[1])
+        """``N`` for classification batches (``classes``' width, or one more than the largest
+        support label), ``None`` for regression."""
+        if self.classes is not None:
+            return int(self.classes.shape[1])
+        return int(self.support_y.max()) + 1 if self.is_classification else None
 
     @property
     def is_classification(self) -> bool:
-        """Whether targets are class labels (and ``classes`` is set)."""
-        return self.classes is not None
+        """Whether targets are class labels: ``classes`` is set, or the labels are integers."""
+        return self.classes is not None or not self.support_y.dtype.is_floating_point
 
     def with_order(self, generator: torch.Generator) -> TaskBatch:
         """The batch with ``info["order"]``: ``[T, S + Q]``, a random permutation of each task's

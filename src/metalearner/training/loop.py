@@ -224,7 +224,9 @@ def _setup(
     if saved is not None and data_dir is None:
         recorded = saved[1].meta.get("data_dir")
         data_dir = Path(recorded) if recorded else None  # where the run found its data
-    exp = build_experiment(cfg, data_dir=data_dir)
+    # A resumed run's parameters are its checkpoint's: model.weights or model.init_from, where
+    # it started from, are not read again (they may have changed or gone since).
+    exp = build_experiment(cfg, data_dir=data_dir, start=saved is None)
     params = {k: v.to(device) for k, v in exp.strategy.init_params(seeded(cfg.seed)).items()}
     optimizer = make_optimizer(cfg.optimizer, list(params.values()))
     tasks_rng = task_stream(cfg.seed)
@@ -245,6 +247,8 @@ def _setup(
         create_run(folder, cfg)
     val_tasks = exp.val_tasks(cfg)
     info = {**exp.meta, "data_dir": str(data_dir.resolve()) if data_dir else None}
+    if saved is not None and "start" in saved[1].meta:
+        info["start"] = saved[1].meta["start"]  # what the run started from, as first recorded
     info |= {"precision": cfg.precision, "device": cfg.device}
     # Opened last, once the folder is this run's; rank 0 alone writes the folder.
     tracker = open_trackers(cfg.log, folder, start=state.step) if group.is_main else Trackers()
