@@ -34,6 +34,8 @@ from metalearner.nn.layers import ConvBlock, TaskBatchNorm2d
 from metalearner.nn.textcnn import TextCNN, textcnn_size
 
 MODELS = ("conv4", "mlp", "textcnn", "hf")
+FEATURES, HEAD = "features.", "head."
+"""The prefixes of a :class:`Network`'s parameter names: its backbone's and its head's."""
 
 
 class Conv4(nn.Module):

@@ -33,12 +33,11 @@ import torch
 from torch import Tensor, nn
 
 from metalearner.errors import ConfigError
-from metalearner.nn.backbones import Network, keep_weights
+from metalearner.nn.backbones import FEATURES, HEAD, Network, keep_weights
 from metalearner.nn.parts import find_head, linear_layer, named_head, output_size
 from metalearner.nn.pure import PURE, pure_copy
 
 Init = Literal["module", "seed"]
-FEATURES, HEAD = "features.", "head."
 
 
 class UserNetwork(Network):

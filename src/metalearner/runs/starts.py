@@ -37,12 +37,10 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from metalearner.errors import ConfigError, DataError
-from metalearner.nn.backbones import Network, keep_weights
+from metalearner.nn.backbones import FEATURES, HEAD, Network, keep_weights
 from metalearner.runs.checkpoint import META, checkpoint_exists, file_sha256
 from metalearner.runs.checkpoint_schema import check_tensors
 from metalearner.runs.folder import CONFIG, LATEST, checkpoint_path, load_state
-
-FEATURES, HEAD = "features.", "head."
 
 
 def load_weights(file: str, network: Network, own_names: Mapping[str, str]) -> dict[str, Any]:
