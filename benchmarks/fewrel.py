@@ -2,9 +2,10 @@
 
 Pretrained (the default: ``--model`` is a Hugging Face model folder, all-MiniLM-L6-v2 from
 ``<data-dir>/models``): each strategy (ProtoNets and the fine-tune baseline) fine-tunes the
-encoder (``model.name: hf``, entity markers, entity-start pooling) on the wiki split's 10
-training relations (validated on held-out sentences of them) for the budget, 30 minutes each
-by default, and is scored at its best validation checkpoint on 600 fixed tasks of each of:
+encoder (``model.name: hf``, entity markers, entity-mean pooling: chosen on validation
+relations by ``benchmarks/fewrel_choice.py``) on the wiki split's 10 training relations
+(validated on held-out sentences of them) for the budget, 30 minutes each by default, and is
+scored at its best validation checkpoint on 600 fixed tasks of each of:
 the 6 held-out wiki relations 5-way 1-shot and 5-way 5-shot, and FewRel 2.0's 10 PubMed
 relations 5-way 1-shot, each with a 95% CI. Beside them, on the very same tasks: the
 no-training floor (a nearest class mean of bags of the encoder's tokens), the encoder with no
@@ -54,6 +55,7 @@ from metalearner.training.loop import meta_train
 
 HERE = Path(__file__).resolve().parent
 TEXTCNN = ("protonet", "maml", "finetune")
+TRANSFER = ("finetune", "baselinepp", "simpleshot", "rfs")
 # What each score is: the test relations, the shots (5-way tasks), the targets of issue 27.
 SCORES = {"wiki 1-shot": ("wiki", 1, 85.0), "wiki 5-shot": ("wiki", 5, 92.0),
           "PubMed 1-shot": ("pubmed", 1, 65.0)}  # fmt: skip
@@ -68,13 +70,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark-fewrel"))
     parser.add_argument("--budget", default=None, help="training per strategy: 30m, 90s, 500steps")
     parser.add_argument("--strategies", default="protonet,finetune")
-    parser.add_argument("--pooling", default="entity-start", help="entity-start, mean or cls")
+    parser.add_argument("--pooling", default="entity-mean",
+                        help="entity-start, mean, cls or entity-mean")  # fmt: skip
     parser.add_argument("--lr", type=float, default=2e-5, help="the outer (fine-tuning) step")
     parser.add_argument("--shots", default="1,5", help="textcnn: K of the 5-way tasks")
     parser.add_argument("--tasks", type=int, default=600, help="test tasks per score")
     parser.add_argument("--workers", type=int, default=1, help="textcnn: strategies at once")
     parser.add_argument("--set", action="append", default=[], help="extra key=value overrides")
     parser.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="a fewrel-pretrained.json of the same --tasks: its untrained rows "
+                        "(floor, no fine-tuning) are taken from it, not scored again")  # fmt: skip
     args = parser.parse_args()
     if args.model == "textcnn":
         textcnn(args)
@@ -90,16 +96,22 @@ def pretrained(args: argparse.Namespace) -> None:
     base = run_config(args, "protonet")
     tasks = {name: test_tasks(base, args, split, shots) for name, (split, shots, _) in
              SCORES.items()}  # fmt: skip
-    floor = {name: summarize(floor_task_scores(t)) for name, t in tasks.items()}
-    rows.append(_row("no-training floor (nearest class mean of token bags)", "-", floor))
+    # The same fixed tasks give the same untrained rows: a file of an earlier run may hold them.
+    earlier = {r["model"]: r for r in json.loads(args.reuse.read_text())} if args.reuse else {}
+    what = "no-training floor (nearest class mean of token bags)"
+    rows.append(earlier.get(what) or _row(what, "-", {name: summarize(floor_task_scores(t))
+                                                       for name, t in tasks.items()}))  # fmt: skip
     # The pretrained encoder as it is, pooled as trained and as it was pretrained (the mean).
     for pooling in dict.fromkeys((args.pooling, "mean")):
+        what = f"{_short(args.model)}, no fine-tuning ({pooling} pooling, ProtoNets, 0 steps)"
+        if what in earlier:
+            rows.append(earlier[what])
+            continue
         model = dataclasses.replace(base.model, pooling=pooling)
         untrained = build_experiment(dataclasses.replace(base, model=model),
                                      data_dir=args.data_dir).strategy  # fmt: skip
         params = untrained.init_params(base.seed)
         zero = {name: summarize(task_scores(untrained, params, t)) for name, t in tasks.items()}
-        what = f"{_short(args.model)}, no fine-tuning ({pooling} pooling, ProtoNets, 0 steps)"
         rows.append(_row(what, "0", zero))
     for strategy in args.strategies.split(","):
         cfg = run_config(args, strategy)
@@ -140,6 +152,8 @@ def run_config(args: argparse.Namespace, strategy: str) -> RunConfig:
     }  # fmt: skip
     if strategy == "protonet":  # 5-way episodes, one per step: 10-way ones cost twice as much
         settings |= {"strategy_config.train_ways": 5, "meta_batch": 1}
+    elif strategy in TRANSFER:  # the mean feature (SimpleShot's) over all 5,600 sentences
+        settings |= {"strategy_config.mean_examples": 1000}  # would cost ~1 min a validation
     preset = f"fewrel-5w1s-{strategy}"  # its settings; a strategy without one: MAML's
     base = get_preset(preset if strategy in TEXTCNN else "fewrel-5w1s-maml").load()
     base["strategy"] = strategy

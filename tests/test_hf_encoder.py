@@ -78,6 +78,7 @@ def test_encoding_is_the_tokenizer_on_the_marked_text_and_features_are_automodel
         "cls": hidden[:, 0],
         "entity-start": torch.cat([hidden[rows, head], hidden[rows, tail]], dim=-1),
     }
+    expected["entity-mean"] = torch.cat([expected["entity-start"], expected["mean"]], dim=-1)
     for pooling, want in expected.items():
         net = build_model("hf", (3, 24), 5, path=minilm, pooling=pooling)
         with torch.no_grad():
@@ -89,7 +90,7 @@ def test_encoding_is_the_tokenizer_on_the_marked_text_and_features_are_automodel
     params = dict(net.named_parameters())
     tasks = torch.stack([x, x.flip(0)])  # [2 tasks, 3, 3, 24], under vmap: no cut, same values
     batched = vmap(lambda t: functional_call(net.features, _sub(params), (t,)))(tasks)
-    torch.testing.assert_close(batched[0], expected["entity-start"], atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(batched[0], expected[net.features.pooling], atol=2e-5, rtol=1e-4)
 
 
 @pytest.mark.data

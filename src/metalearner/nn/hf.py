@@ -15,7 +15,9 @@ on the one opening the tail's). It is pooled into one vector by ``pooling``:
   concatenated (``2 × hidden``): Baldini Soares et al.'s best relation representation;
 - ``mean``: the mean of the hidden states over the attention mask, special tokens included
   (sentence-transformers' pooling, what all-MiniLM-L6-v2 was trained with);
-- ``cls``: the first token's hidden state (BERT's ``[CLS]``).
+- ``cls``: the first token's hidden state (BERT's ``[CLS]``);
+- ``entity-mean``: the two entity starts and the mean, concatenated (``3 × hidden``): the
+  relation as marked, beside the sentence as the encoder was pretrained to pool it.
 
 Dropout is off, in training too: the encoder stays in evaluation mode whatever ``train()`` is
 called with. Dropout would draw from the global RNG (runs are reproducible from their seed
@@ -49,10 +51,11 @@ from metalearner.errors import ConfigError, require_extra
 HF = "hf"
 """``model.name`` of a pretrained Hugging Face encoder."""
 
-Pooling = Literal["entity-start", "mean", "cls"]
+Pooling = Literal["entity-start", "mean", "cls", "entity-mean"]
 POOLINGS: tuple[Pooling, ...] = get_args(Pooling)
 ROWS = 3  # token ids, attention mask, entity marks
 HEAD_MARK, TAIL_MARK = 1, 2
+MARKS = (HEAD_MARK, TAIL_MARK)  # pooled in this order: head, then tail
 
 
 class PretrainedEncoder(nn.Module):
@@ -60,7 +63,7 @@ class PretrainedEncoder(nn.Module):
 
     Args:
         model: a ``transformers`` encoder (``AutoModel``), its weights as they are.
-        pooling: ``entity-start``, ``mean`` or ``cls``.
+        pooling: ``entity-start``, ``mean``, ``cls`` or ``entity-mean``.
     """
 
     def __init__(self, model: Any, pooling: Pooling) -> None:
@@ -71,7 +74,7 @@ class PretrainedEncoder(nn.Module):
         self.model = model.eval()
         self.pooling = pooling
         hidden = int(model.config.hidden_size)
-        self.out_features = 2 * hidden if pooling == "entity-start" else hidden
+        self.out_features = {"entity-start": 2, "entity-mean": 3}.get(pooling, 1) * hidden
 
     def train(self, mode: bool = True) -> PretrainedEncoder:
         """Sets this module's flag; the encoder stays in evaluation mode (no dropout, see the
@@ -98,15 +101,14 @@ class PretrainedEncoder(nn.Module):
         additive = (1.0 - keep) * torch.finfo(dtype).min
         h = self.model(input_ids=ids, attention_mask=additive).last_hidden_state  # [B, L, H]
         if self.pooling == "cls":
-            pooled = h[:, 0]
-        elif self.pooling == "mean":
+            return h[:, 0].reshape(*lead, -1)
+        parts = []
+        if self.pooling != "mean":  # one mark per entity: a masked sum picks its hidden state
+            parts += [(h * (marks == m).to(h.dtype).unsqueeze(-1)).sum(1) for m in MARKS]
+        if self.pooling != "entity-start":
             weights = mask.to(h.dtype).unsqueeze(-1)
-            pooled = (h * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        else:  # one mark per entity: a masked sum picks its hidden state (vmap-safe)
-            head = (h * (marks == HEAD_MARK).to(h.dtype).unsqueeze(-1)).sum(1)
-            tail = (h * (marks == TAIL_MARK).to(h.dtype).unsqueeze(-1)).sum(1)
-            pooled = torch.cat([head, tail], dim=-1)
-        return pooled.reshape(*lead, -1)
+            parts.append((h * weights).sum(1) / weights.sum(1).clamp(min=1.0))
+        return torch.cat(parts, dim=-1).reshape(*lead, -1)
 
 
 def pretrained_features(

@@ -89,7 +89,7 @@ class ModelConfig:
     init_from: str | None = None  # a run folder whose backbone (features.*) starts this run
     # name: hf: a Hugging Face model's folder (read with no network) or Hub id (nn/hf.py).
     path: str | None = None
-    pooling: Pooling = "entity-start"  # hf: entity-start (head + tail markers), mean or cls
+    pooling: Pooling = "entity-start"  # hf: entity-start, mean, cls or entity-mean (nn/hf.py)
     markers: tuple[str, str, str, str] = MARKERS  # hf: text before/after the head, the tail
 
 
