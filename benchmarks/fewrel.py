@@ -50,12 +50,12 @@ from metalearner.evaluation.scores import summarize
 from metalearner.inference.learner import load
 from metalearner.runs.config import RunConfig, load_config
 from metalearner.runs.experiment import build_experiment
+from metalearner.strategies.registry import get_strategy
 from metalearner.tasks import TaskSet
 from metalearner.training.loop import meta_train
 
 HERE = Path(__file__).resolve().parent
 TEXTCNN = ("protonet", "maml", "finetune")
-TRANSFER = ("finetune", "baselinepp", "simpleshot", "rfs")
 # What each score is: the test relations, the shots (5-way tasks), the targets of issue 27.
 SCORES = {"wiki 1-shot": ("wiki", 1, 85.0), "wiki 5-shot": ("wiki", 5, 92.0),
           "PubMed 1-shot": ("pubmed", 1, 65.0)}  # fmt: skip
@@ -152,8 +152,9 @@ def run_config(args: argparse.Namespace, strategy: str) -> RunConfig:
     }  # fmt: skip
     if strategy == "protonet":  # 5-way episodes, one per step: 10-way ones cost twice as much
         settings |= {"strategy_config.train_ways": 5, "meta_batch": 1}
-    elif strategy in TRANSFER:  # the mean feature (SimpleShot's) over all 5,600 sentences
-        settings |= {"strategy_config.mean_examples": 1000}  # would cost ~1 min a validation
+    elif hasattr(get_strategy(strategy).default_config, "mean_examples"):  # transfer baselines:
+        # the mean feature (SimpleShot's) over all 5,600 sentences would cost ~1 min a validation
+        settings |= {"strategy_config.mean_examples": 1000}
     preset = f"fewrel-5w1s-{strategy}"  # its settings; a strategy without one: MAML's
     base = get_preset(preset if strategy in TEXTCNN else "fewrel-5w1s-maml").load()
     base["strategy"] = strategy

@@ -27,3 +27,17 @@ def write_class(folder: Path, seed: int, count: int, *, rgb: bool = False) -> li
         files.append(folder / f"{i:02d}.png")
         image.save(files[-1])
     return files
+
+
+# A tiny image-folder run's data and model (write_class's folders): 3-way 1-shot tasks of
+# 8 training and 3 validation classes, a conv net of width 8 and depth 2.
+FOLDER_RUN = [
+    "data.dataset=folder",
+    "data.ways=3",
+    "data.shots=1",
+    "data.queries=2",
+    "data.meta_train_classes=8",
+    "data.val_classes=3",
+    "model.width=8",
+    "model.depth=2",
+]

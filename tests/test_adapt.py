@@ -13,7 +13,7 @@ from PIL import Image
 
 import metalearner
 from cli_runner import run_cli as cli
-from image_classes import write_class
+from image_classes import FOLDER_RUN, write_class
 from metalearner.data.images import ImageSettings, decode_image
 from metalearner.errors import DataError
 from metalearner.runs.config import load_config
@@ -21,14 +21,7 @@ from metalearner.strategies import available
 from metalearner.training.loop import meta_train
 
 FOLDER = [
-    "data.dataset=folder",
-    "data.ways=3",
-    "data.shots=1",
-    "data.queries=2",
-    "data.meta_train_classes=8",
-    "data.val_classes=3",
-    "model.width=8",
-    "model.depth=2",
+    *FOLDER_RUN,
     "val_tasks=4",
     "val_every=4",
     "meta_batch=2",

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cli_runner import command
-from image_classes import write_class
+from image_classes import FOLDER_RUN, write_class
 from metalearner.errors import ConfigError
 from metalearner.runs.checkpoint import load_checkpoint
 from metalearner.runs.config import load_config
@@ -24,14 +24,7 @@ from metalearner.runs.experiment import build_experiment, seeded
 from metalearner.training.loop import meta_train
 
 TINY = [
-    "data.dataset=folder",
-    "data.ways=3",
-    "data.shots=1",
-    "data.queries=2",
-    "data.meta_train_classes=8",
-    "data.val_classes=3",
-    "model.width=8",
-    "model.depth=2",
+    *FOLDER_RUN,
     "val_tasks=4",
     "val_every=2",
     "meta_batch=2",

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cli_runner import run_cli as cli
-from image_classes import write_class
+from image_classes import FOLDER_RUN, write_class
 from metalearner.data.config import DataConfig, resolve_data
 from metalearner.data.folder import load_image_folder
 from metalearner.data.registry import dataset
@@ -20,14 +20,7 @@ from metalearner.runs.config import load_config
 from metalearner.training.loop import meta_train
 
 TRAIN = [
-    "data.dataset=folder",
-    "data.ways=3",
-    "data.shots=1",
-    "data.queries=2",
-    "data.meta_train_classes=8",
-    "data.val_classes=3",
-    "model.width=8",
-    "model.depth=2",
+    *FOLDER_RUN,
     "val_tasks=2",
     "val_every=2",
     "meta_batch=2",
