@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checks that need a CUDA GPU, in one command for a borrowed GPU machine (CI has none):
 # the gpu-marked tests, the second-order MAML speed benchmark against higher and TorchOpt (our
-# vmapped, looped and compiled paths, with and without a CUDA graph, float32 and bfloat16),
+# vmapped, looped and compiled paths, with and without a CUDA graph, float32 and bfloat16), the
+# ResNet-12 meta-step at mini-ImageNet's 84x84 beside conv4 with peak memory (RESNET12=0 skips),
 # and optionally short Omniglot 5-way 1-shot MAML runs in float32 and bfloat16. Logs, the
 # benchmark's JSON, and RESULTS.md and history/ as the runs left them (each run replaces its
 # section of RESULTS.md and archives the old one in history/) go to OUT_DIR: copy those two back.
@@ -59,6 +60,11 @@ IFS=, read -r -a paths <<<"${PATHS:-$default,higher,torchopt,learn2learn}"
 timeout 380 $py benchmarks/maml_speed.py --device cuda --repeats 10 --record \
     --settings "${settings[@]}" --paths "${paths[@]}" 2>&1 | tee "$out/speed.log"
 cp benchmarks/maml_speed.json "$out/" 2>/dev/null
+
+# mini-ImageNet-shaped second-order MAML with ResNet-12 beside conv4 (84x84 RGB, 5-way 1-shot):
+# time and peak memory, what learn2learn and TorchOpt users run out of memory on.
+[ "${RESNET12:-1}" != 0 ] && timeout 240 $py benchmarks/resnet12_speed.py --device cuda \
+    --rounds 10 --record 2>&1 | tee "$out/resnet12.log"
 
 for precision in float32 bfloat16; do
     [ "$minutes" = 0 ] && break

@@ -11,6 +11,7 @@ import yaml
 
 from metalearner.config.presets import get_preset, list_presets
 from metalearner.config.yaml_files import parse_yaml, read_saved_yaml, read_yaml
+from metalearner.data.image_benchmarks import IMAGE_BENCHMARKS
 from metalearner.errors import ConfigError, DataError
 from metalearner.rl.config import load_rl_config, read_config
 from metalearner.runs.config import (
@@ -82,6 +83,18 @@ def test_resolved_yaml_round_trips() -> None:
         (["optimizer.decay_rate=-1"], ["'optimizer.decay_rate'", "(0, 1]"]),
         (["optimizer.decay_rate=1.5"], ["'optimizer.decay_rate'", "(0, 1]"]),
         (["optimizer.betas=[0.9, 2]"], ["'optimizer.betas'", "[0, 1)", "position 2"]),
+        (["optimizer.name=adam", "optimizer.momentum=0.9"], ["'optimizer.momentum'", "SGD's"]),
+        (["optimizer.name=sgd", "optimizer.nesterov=true"], ["nesterov", "momentum > 0"]),
+        (["optimizer.weight_decay=-1"], ["'optimizer.weight_decay'", ">= 0"]),
+        (
+            ["optimizer.schedule=step", "optimizer.milestones=[[50, 0.1], [20, 0.01]]"],
+            ["optimizer.milestones", "increasing order"],
+        ),
+        (["optimizer.milestones=[[50, 0.1]]"], ["optimizer.milestones", "schedule=step"]),
+        (
+            ["optimizer.schedule=step", "optimizer.milestones=[[50, 2]]"],
+            ["optimizer.milestones", "(0, 1]"],
+        ),
         (["optimizer.lr=.inf"], ["'optimizer.lr'", "> 0"]),
         (["seed=99999999999999999999999"], ["'seed'", "from 0 to 9223372036854775807"]),
         (["val_seed=-1"], ["'val_seed'", "from 0 to"]),
@@ -279,10 +292,21 @@ def test_every_preset_resolves_and_cites_its_source() -> None:
             for strategy in ("maml", "fomaml", "reptile", "protonet"):
                 assert f"omniglot-{ways}w{shots}s-{strategy}" in names
     assert {"sinusoid-k5-maml", "sinusoid-k10-maml"} <= names
+    for shots in (1, 5):
+        for method in ("maml", "protonet", "protonet-resnet12", "rfs-resnet12"):
+            assert f"mini-5w{shots}s-{method}" in names
+    colour = {entry.name for entry in IMAGE_BENCHMARKS}
     for p in presets:
         cfg = load_config(base=p.load())
         assert p.source and p.expected, p.name
         assert cfg.steps >= 1000
+        if cfg.data.dataset not in colour:
+            continue
+        # The image benchmarks' presets say how the paper's code normalised, on how many
+        # tasks it scored and what training costs on a GPU; they run as they say.
+        assert p.gpu_time and p.paper_test_tasks, p.name
+        assert p.norm_mode == cfg.model.norm, p.name
+        assert p.test_task_count in (None, cfg.test_tasks), p.name
     with pytest.raises(ConfigError, match="sinusoid-k5-maml"):
         get_preset("nope")
 

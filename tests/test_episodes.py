@@ -150,3 +150,36 @@ def test_rotations_add_classes_for_the_given_split_only(tiny_images: LabeledSet)
     assert b.classes is not None and int(b.classes.max()) >= 12
     with pytest.raises(ConfigError, match="90, 180 or 270"):
         with_rotations(tiny_images, split.train, angles=(45,))
+
+
+def _colour_set() -> LabeledSet:
+    g = torch.Generator().manual_seed(3)
+    y = torch.arange(6).repeat_interleave(5)
+    x = torch.randint(0, 256, (30, 3, 10, 10), generator=g, dtype=torch.uint8)
+    return LabeledSet(x, y, tuple(f"c{i}" for i in range(6)), name="colour")
+
+
+def test_training_episodes_of_colour_images_are_augmented_and_fixed_sets_never() -> None:
+    data = _colour_set()
+    plain = EpisodeSampler(data, torch.arange(6), ways=3, shots=1, queries=2)
+    augmented = EpisodeSampler(data, torch.arange(6), ways=3, shots=1, queries=2, augment=True)
+    a, b = augmented.sample(4, generator=gen(5)), plain.sample(4, generator=gen(5))
+    # The same tasks (the plan is drawn first), but other pixels: cropped, flipped, jittered.
+    assert torch.equal(a.classes, b.classes) and a.support_x.shape == b.support_x.shape
+    for aug, raw in ((a.support_x, b.support_x), (a.query_x, b.query_x)):
+        assert not torch.equal(aug, raw)
+        assert float(aug.min()) >= 0.0 and float(aug.max()) <= 1.0
+    again = augmented.sample(4, generator=gen(5))  # reproducible from the generator alone
+    assert torch.equal(again.support_x, a.support_x) and torch.equal(again.query_x, a.query_x)
+    # Validation and test sets are fixed plans: the stored pixels, never augmented.
+    fixed = augmented.fixed(3, seed=1).batch(0, 3)
+    rows = augmented.fixed(3, seed=1).plan.rows
+    assert torch.equal(fixed.support_x, to_float(data.x[rows[:, :, 0].flatten()]).view_as(
+        fixed.support_x))  # fmt: skip
+
+
+def test_grey_episodes_are_never_augmented(tiny_images: LabeledSet) -> None:
+    plain = EpisodeSampler(tiny_images, torch.arange(12), ways=5, shots=1, queries=2)
+    asked = EpisodeSampler(tiny_images, torch.arange(12), ways=5, shots=1, queries=2, augment=True)
+    assert torch.equal(asked.sample(2, generator=gen(0)).query_x,
+                       plain.sample(2, generator=gen(0)).query_x)  # fmt: skip

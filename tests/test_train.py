@@ -98,6 +98,28 @@ def test_schedules_are_pure_functions_of_the_step() -> None:
     step = sine("optimizer.schedule=step", "optimizer.decay_every=10", "optimizer.decay_rate=0.5")
     factors = [lr_factor(step.optimizer, s, step.steps) for s in (0, 9, 10, 25)]
     assert factors == [1.0, 1.0, 0.5, 0.25]
+    # RFS's cuts after epochs 60 and 80 (of 600 steps), each milestone a factor of the base lr.
+    fixed = sine("optimizer.schedule=step", "optimizer.milestones=[[36000, 0.1], [48000, 0.01]]")
+    factors = [lr_factor(fixed.optimizer, s, 60000) for s in (0, 35999, 36000, 47999, 48000)]
+    assert factors == [1.0, 1.0, 0.1, 0.1, 0.01]
+    # Its decay_every is unused, so not derived from steps: more steps still resume the run.
+    longer = sine("steps=600", "optimizer.schedule=step", "optimizer.milestones=[[36, 0.1]]")
+    assert longer.optimizer.decay_every is None
+
+
+def test_a_runs_sgd_steps_with_its_momentum_nesterov_and_weight_decay(tmp_path: Path) -> None:
+    sgd = ["steps=2", "val_every=2", "optimizer.name=sgd", "optimizer.lr=0.01"]
+    sgd += ["optimizer.momentum=0.9", "optimizer.nesterov=true"]
+    result = meta_train(sine(*sgd, "optimizer.weight_decay=0.1"), tmp_path / "run", quiet=True)
+    ckpt = load_checkpoint(tmp_path / "run/checkpoints/latest")
+    (group,) = ckpt.meta["optimizer"]["param_groups"]
+    assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.9, True, 0.1)
+    buffers = list(ckpt.group("optim"))  # SGD's state: one momentum buffer a parameter
+    assert len(buffers) == len(result.params)
+    assert all(name.endswith("momentum_buffer") for name in buffers)
+    # The same two steps without the decay land elsewhere: the penalty reached the update.
+    plain = meta_train(sine(*sgd), tmp_path / "plain", quiet=True)
+    assert all(not torch.equal(v, plain.params[k]) for k, v in result.params.items())
 
 
 def test_nan_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(

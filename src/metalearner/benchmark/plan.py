@@ -218,17 +218,19 @@ class BenchmarkPlan:
         name = self.preset_name(ANCHOR)
         if name in presets or not self.entry.regression:
             return name
-        found = (re.fullmatch(rf"{re.escape(self.dataset)}-k(\d+)-{ANCHOR}", n) for n in presets)
+        stem = self.entry.preset_stem
+        found = (re.fullmatch(rf"{re.escape(stem)}-k(\d+)-{ANCHOR}", n) for n in presets)
         shots = [int(m.group(1)) for m in found if m]
         if not shots:
             return name
-        return f"{self.dataset}-k{min(shots, key=lambda k: (abs(k - self.shots), k))}-{ANCHOR}"
+        return f"{stem}-k{min(shots, key=lambda k: (abs(k - self.shots), k))}-{ANCHOR}"
 
     def preset_name(self, strategy: str) -> str:
         """The name of ``strategy``'s preset for this dataset and task shape (it may not exist)."""
+        stem = self.entry.preset_stem
         if self.entry.regression:  # regression tasks have K points and no ways
-            return f"{self.dataset}-k{self.shots}-{strategy}"
-        return f"{self.dataset}-{self.ways}w{self.shots}s-{strategy}"
+            return f"{stem}-k{self.shots}-{strategy}"
+        return f"{stem}-{self.ways}w{self.shots}s-{strategy}"
 
     def _shared_settings(self) -> dict[str, Any]:
         """The run settings every strategy of the benchmark shares, by dotted name (the plan's

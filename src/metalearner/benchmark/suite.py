@@ -122,7 +122,7 @@ def build_suite(
     if cross is not None and cross.within_groups:
         suite.cross[WITHIN] = _within_alphabet(source, plan, n, seed)
     if cross is not None and cross.lake_runs:
-        suite.cross[LAKE] = _lake_runs(data_dir, reference.data.image_size)
+        suite.cross[LAKE] = _lake_runs(data_dir, plan.entry.image_side(reference.data))
     return suite
 
 

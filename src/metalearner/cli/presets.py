@@ -28,14 +28,16 @@ def presets_cmd(ctx: typer.Context) -> None:
     costs, machines = measured_costs()
     devices = [d for d in ("cpu", "cuda") if d in machines]
     table = Table(title=f"presets (YAML files in {presets_dir()})")
-    for column in ("name", "setting", "expected (published)"):
+    for column in ("name", "setting", "expected (published)", "paper's BatchNorm, test tasks"):
         table.add_column(column)
     for device in devices:
         table.add_column(f"training cost, {device} (measured)")
     for p in list_presets():
         measured = costs.get(p.name)
         cost = [measured.cost(d) if measured else "not measured" for d in devices]
-        table.add_row(p.name, p.title, p.expected, *cost)
+        # The preset's own comments give the detail (and where each fact is stated).
+        protocol = [p.norm_mode, str(p.test_task_count) if p.test_task_count else ""]
+        table.add_row(p.name, p.title, p.expected, ", ".join(filter(None, protocol)), *cost)
     console = Console(markup=False, width=200)
     console.print(table)
     for device in devices:

@@ -33,7 +33,11 @@ def tasks_demo(
     ] = None,
     queries: Annotated[int, typer.Option(help="Q, query examples per class (or points).")] = 15,
     download: Annotated[
-        bool, typer.Option(help="Fetch Omniglot from its canonical source if it is missing.")
+        bool,
+        typer.Option(
+            help="Fetch missing files from the dataset's official host, md5-checked (Omniglot, "
+            "CIFAR-FS/FC100's CIFAR-100, CUB)."
+        ),
     ] = False,
     num_tasks: Annotated[int, typer.Option("--tasks", help="How many tasks to sample.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the task generator.")] = 0,

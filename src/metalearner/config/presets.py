@@ -3,14 +3,20 @@
 Each preset is ``metalearner/config/preset_files/<name>.yaml``; its leading comments say what it is
 (first line), where the setting comes from (``# source:``), the published score to expect
 (``# expected:``) and how long the paper trained for it (``# paper steps: 60000, meta-batch 32``,
-with where that is stated), against which a shorter run's score is read. ``metalearner presets``
-lists them; ``metalearner train --preset NAME`` runs one, and copying the file is the way to start
-a variation.
+with where that is stated), against which a shorter run's score is read. The image benchmarks'
+presets also say how the paper's code normalised with BatchNorm (``# batchnorm: inductive (...)``),
+on how many test tasks its score was taken (``# paper test tasks: 600``) and what training
+costs on a GPU (``# gpu time: ~4 h on one V100 (...)``, stated or estimated). ``metalearner
+presets`` lists them; ``metalearner train --preset NAME`` runs one, and copying the file is the
+way to start a variation.
 
 References:
     Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017.
     Nichol et al., "On First-Order Meta-Learning Algorithms", 2018. Snell et al., "Prototypical
-    Networks for Few-shot Learning", NeurIPS 2017. Li et al., "Meta-SGD", 2017.
+    Networks for Few-shot Learning", NeurIPS 2017. Li et al., "Meta-SGD", 2017. Lee et al.,
+    "Meta-Learning with Differentiable Convex Optimization", CVPR 2019. Bertinetto et al.,
+    "Meta-learning with differentiable closed-form solvers", ICLR 2019. Tian et al., "Rethinking
+    Few-Shot Image Classification: a Good Embedding Is All You Need?", ECCV 2020.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from metalearner.config.yaml_files import read_yaml
 from metalearner.errors import ConfigError, did_you_mean
 
 _BUDGET = re.compile(r"(≥ ?)?(\d+), meta-batch (\d+)\b")
+_LEADING_NUMBER = re.compile(r"\d+")
+_FIELDS = ("source", "expected", "paper steps", "batchnorm", "paper test tasks", "gpu time")
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,12 @@ class Preset:
         expected: the published score (``# expected:``).
         paper_steps: the paper's training (``# paper steps:``): outer steps, meta-batch and
             where they are stated; empty where the paper states none.
+        batchnorm: how the paper's code normalised a task's queries (``# batchnorm:``), its
+            mode first (``transductive`` or ``inductive``, :mod:`metalearner.nn.layers`).
+        paper_test_tasks: the test tasks behind the published score (``# paper test tasks:``),
+            their number first.
+        gpu_time: what training costs on a GPU (``# gpu time:``), stated or estimated (it
+            says which).
     """
 
     name: str
@@ -68,6 +82,20 @@ class Preset:
     source: str
     expected: str
     paper_steps: str = ""
+    batchnorm: str = ""
+    paper_test_tasks: str = ""
+    gpu_time: str = ""
+
+    @property
+    def norm_mode(self) -> str:
+        """The BatchNorm mode of the paper's code (``# batchnorm:``'s first word), or ``""``."""
+        return self.batchnorm.split(" ", 1)[0]
+
+    @property
+    def test_task_count(self) -> int | None:
+        """The number of test tasks behind the published score, where one is recorded."""
+        found = _LEADING_NUMBER.match(self.paper_test_tasks.replace(",", ""))
+        return int(found[0]) if found else None
 
     @property
     def paper_budget(self) -> PaperBudget | None:
@@ -108,7 +136,7 @@ def get_preset(name: str) -> Preset:
 
 
 def _describe(path: Path) -> Preset:
-    title, fields = "", {"source": "", "expected": "", "paper steps": ""}
+    title, fields = "", dict.fromkeys(_FIELDS, "")
     for line in path.read_text().splitlines():
         if not line.startswith("#"):
             break
@@ -118,6 +146,4 @@ def _describe(path: Path) -> Preset:
             fields[key] = value.strip()
         elif not title:
             title = text
-    return Preset(
-        path.stem, path, title, fields["source"], fields["expected"], fields["paper steps"]
-    )
+    return Preset(path.stem, path, title, *(fields[key] for key in _FIELDS))

@@ -10,6 +10,7 @@ its cache goes; later loads say nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from http.client import HTTPException
 from pathlib import Path
 
@@ -40,42 +41,130 @@ Arrays = dict[str, np.ndarray]
 
 
 def fetch(url: str, dest: Path, *, md5: str, timeout: float = 60.0) -> None:
-    """Downloads ``url`` to ``dest`` atomically, keeping it only if its md5 is ``md5``.
+    """Downloads ``url`` to ``dest``, resuming a cut download; keeps it only if its md5 is ``md5``.
 
-    The bytes go to a temporary file beside ``dest``, renamed once the checksum matches, so an
-    interrupted or corrupted download leaves nothing behind.
+    The bytes go to ``<dest>.part`` beside ``dest``, renamed once the whole file's checksum
+    matches, so nothing incomplete is ever seen under the final name. A connection cut midway
+    keeps the part; the next call asks for the rest (``Range: bytes=N-``) and appends it when the
+    server answers 206, or starts over when it answers 200 (no ranges). A part whose checksum
+    fails is deleted, so a retry starts afresh.
 
     Raises:
-        DataError: the server is unreachable or answers an error, or the md5 differs.
+        DataError: the server is unreachable or answers an error, the connection was cut (run
+            again to resume), or the md5 differs.
+
+    References:
+        RFC 9110, section 14 (range requests: ``Range``, ``206 Partial Content``,
+        ``Content-Range``, ``416 Range Not Satisfiable``).
     """
-    tmp: Path | None = None
+    part = dest.with_name(dest.name + ".part")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}-", suffix=".part", dir=dest.parent)
-        tmp = Path(name)
-        logger.info("Downloading %s to %s", url, dest)
-        digest = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
-            while chunk := response.read(_CHUNK):
-                digest.update(chunk)
-                f.write(chunk)
-        if digest.hexdigest() != md5:
-            raise DataError(
-                f"The download of {url} has md5 {digest.hexdigest()}, not the expected "
-                f"{md5}; retry, or download it by hand to {dest}."
-            )
-        os.replace(tmp, dest)
-        tmp = None
+        with _part_lock(part, url):
+            _fetch_part(url, dest, part, md5=md5, timeout=timeout)
     except (urllib.error.URLError, HTTPException, OSError) as err:
         reason = f"HTTP {err.code} {err.reason}" if isinstance(err, urllib.error.HTTPError) else err
         reason = getattr(reason, "reason", reason)
+        if part.is_file() and part.stat().st_size == 0:
+            part.unlink()  # nothing arrived: leave no trace
         raise DataError(
             f"Could not download {url} to {dest} ({reason}); check the connection, or download "
             f"it by hand to {dest}."
         ) from None
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+
+
+def fetch_missing(dest: Path, url: str, *, md5: str, timeout: float = 60.0) -> Path:
+    """``dest``, downloaded with :func:`fetch` first unless it is there (a dataset's archive)."""
+    if not dest.exists():
+        fetch(url, dest, md5=md5, timeout=timeout)
+    return dest
+
+
+@contextlib.contextmanager
+def _part_lock(part: Path, url: str) -> Iterator[None]:
+    """Holds an exclusive ``flock`` on ``part`` (made if missing) while a download writes it, so
+    two processes never append to one part; the second is refused in one sentence."""
+    with part.open("ab") as handle:
+        try:
+            import fcntl  # POSIX; elsewhere a download is not guarded against a second one
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:
+            pass
+        except BlockingIOError:
+            raise DataError(
+                f"Another process is downloading {url} to {part}; wait for it to finish, then "
+                "run this again."
+            ) from None
+        yield
+
+
+def _fetch_part(url: str, dest: Path, part: Path, *, md5: str, timeout: float) -> None:
+    """:func:`fetch`'s work, under the part's lock."""
+    have = part.stat().st_size
+    complete, total = _download(url, part, have, timeout=timeout)
+    if not complete:
+        of = f" of {total}" if total is not None else ""
+        raise DataError(
+            f"The download of {url} was cut off after {part.stat().st_size}{of} bytes; run the "
+            f"same command again to resume it from {part}."
+        )
+    digest = _md5(part)
+    if digest != md5:
+        part.unlink()
+        raise DataError(
+            f"The download of {url} has md5 {digest}, not the expected {md5}; retry, or "
+            f"download it by hand to {dest}."
+        )
+    os.replace(part, dest)
+
+
+def _download(url: str, part: Path, have: int, *, timeout: float) -> tuple[bool, int | None]:
+    """Writes ``url`` into ``part`` (appending after its first ``have`` bytes where the server
+    sends only the rest): whether the whole file arrived, and its size if the server said it."""
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if have and err.code == 416:  # the part already holds every byte: its md5 decides
+            return True, None
+        raise
+    with response:
+        append = have > 0 and response.status == 206
+        first = _range_start(response.headers.get("Content-Range")) if append else 0
+        if append and first != have:
+            part.unlink()  # the next try starts over rather than append at the wrong place
+            raise urllib.error.URLError(f"the server resent bytes from {first}, not {have}")
+        length = response.headers.get("Content-Length")
+        total = first + int(length) if length and length.isdigit() else None
+        logger.info("Downloading %s to %s%s", url, part, f" from byte {have}" if append else "")
+        with part.open("ab" if append else "wb") as f:
+            try:
+                while chunk := response.read(_CHUNK):
+                    f.write(chunk)
+            except (HTTPException, ConnectionError, TimeoutError):
+                return False, total  # cut midway: what arrived is kept, to resume from
+            size = f.tell()
+    # http.client ends a body cut short without an error: only its announced length tells.
+    return total is None or size >= total, total
+
+
+def _range_start(content_range: str | None) -> int:
+    """The first byte of ``Content-Range: bytes FIRST-LAST/TOTAL`` (-1 if unreadable)."""
+    try:
+        return int((content_range or "").split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return -1
+
+
+def _md5(path: Path) -> str:
+    """The md5 of a file's bytes, read in chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def cache_dir() -> Path:

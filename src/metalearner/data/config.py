@@ -54,7 +54,12 @@ class DataConfig:
     val_classes: Annotated[int | None, CLASSES.at_least(0)] = None
     split_seed: int = 0  # fixes the class split, so it is the same on every machine
     rotations: bool = True  # Omniglot: rotated training characters as new classes
-    image_size: Annotated[int, Range(1, 4096)] = 28  # pixels of a side of the stored images
+    # Colour images: training examples (episodes and mini-batches) randomly cropped, flipped
+    # and colour-jittered, as RFS and MetaOptNet train; never validation or test examples.
+    augment: bool = True
+    # Pixels of a side of the stored images; null: the dataset's (28 for Omniglot and folders,
+    # 84 for mini-ImageNet, tiered-ImageNet and CUB, 32 for CIFAR-FS and FC100).
+    image_size: Annotated[int | None, Range(1, 4096)] = None
     # FewRel: tokens per sentence; null: 40 words (the FewRel paper's CNN code), or 128 of a
     # pretrained encoder's tokens (model.name hf; 99% of wiki sentences are shorter).
     max_length: Annotated[int | None, Range(1, 10**4)] = None
@@ -76,9 +81,11 @@ def resolve_data(d: DataConfig) -> DataConfig:
         )
     meta, val = entry.class_counts(split, d.meta_train_classes, d.val_classes)
     length = d.max_length if d.max_length is not None else MAX_LENGTH
+    side = d.image_size if d.image_size is not None else entry.image_size
     out = dataclasses.replace(
-        d, split=split, meta_train_classes=meta, val_classes=val, max_length=length
-    )
+        d, split=split, meta_train_classes=meta, val_classes=val, max_length=length,
+        image_size=side,
+    )  # fmt: skip
     check_data(out)
     return out
 

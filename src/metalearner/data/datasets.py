@@ -30,13 +30,13 @@ def load_user_data(path: Path, d: LoadSettings) -> LabeledSet:
     ``.csv``/``.npz`` table."""
     if path.suffix.lower() in TABLE_SUFFIXES:
         return load_table(path)
-    return load_image_folder(path, size=d.image_size)
+    return load_image_folder(path, size=FOLDER.image_side(d))
 
 
 def _omniglot(
     d: LoadSettings, data_dir: Path | None, *, meta_train: int, val: int, download: bool
 ) -> tuple[LabeledSet, ClassSplit]:
-    omniglot = load_omniglot(data_dir, size=d.image_size, download=download)
+    omniglot = load_omniglot(data_dir, size=OMNIGLOT.image_side(d), download=download)
     if d.split == "lake":
         return omniglot.data, lake_split(omniglot, seed=d.split_seed)
     split = vinyals_split(omniglot, seed=d.split_seed, meta_train=meta_train, val=val)

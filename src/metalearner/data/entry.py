@@ -34,6 +34,10 @@ BACKBONES: Mapping[str, str] = {
 """The backbone ``model.name: auto`` picks for each kind of input."""
 
 
+PixelStats = tuple[tuple[float, ...], tuple[float, ...]]
+"""Per-channel ``(mean, std)`` of a dataset's pixels in ``[0, 1]``."""
+
+
 class LoadSettings(Protocol):
     """The ``data`` settings a loader reads (a resolved :class:`~.config.DataConfig`)."""
 
@@ -44,7 +48,7 @@ class LoadSettings(Protocol):
     @property
     def path(self) -> str | None: ...
     @property
-    def image_size(self) -> int: ...
+    def image_size(self) -> int | None: ...
     @property
     def max_length(self) -> int | None: ...
     @property
@@ -127,6 +131,12 @@ class Dataset:
             settings (``data.image_size``); their classes are split at random with
             ``data.split_seed``.
         path_is: what ``data.path`` must be, for messages.
+        channels: an image dataset's channels as stored: 1 (grey) or 3 (RGB).
+        image_size: ``data.image_size`` where it is null: the side its papers use.
+        normalize: per-channel ``(mean, std)`` of its pixels in ``[0, 1]``, which the
+            backbone subtracts and divides by (the papers' input normalisation); ``None``:
+            none (BatchNorm after the first convolution makes it nearly moot for grey images).
+        preset_prefix: how its presets' names start where not with its name (``mini``).
     """
 
     name: str
@@ -144,6 +154,15 @@ class Dataset:
     loader: Loader | None = None
     reader: Callable[[Path, LoadSettings], LabeledSet] | None = None
     path_is: str = "a class-folder tree or a table"
+    channels: int = 1
+    image_size: int = 28
+    normalize: PixelStats | None = None
+    preset_prefix: str = ""
+
+    @property
+    def preset_stem(self) -> str:
+        """How its presets' names start (``mini`` in ``mini-5w1s-maml``): its name by default."""
+        return self.preset_prefix or self.name
 
     @property
     def regression(self) -> bool:
@@ -165,15 +184,19 @@ class Dataset:
         kind = self.kind or (input_kind(data) if data is not None else "table")
         return BACKBONES[kind]
 
+    def image_side(self, d: LoadSettings) -> int:
+        """The side of its stored images: ``data.image_size``, or its own where that is null."""
+        return d.image_size or self.image_size
+
     def example_size(self, d: LoadSettings) -> tuple[int, str]:
         """Bytes of one example as the model takes it, and what it is in words, for the size
         check of a meta-batch before any data is loaded (:mod:`metalearner.runs.config`)."""
         kind = self.kind
         if kind is None:  # a user's files: a table by its ending, else images
             kind = "table" if str(d.path or "").lower().endswith(TABLE_SUFFIXES) else "image"
-        if kind == "image":  # stored grey (one channel), float32 in the model
-            side = d.image_size
-            return 4 * side * side, f"a 1×{side}×{side} float32 image, data.image_size {side}"
+        if kind == "image":  # stored uint8, float32 in the model
+            side, c = self.image_side(d), self.channels
+            return 4 * c * side * side, f"a {c}×{side}×{side} float32 image, data.image_size {side}"
         if kind == "text":  # token ids and two rows of position ids (metalearner.data.text)
             length = d.max_length or MAX_LENGTH
             return 8 * 3 * length, f"3×{length} int64 ids, data.max_length {length}"

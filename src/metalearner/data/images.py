@@ -126,11 +126,7 @@ def decode_image(
         data = source.read_bytes() if isinstance(source, Path) else source
         with Image.open(io.BytesIO(data)) as img:
             img.load()  # Pillow decodes lazily; force it so truncation is caught here.
-            pixels = _to_mode(ImageOps.exif_transpose(img), settings.channels)
-            height, width = settings.size
-            if pixels.size != (width, height):
-                pixels = pixels.resize((width, height), _RESAMPLE[settings.resample])
-            array = np.asarray(pixels, dtype=np.uint8)
+            return _convert(ImageOps.exif_transpose(img), settings)
     except _DECODE_ERRORS as err:
         # Pillow names the in-memory buffer (<_io.BytesIO object at 0x...>), not the file.
         reason = (
@@ -141,6 +137,27 @@ def decode_image(
         raise DataError(
             f"Cannot read image {label} ({reason}); replace or delete that file."
         ) from None
+
+
+def convert_pixels(pixels: np.ndarray, settings: ImageSettings) -> np.ndarray:
+    """An image already decoded (``uint8 [C, H, W]``, C 1 or 3: a row of a pickled dataset)
+    converted as :func:`decode_image` converts a file: same channels, size, resampling, inversion.
+
+    Example:
+        >>> convert_pixels(np.zeros((3, 32, 32), np.uint8), ImageSettings.of(84, channels=3)).shape
+        (3, 84, 84)
+    """
+    img = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
+    return _convert(img, settings)
+
+
+def _convert(img: Image.Image, settings: ImageSettings) -> np.ndarray:
+    """A Pillow image as the stored ``uint8 [C, H, W]``: mode, size, then inversion."""
+    pixels = _to_mode(img, settings.channels)
+    height, width = settings.size
+    if pixels.size != (width, height):
+        pixels = pixels.resize((width, height), _RESAMPLE[settings.resample])
+    array = np.asarray(pixels, dtype=np.uint8)
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     if settings.invert:
         array = 255 - array

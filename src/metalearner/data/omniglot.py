@@ -242,10 +242,7 @@ def download_omniglot(
     urls, md5 = {**URLS, **(urls or {})}, {**MD5, **(md5 or {})}
     out = []
     for name in files:
-        dest = folder / name
-        if not dest.exists():
-            cache.fetch(urls[name], dest, md5=md5[name], timeout=timeout)
-        out.append(dest)
+        out.append(cache.fetch_missing(folder / name, urls[name], md5=md5[name], timeout=timeout))
     return out
 
 

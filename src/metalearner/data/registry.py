@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from metalearner.data.datasets import FEWREL, FOLDER, OMNIGLOT, SINUSOID
 from metalearner.data.entry import CrossDomain, Dataset, Loader, LoadSettings, input_kind
+from metalearner.data.image_benchmarks import IMAGE_BENCHMARKS
 from metalearner.errors import ConfigError, did_you_mean
 
 __all__ = [
@@ -37,7 +38,9 @@ written so far records ``vinyals`` there (Omniglot's default, once everyone's), 
 still read and new runs record the same."""
 
 # In the order `--dataset` lists them.
-_REGISTRY: dict[str, Dataset] = {d.name: d for d in (SINUSOID, OMNIGLOT, FOLDER, FEWREL)}
+_REGISTRY: dict[str, Dataset] = {
+    d.name: d for d in (SINUSOID, OMNIGLOT, FOLDER, FEWREL, *IMAGE_BENCHMARKS)
+}
 
 
 def register(entry: Dataset) -> Dataset:

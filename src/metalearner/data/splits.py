@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 
 import torch
 from torch import Tensor
@@ -62,3 +63,15 @@ def random_split(num_classes: int, *, train: int, val: int, seed: int) -> ClassS
         val=order[train : train + val].sort().values,
         test=order[train + val :].sort().values,
     )
+
+
+def split_list(name: str) -> list[str]:
+    """A published class split shipped with the package (``split_lists/<name>.txt``, each
+    file's header naming its source): one class name a line, ``#`` lines are comments.
+
+    Example:
+        >>> len(split_list("mini_imagenet_test"))
+        20
+    """
+    text = (resources.files("metalearner.data") / "split_lists" / f"{name}.txt").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]

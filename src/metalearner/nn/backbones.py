@@ -16,7 +16,9 @@ References:
     (conv4 and the 40-40 MLP). Vinyals et al., "Matching Networks for One Shot Learning",
     NeurIPS 2016 (the conv4 embedding). Nichol et al., "On First-Order Meta-Learning
     Algorithms", 2018 (transductive BatchNorm, section 6). Han et al., "FewRel", EMNLP 2018
-    (textcnn, in :mod:`metalearner.nn.textcnn`).
+    (textcnn, in :mod:`metalearner.nn.textcnn`). Lee et al., "Meta-Learning with
+    Differentiable Convex Optimization", CVPR 2019, and Tian et al., "Rethinking Few-Shot Image
+    Classification", ECCV 2020 (resnet12, in :mod:`metalearner.nn.resnet12`).
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from torch import Tensor, nn
 
 from metalearner.errors import ConfigError
 from metalearner.nn.hf import POOLINGS, pretrained_features
-from metalearner.nn.layers import ConvBlock, TaskBatchNorm2d
+from metalearner.nn.layers import ChannelNorm, ConvBlock, Normalize, TaskBatchNorm2d
+from metalearner.nn.resnet12 import FanOutConv2d, resnet12_features
 from metalearner.nn.textcnn import TextCNN, textcnn_size
 
-MODELS = ("conv4", "mlp", "textcnn", "hf")
+MODELS = ("conv4", "resnet12", "mlp", "textcnn", "hf")
 FEATURES, HEAD = "features.", "head."
 """The prefixes of a :class:`Network`'s parameter names: its backbone's and its head's."""
 
@@ -44,14 +47,25 @@ class Conv4(nn.Module):
     With the defaults, 28x28 inputs give 64 features and 84x84 inputs give 1600.
     """
 
-    def __init__(self, in_channels: int = 1, *, width: int = 64, depth: int = 4) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        *,
+        width: int = 64,
+        depth: int = 4,
+        normalize: Normalize | None = None,
+    ) -> None:
         super().__init__()
+        # The dataset's per-channel mean and deviation, taken first (the colour benchmarks').
+        self.normalize = ChannelNorm(*normalize) if normalize else None
         chans = [in_channels] + [width] * depth
         self.blocks = nn.Sequential(*(ConvBlock(a, b) for a, b in itertools.pairwise(chans)))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() < 4:
             raise ValueError(f"conv4 expects [..., S, C, H, W] inputs, got shape {list(x.shape)}")
+        if self.normalize is not None:
+            x = self.normalize(x)
         return self.blocks(x).flatten(-3)
 
 
@@ -81,6 +95,7 @@ def conv4(
     *,
     width: int = 64,
     depth: int = 4,
+    normalize: Normalize | None = None,
 ) -> Network:
     """The conv4 backbone of MAML and Matching Networks with a linear head.
 
@@ -90,6 +105,7 @@ def conv4(
         out_features: number of ways N.
         width: channels per block (64 in the papers; MAML used 32 on mini-ImageNet).
         depth: number of blocks (4 in the papers; fewer for tests).
+        normalize: per-channel ``(mean, std)`` subtracted and divided first (the dataset's).
     """
     h, w = image_size
     for _ in range(depth):
@@ -99,7 +115,8 @@ def conv4(
             f"{image_size[0]}x{image_size[1]} images are too small for {depth} pooling blocks; "
             "use larger images or a smaller depth."
         )
-    return Network(Conv4(in_channels, width=width, depth=depth), width * h * w, out_features)
+    features = Conv4(in_channels, width=width, depth=depth, normalize=normalize)
+    return Network(features, width * h * w, out_features)
 
 
 def mlp(in_features: int, out_features: int, *, hidden: tuple[int, ...] = (40, 40)) -> Network:
@@ -125,14 +142,17 @@ def build_model(
     so building a model never touches the global RNG.
 
     Args:
-        name: ``"conv4"`` (``input_shape`` is ``(C, H, W)``), ``"mlp"`` (``(D,)``),
+        name: ``"conv4"`` or ``"resnet12"`` (``input_shape`` is ``(C, H, W)``; ResNet-12:
+            :mod:`metalearner.nn.resnet12`), ``"mlp"`` (``(D,)``),
             ``"textcnn"`` (``(3, L)`` token and position ids) or ``"hf"`` (``(3, L)`` a
             pretrained encoder's token ids, mask and entity marks: :mod:`metalearner.nn.hf`).
         input_shape: shape of one example.
         out_features: ways N for classification, 1 for scalar regression.
         generator: a ``torch.Generator`` or an integer seed.
         dtype: parameter dtype.
-        **options: ``width``/``depth`` for conv4; ``vocab_size`` (required) and
+        **options: ``width``/``depth`` for conv4; ``width`` for resnet12 (64: the papers'
+            64-160-320-640 channels; others scale them); ``normalize`` for both: a dataset's
+            per-channel ``(mean, std)``; ``vocab_size`` (required) and
             ``word_dim``/``position_dim``/``filters`` for textcnn; ``path`` (required) and
             ``pooling`` for hf, whose encoder keeps its pretrained weights (only the head is
             drawn from ``generator``); ``hidden`` is not accepted here (use :func:`mlp`
@@ -147,7 +167,8 @@ def build_model(
         torch.Size([10, 5])
     """
     allowed = {
-        "conv4": {"width", "depth"},
+        "conv4": {"width", "depth", "normalize"},
+        "resnet12": {"width", "normalize"},
         "mlp": set(),
         "textcnn": {"vocab_size", "word_dim", "position_dim", "filters"},
         "hf": {"path", "pooling"},
@@ -165,7 +186,7 @@ def build_model(
         hf = Network(keep_weights(encoder), encoder.out_features, out_features)
         reset_parameters(hf, generator=generator)  # the head only
         return hf.to(dtype)
-    want = {"conv4": 3, "mlp": 1, "textcnn": 2}[name]
+    want = {"conv4": 3, "resnet12": 3, "mlp": 1, "textcnn": 2}[name]
     if name == "textcnn":
         vocab, length = textcnn_size(input_shape, options)
     elif len(input_shape) != want or min(input_shape) < 1:
@@ -177,6 +198,9 @@ def build_model(
     with torch.device("meta"):
         if name == "conv4":
             net = conv4(input_shape[0], (input_shape[1], input_shape[2]), out_features, **options)
+        elif name == "resnet12":
+            body = resnet12_features(input_shape[0], (input_shape[1], input_shape[2]), **options)
+            net = Network(body, body.feature_dim, out_features)
         elif name == "textcnn":
             sizes = {k: v for k, v in options.items() if k != "vocab_size"}
             text = TextCNN(vocab, length, **sizes)
@@ -223,7 +247,8 @@ def keep_weights(module: nn.Module) -> nn.Module:
 
 
 def _initialise(module: nn.Module, params: dict[str, Tensor], g: torch.Generator) -> None:
-    # Conv weights: Glorot uniform, biases zero (MAML's reference code); linear layers: PyTorch's
+    # Conv weights: Glorot uniform, biases zero (MAML's reference code), but ResNet-12's Kaiming
+    # normal over the fan-out, as RFS and MetaOptNet draw them; linear layers: PyTorch's
     # default U(-1/sqrt(fan_in), 1/sqrt(fan_in)); norms: identity; embeddings: PyTorch's N(0, 1)
     # with the padding row zero.
     kept = [f"{n}." if n else "" for n, m in module.named_modules() if getattr(m, KEEPS_WEIGHTS, 0)]
@@ -236,6 +261,8 @@ def _initialise(module: nn.Module, params: dict[str, Tensor], g: torch.Generator
                 nn.init.normal_(params[p + "weight"], generator=g)
                 if layer.padding_idx is not None:
                     params[p + "weight"][layer.padding_idx].zero_()
+            elif isinstance(layer, FanOutConv2d):
+                nn.init.kaiming_normal_(params[p + "weight"], mode="fan_out", generator=g)
             elif isinstance(layer, nn.Conv1d | nn.Conv2d):
                 nn.init.xavier_uniform_(params[p + "weight"], generator=g)
                 if layer.bias is not None:

@@ -23,7 +23,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Literal, cast, get_args
@@ -220,17 +220,24 @@ class ConvBlock(nn.Module):
         self.norm = TaskBatchNorm2d(out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        lead = x.shape[:-3]  # (S,) or (T, S): convolutions see one flat batch
-        h = x.flatten(0, -4)
-        weight = self.conv.weight
-        if _channels_last_here(x) and h.stride(1) != 1:
-            weight = _channels_last(weight)  # the output, and every later block, is then too
-        h = F.conv2d(h, weight, self.conv.bias, self.conv.stride, self.conv.padding)
-        h = self.norm(h.unflatten(0, lead))
+        h = self.norm(task_conv2d(self.conv, x))
+        lead = x.shape[:-3]
         # relu(max_pool(h)) == max_pool(relu(h)) as ReLU is monotone; pooling first makes the
         # ReLU and its backward touch a quarter of the values.
         h = F.relu(F.max_pool2d(h.flatten(0, -4), 2))
         return h.unflatten(0, lead)
+
+
+def task_conv2d(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``conv`` applied to ``[..., S, C, H, W]``, the leading dimensions ((S,) or (T, S)) as one
+    flat batch; channels-last where that is faster (one task's batch on a CPU, outside vmap)."""
+    lead = x.shape[:-3]
+    h = x.flatten(0, -4)
+    weight = conv.weight
+    if _channels_last_here(x) and h.stride(1) != 1:
+        weight = _channels_last(weight)  # the output, and every later layer, is then too
+    h = F.conv2d(h, weight, conv.bias, conv.stride, conv.padding)
+    return h.unflatten(0, lead)
 
 
 def _channels_last_here(x: Tensor) -> bool:
@@ -249,3 +256,42 @@ def _channels_last(weight: Tensor) -> Tensor:
         kh, kw = weight.shape[2:]
         return weight.as_strided(weight.shape, (kh * kw, 1, kw, 1))
     return weight.contiguous(memory_format=torch.channels_last)
+
+
+Normalize = Sequence[Sequence[float]]
+"""A dataset's per-channel ``(mean, std)`` of pixels in ``[0, 1]``: two sequences of C floats."""
+
+
+class ChannelNorm(nn.Module):
+    """Subtracts a fixed mean and divides by a fixed deviation per channel of ``[..., C, H, W]``
+    images: the input normalisation of the colour benchmarks' reference code (the dataset's
+    ``normalize``), inside the backbone so that training, scoring and adapting a checkpoint to
+    new images all see the same inputs. No parameters: the values are the data's, not learned.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != len(std) or min(std, default=1.0) <= 0:
+            raise ConfigError(
+                f"normalize needs one mean and one positive deviation per channel, got {mean} "
+                f"and {std}."
+            )
+        self.mean, self.std = tuple(map(float, mean)), tuple(map(float, std))
+        # The constants as tensors, per device and dtype, made once: a copy from the host on
+        # every call would synchronise a GPU, and is not allowed inside a CUDA graph's capture
+        # (the warm-up calls before it make them).
+        self._constants: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-3] != len(self.mean):
+            raise ValueError(f"normalize has {len(self.mean)} channels, the images {x.shape[-3]}")
+        key = (x.device, x.dtype)
+        constants = self._constants.get(key)
+        if constants is None:
+            mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device)[:, None, None]
+            scale = 1.0 / torch.tensor(self.std, dtype=x.dtype, device=x.device)[:, None, None]
+            constants = (mean, scale)
+            if not torch.compiler.is_compiling():  # compiled code holds them as constants
+                self._constants[key] = constants
+        mean, scale = constants
+        return (x - mean) * scale

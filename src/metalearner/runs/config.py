@@ -80,8 +80,9 @@ class ModelConfig:
     (:mod:`metalearner.runs.starts`: which names, what is taken, what is recorded).
     """
 
-    name: Literal["auto", "conv4", "mlp", "textcnn", "python", "hf"] = "auto"
-    width: Annotated[int, WIDTH] = 64  # conv4 channels per block
+    name: Literal["auto", "conv4", "resnet12", "mlp", "textcnn", "python", "hf"] = "auto"
+    # conv4 channels per block; resnet12: 64 gives the papers' 64-160-320-640, others scale them
+    width: Annotated[int, WIDTH] = 64
     depth: Annotated[int, Range(1, 64)] = 4  # conv4 blocks (each halves the image)
     norm: NormMode = "transductive"
     factory: str | None = None  # name: python: "package.module:function" building the network
@@ -100,7 +101,8 @@ class OptimizerConfig:
     ``auto`` values come from the strategy: Reptile steps by plain SGD on its pseudo-gradient
     with a linearly annealed step (Nichol et al. 2018), ProtoNets halves Adam's step every
     ``lr_halve_every`` episodes (Snell et al. 2017), the others use constant Adam (Finn et al.
-    2017).
+    2017). The ResNet-12 papers' SGD is ``momentum`` 0.9, ``weight_decay`` 5e-4 (Tian et al.
+    2020; Lee et al. 2019 with ``nesterov``), its step size cut at given steps (``milestones``).
     """
 
     name: Literal["auto", "adam", "sgd"] = "auto"
@@ -109,8 +111,17 @@ class OptimizerConfig:
     # "step": steps between decays (None: the strategy's)
     decay_every: Annotated[int | None, STEPS] = None
     decay_rate: float = 0.5  # "step": factor per decay
+    # "step" at fixed steps instead (decay_every and decay_rate then unused): [[step, factor],
+    # ...], the base lr times factor from that step on (RFS's cuts after epochs 60 and 80 of
+    # 100: [[36000, 0.1], [48000, 0.01]]).
+    milestones: tuple[tuple[int, float], ...] = ()
     clip: float | None = None  # max global gradient norm; None: no clipping
     betas: tuple[float, float] = (0.9, 0.999)  # Adam only
+    momentum: float = 0.0  # SGD only: heavy-ball momentum (PyTorch's, dampening 0)
+    nesterov: bool = False  # SGD only: Nesterov's momentum (needs momentum > 0)
+    # L2 penalty added to every parameter's gradient before the step (PyTorch's weight_decay,
+    # SGD and Adam alike).
+    weight_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -221,7 +232,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
     lr = opt.lr if opt.lr is not None else outer.lr
     batch = cfg.meta_batch if cfg.meta_batch is not None else outer.meta_batch
     decay = opt.decay_every
-    if schedule == "step" and decay is None:
+    if schedule == "step" and decay is None and not opt.milestones:  # milestones: unused
         tasks = outer.halve_every_tasks  # counted in tasks, decay in steps
         decay = -(-tasks // batch) if tasks else max(cfg.steps // 4, 1)
     out = dataclasses.replace(
@@ -328,10 +339,41 @@ def _check_ranges(cfg: RunConfig) -> None:
                 f"Setting 'optimizer.betas' must be two numbers in [0, 1), got {beta} at "
                 f"position {i + 1}."
             )
+    _check_momentum_and_milestones(opt)
     if len({cfg.seed, cfg.val_seed, cfg.test_seed}) < 3:
         raise ConfigError(
             f"seed ({cfg.seed}), val_seed ({cfg.val_seed}) and test_seed ({cfg.test_seed}) must "
             "differ, or validation and test tasks could repeat training tasks."
+        )
+
+
+def _check_momentum_and_milestones(opt: OptimizerConfig) -> None:
+    # Momentum is SGD's alone here (Adam's are its betas); PyTorch's Nesterov step needs some.
+    if not (0 <= opt.momentum < 1) or (opt.momentum and opt.name != "sgd"):
+        raise ConfigError(
+            f"Setting 'optimizer.momentum' must be in [0, 1) and is SGD's (optimizer.name=sgd; "
+            f"Adam's are optimizer.betas), got {opt.momentum} with {opt.name}."
+        )
+    if opt.nesterov and not (opt.name == "sgd" and opt.momentum > 0):
+        raise ConfigError(
+            "optimizer.nesterov needs optimizer.name=sgd and optimizer.momentum > 0; set both, "
+            "or drop nesterov."
+        )
+    if not (opt.weight_decay >= 0 and math.isfinite(opt.weight_decay)):
+        raise ConfigError(
+            f"Setting 'optimizer.weight_decay' must be a number >= 0, got {opt.weight_decay}."
+        )
+    if not opt.milestones:
+        return
+    steps = [at for at, _ in opt.milestones]
+    if opt.schedule != "step" or steps[0] < 1 or steps != sorted(set(steps)):
+        raise ConfigError(
+            f"optimizer.milestones {[list(m) for m in opt.milestones]} need optimizer.schedule="
+            "step and steps >= 1 in increasing order: [[step, factor], ...]."
+        )
+    if not all(0 < factor <= 1 for _, factor in opt.milestones):
+        raise ConfigError(
+            "optimizer.milestones' factors multiply the base optimizer.lr and must be in (0, 1]."
         )
 
 

@@ -125,10 +125,12 @@ def build_experiment(
         queries = d.queries
         # ProtoNets trains on more ways than it tests with (60 vs 5 or 20 on Omniglot).
         ways = kind.training_ways(settings) or d.ways
-        train = EpisodeSampler(train_data, train_classes, ways=ways, shots=d.shots, queries=queries)
+        train = EpisodeSampler(
+            train_data, train_classes, ways=ways, shots=d.shots, queries=queries, augment=d.augment
+        )
         val = EpisodeSampler(data, split.val, ways=d.ways, shots=d.shots, queries=queries)
         test = EpisodeSampler(data, split.test, ways=d.ways, shots=d.shots, queries=queries)
-        batches = LabeledBatches(train_data, train_classes, seed=cfg.seed)
+        batches = LabeledBatches(train_data, train_classes, seed=cfg.seed, augment=d.augment)
         input_shape = tuple(int(s) for s in data.x.shape[1:])
         num_classes = train_data.num_classes
         out_features, auto = d.ways, entry.backbone(data)
@@ -142,12 +144,17 @@ def build_experiment(
     options: dict[str, Any] = {}
     if name == "conv4":
         options = {"width": cfg.model.width, "depth": cfg.model.depth}
+    elif name == "resnet12":
+        options = {"width": cfg.model.width}
     elif name == "textcnn" and text:  # the embedding has a row per word of the vocabulary
         options = {"vocab_size": len(meta["preprocessing"]["vocabulary"])}
     elif name == HF:
         options = {"path": cfg.model.path, "pooling": cfg.model.pooling}
     elif name == PYTHON:
         options = {"factory": cfg.model.factory}
+    if name in ("conv4", "resnet12") and entry.normalize is not None:
+        # The dataset's input normalisation, kept with the backbone in the checkpoint.
+        options["normalize"] = [list(entry.normalize[0]), list(entry.normalize[1])]
     backbone = {"name": name, "out_features": out_features, **options}
     built = build_network(backbone, input_shape, seed=cfg.seed)
     model = built.network

@@ -54,10 +54,17 @@ def with_rotations(
     return out, torch.cat([classes, new_ids])
 
 
+def is_colour(x: Tensor) -> bool:
+    """Whether stored examples are colour images (``uint8 [M, 3, H, W]``), which
+    :func:`augment_images` serves."""
+    return x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3
+
+
 def augment_images(images: Tensor, generator: torch.Generator) -> Tensor:
     """The standard augmentation of supervised pretraining on colour images, per image.
 
-    Random crop after zero-padding by a tenth of the side (8 pixels at 84x84, as Tian et al.),
+    Random crop after zero-padding by a tenth of the side (8 pixels at 84x84, as Tian et al.
+    and Lee et al.), an eighth up to 32x32 (4 pixels at CIFAR's 32x32, as both),
     horizontal flip with probability 1/2, and colour jitter of brightness, contrast and
     saturation, each by a factor drawn from [0.6, 1.4] (torchvision's ``ColorJitter(0.4, 0.4,
     0.4)``, applied in that fixed order). Written with tensor operations (no torchvision), all
@@ -73,9 +80,11 @@ def augment_images(images: Tensor, generator: torch.Generator) -> Tensor:
     References:
         Chen et al., "A Closer Look at Few-shot Classification", ICLR 2019. Tian et al.,
         "Rethinking Few-Shot Image Classification: a Good Embedding Is All You Need?", ECCV
-        2020 (RandomCrop with padding 8, flip, ColorJitter 0.4).
+        2020 (RandomCrop with padding 8, 4 on CIFAR, flip, ColorJitter 0.4). Lee et al.,
+        "Meta-Learning with Differentiable Convex Optimization", CVPR 2019 (the same).
     """
-    padding = max(images.shape[-1] // 10, 1)
+    side = images.shape[-1]
+    padding = max(side // 8 if side <= 32 else side // 10, 1)
     out = random_crop(images, padding, generator)
     out = random_flip(out, generator)
     return colour_jitter(out, 0.4, generator)

@@ -8,6 +8,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,7 @@ from torch import Tensor
 
 from metalearner.data.labeled import LabeledSet, model_input
 from metalearner.errors import DataError
+from metalearner.tasks.augment import augment_images, is_colour
 from metalearner.tasks.batch import TaskBatch
 
 
@@ -45,6 +47,11 @@ class EpisodeSampler:
         ways: N, classes per task.
         shots: K, support examples per class.
         queries: Q, query examples per class.
+        augment: :meth:`sample` passes colour images (``uint8 [3, H, W]``) through
+            :func:`~metalearner.tasks.augment.augment_images`, support and query alike, its
+            draws from the same generator (meta-training on mini-ImageNet and the like, as
+            RFS and MetaOptNet do); fixed task sets (validation, test) never augment. Grey and
+            other inputs pass unchanged (Omniglot's augmentation is its rotation classes).
 
     Raises:
         DataError: if the split has fewer than N classes or a class has fewer than K + Q examples.
@@ -56,7 +63,14 @@ class EpisodeSampler:
     """
 
     def __init__(
-        self, data: LabeledSet, classes: Tensor, *, ways: int, shots: int, queries: int
+        self,
+        data: LabeledSet,
+        classes: Tensor,
+        *,
+        ways: int,
+        shots: int,
+        queries: int,
+        augment: bool = False,
     ) -> None:
         if ways < 1 or shots < 1 or queries < 0:
             raise DataError(
@@ -71,6 +85,7 @@ class EpisodeSampler:
         self.data = data
         self.classes = classes.to(torch.int64)
         self.ways, self.shots, self.queries = ways, shots, queries
+        self.augment = augment and is_colour(data.x)
         self._table, counts = data.index_table(self.classes)
         need = shots + queries
         small = (counts < need).nonzero().flatten()
@@ -119,7 +134,17 @@ class EpisodeSampler:
 
     def sample(self, num_tasks: int, *, generator: torch.Generator) -> TaskBatch:
         """Draws ``num_tasks`` tasks, all randomness from ``generator``."""
-        return self.gather(self.plan(num_tasks, generator=generator))
+        batch = self.gather(self.plan(num_tasks, generator=generator))
+        if not self.augment:
+            return batch
+        support, query = batch.support_x, batch.query_x
+        images = augment_images(torch.cat([support.flatten(0, 1), query.flatten(0, 1)]), generator)
+        cut = support.shape[0] * support.shape[1]
+        return dataclasses.replace(
+            batch,
+            support_x=images[:cut].view_as(support),
+            query_x=images[cut:].view_as(query),
+        )
 
     def fixed(self, num_tasks: int, *, seed: int) -> EpisodeTaskSet:
         """The same ``num_tasks`` tasks for every caller with this ``seed`` (val/test sets)."""

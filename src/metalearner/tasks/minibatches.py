@@ -20,6 +20,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -28,11 +29,14 @@ from torch import Tensor
 
 from metalearner.data.labeled import LabeledSet, model_input
 from metalearner.errors import DataError
-from metalearner.tasks.augment import augment_images
+from metalearner.tasks.augment import augment_images, is_colour
 from metalearner.tasks.batch import TaskBatch
 
 # Streams drawn from a run's seed (1 is its task stream's: runs/experiment.py).
-_EPOCH, _AUGMENT, _SPREAD = 2, 3, 4
+_EPOCH, _AUGMENT, _SPREAD, _DROP = 2, 3, 4, 5
+
+DROP_SEED = "drop_seed"
+"""The ``TaskBatch.info`` key of a mini-batch's seed for the model's random draws (DropBlock)."""
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 """Model inputs ``[B, ...]`` and a generator to augmented inputs of the same shape."""
@@ -51,6 +55,7 @@ class LabeledBatches:
         classes: ``[C']`` global ids of the training classes (with Omniglot's rotation
             classes, its augmentation, already among them).
         seed: the run's seed.
+        augment: ``False``: no augmentation, whatever the images (``data.augment``).
 
     Attributes:
         augment: what each batch goes through: :func:`augment_images` for colour images
@@ -65,16 +70,16 @@ class LabeledBatches:
         >>> b = batches.batch(0, 64)   # b.support_x [64, 1, C, H, W], b.classes [64, 1]
     """
 
-    def __init__(self, data: LabeledSet, classes: Tensor, *, seed: int) -> None:
+    def __init__(
+        self, data: LabeledSet, classes: Tensor, *, seed: int, augment: bool = True
+    ) -> None:
         member = torch.zeros(data.num_classes, dtype=torch.bool)
         member[classes.to(torch.int64)] = True
         self.data, self.seed = data, seed
         self.rows = member[data.y].nonzero().flatten()  # the training examples, in data order
         if not len(self.rows):
             raise DataError(f"{data.name} has no example of a training class; add examples.")
-        x = data.x
-        colour = x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3
-        self.augment: Augment | None = augment_images if colour else None
+        self.augment: Augment | None = augment_images if augment and is_colour(data.x) else None
         self._orders: dict[int, Tensor] = {}  # the last two epochs' orders
 
     def __len__(self) -> int:
@@ -97,7 +102,11 @@ class LabeledBatches:
         x = model_input(self.data.x.index_select(0, rows))
         if self.augment is not None:
             x = self.augment(x, _generator(self.seed, _AUGMENT, index))
-        return one_example_tasks(x, self.data.y[rows])
+        batch = one_example_tasks(x, self.data.y[rows])
+        # The seed of the batch's own random draws in the model (ResNet-12's DropBlock), a
+        # function of the run's seed and the batch number, so a resumed run draws the same.
+        seed = int(_generator(self.seed, _DROP, index).initial_seed()) % 2**63  # an int64
+        return dataclasses.replace(batch, info={DROP_SEED: torch.full((size,), seed)})
 
     def examples(self, size: int) -> Iterator[Tensor]:
         """Every training example once, as model inputs without augmentation, ``size`` at a
