@@ -41,3 +41,8 @@ def test_presets_command_shows_each_cost_and_where_it_was_measured(tmp_path: Pat
     assert "training cost, cpu (measured)" in shown
     assert f"measured on {' '.join(machines['cpu'].split())}" in shown
     assert "s/step ×" in shown and "not measured" not in shown
+    # Presets measured apart (another commit, stand-ins of their data) say so under a mark.
+    apart = sorted({m.measured["cpu"] for m in measured_costs()[0].values() if "cpu" in m.measured})
+    for mark, note in enumerate(apart, start=1):
+        assert f"†{mark} cpu: measured {' '.join(note.split())}" in shown
+    assert ("†" in shown) == bool(apart)

@@ -32,9 +32,20 @@ def presets_cmd(ctx: typer.Context) -> None:
         table.add_column(column)
     for device in devices:
         table.add_column(f"training cost, {device} (measured)")
+    # A numbered mark for each way presets were measured apart from the machine line's run.
+    marks: dict[str, dict[str, int]] = {}
+    for device in devices:
+        apart = sorted({m.measured[device] for m in costs.values() if device in m.measured})
+        marks[device] = {note: i + 1 for i, note in enumerate(apart)}
     for p in list_presets():
         measured = costs.get(p.name)
-        cost = [measured.cost(d) if measured else "not measured" for d in devices]
+        cost = []
+        for device in devices:
+            if measured is None:
+                cost.append("not measured")
+                continue
+            note = measured.measured.get(device)
+            cost.append(measured.cost(device) + (f" †{marks[device][note]}" if note else ""))
         # The preset's own comments give the detail (and where each fact is stated).
         protocol = [p.norm_mode, str(p.test_task_count) if p.test_task_count else ""]
         table.add_row(p.name, p.title, p.expected, ", ".join(filter(None, protocol)), *cost)
@@ -45,6 +56,8 @@ def presets_cmd(ctx: typer.Context) -> None:
             f"{device} costs: outer steps only (validation and scoring come on top), measured on "
             f"{machines[device]} by benchmarks/preset_costs.py."
         )
+        for note, mark in marks[device].items():  # presets measured apart from that run
+            console.print(f"†{mark} {device}: measured {note}.")
 
 
 @presets_app.command("copy")

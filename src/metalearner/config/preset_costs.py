@@ -10,7 +10,7 @@ appears once a GPU was measured.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -24,10 +24,13 @@ class Measured:
     Attributes:
         seconds_per_step: ``{"cpu": 2.1, "cuda": 0.08}``: the devices measured.
         steps: the preset's outer steps (what the cost multiplies).
+        measured: per device, when and on what it was measured where that differs from the
+            machine line (a preset measured alone, or on stand-ins of its data).
     """
 
     seconds_per_step: dict[str, float]
     steps: int
+    measured: dict[str, str] = field(default_factory=dict)
 
     def cost(self, device: str) -> str:
         """``2.1 s/step × 60000 ≈ 35 h``, or ``""`` where ``device`` was not measured."""
@@ -56,7 +59,11 @@ def measured_costs() -> tuple[dict[str, Measured], dict[str, Any]]:
         return {}, {}
     raw = json.loads(file.read_text())
     costs = {
-        name: Measured(seconds_per_step=dict(entry["seconds_per_step"]), steps=int(entry["steps"]))
+        name: Measured(
+            seconds_per_step=dict(entry["seconds_per_step"]),
+            steps=int(entry["steps"]),
+            measured=dict(entry.get("measured", {})),
+        )
         for name, entry in raw.get("presets", {}).items()
     }
     return costs, dict(raw.get("machines", {}))
