@@ -28,6 +28,14 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["METALEARNER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
 
 
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A decoded-data cache of this test's own, so that a test sees its loader decode."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("METALEARNER_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     # Tests must not depend on the global RNG; seeding it anyway keeps any slip reproducible.

@@ -32,11 +32,8 @@ FC100_VAL = {"large_carnivores", "large_omnivores_and_herbivores", "non-insect_i
 FC100_TEST = {"aquatic_mammals", "insects", "medium_mammals", "people"}
 
 
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("METALEARNER_CACHE", str(folder))
-    return folder
+# Each test decodes into a cache of its own (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 @pytest.fixture

@@ -12,12 +12,8 @@ from cub_fixture import FakeCub, cub_files, write_fake_cub
 from metalearner.data.cub import load_cub
 from metalearner.errors import DataError
 
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("METALEARNER_CACHE", str(folder))
-    return folder
+# Each test decodes into a cache of its own (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 @pytest.fixture

@@ -28,11 +28,8 @@ from pickle_fixture import HTML, planted_pickle
 SPLIT_SIZES = {s: len(c) for s, c in MINI_CLASSES.items()}
 
 
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("METALEARNER_CACHE", str(folder))
-    return folder
+# Each test decodes into a cache of its own (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 def _ids(split: torch.Tensor) -> list[int]:

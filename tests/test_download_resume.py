@@ -15,12 +15,8 @@ from metalearner.data import cifar, cifar100, cub
 from metalearner.data.cache import fetch
 from metalearner.errors import DataError
 
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("METALEARNER_CACHE", str(folder))
-    return folder
+# Each test decodes into a cache of its own (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 @pytest.fixture
