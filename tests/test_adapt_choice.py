@@ -1,6 +1,6 @@
 """Adaptation chosen on validation tasks: the best of a grid, never by a test task, stored in the
-checkpoint, used by evaluate, adapt and load; ``--steps`` overrides it; a checkpoint without a
-choice adapts as configured, and ``evaluate --choose`` makes one for it."""
+checkpoint, used by evaluate, adapt, load and a benchmark's time estimate; ``--steps`` overrides
+it; a checkpoint without a choice adapts as configured, and ``evaluate --choose`` makes one."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ import torch
 from torch import Tensor
 
 import metalearner
+from metalearner.benchmark import estimate, run_benchmark
+from metalearner.benchmark.estimate import timed_model
+from metalearner.benchmark.plan import BenchmarkPlan
 from metalearner.config.presets import get_preset
 from metalearner.errors import DataError
 from metalearner.evaluation.choice import STEPS, choose_adaptation, paper_preset
@@ -143,6 +146,50 @@ def test_evaluate_adapt_and_steps_use_the_stored_choice(tmp_path: Path) -> None:
     given = learner.adapt(x, y, steps=10).predict(query).scores
     want = configured.adapt(state.params, x, torch.tensor(y), steps=10)(query).reshape(-1)
     assert torch.allclose(given, want, atol=1e-6)
+
+
+def test_a_benchmark_times_a_trained_run_as_it_will_score_it(tmp_path: Path) -> None:
+    # A run trained already is only scored: its estimate adapts the best checkpoint with the
+    # chosen steps, as scoring does, not the initialisation with the configured ones (a
+    # transfer head's 100 configured steps where validation chose 5, say).
+    run = tmp_path / "run"
+    cfg = sine_config()
+    meta_train(cfg, run, quiet=True)
+    chosen = meta_of(run)["adaptation"]["settings"][STEPS]
+    configured = build_experiment(cfg).strategy
+    assert configured.eval_steps == 10 != chosen
+    state, _ = load_state(run / BEST)
+    strategy, params = timed_model(cfg, configured, run)
+    assert strategy.eval_steps == chosen
+    assert params.keys() == state.params.keys()
+    assert all(torch.equal(params[k], state.params[k]) for k in params)
+    untrained, initial = timed_model(cfg, configured, None)  # a run still to train
+    assert untrained.eval_steps == 10
+    assert not all(torch.equal(initial[k], state.params[k]) for k in initial)
+
+
+def test_a_resumed_benchmark_times_its_trained_runs_with_their_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timed: list[tuple[str, Path | None]] = []
+    measure = estimate.measure
+
+    def recorded(cfg: Any, data_dir: Path | None, trained: Path | None = None) -> Any:
+        timed.append((cfg.strategy, trained))
+        return measure(cfg, data_dir, trained)
+
+    monkeypatch.setattr(estimate, "measure", recorded)
+    plan = BenchmarkPlan(
+        dataset="sinusoid", shots=5, strategies=("maml",), budget="3steps", tasks=4, val_tasks=4,
+        sweep_tasks=4, sweep_shots=(5,), label_noise=(), overrides=("meta_batch=4", "threads=1"),
+    )  # fmt: skip
+    out = tmp_path / "bench"
+    run_benchmark(plan, out, quiet=True, log=lambda _: None)
+    assert timed == [("maml", None)]  # still to train: timed from its initialisation
+    (out / "results" / "maml.json").unlink()  # to be scored again, not trained again
+    timed.clear()
+    run_benchmark(plan, out, quiet=True, log=lambda _: None)
+    assert timed == [("maml", out / "maml")]
 
 
 def test_steps_overrides_the_choice_on_the_command_line(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Faults of the machine are one sentence and lose nothing: every writing command on a read-only
-folder, training and a benchmark on a full disk, and running out of memory.
+folder, training and a benchmark on a full disk, running out of memory, and a benchmark's worker
+process killed as the system's out-of-memory killer kills one.
 
 A read-only folder and a full disk are real ones: tmpfs mounts (``mount -t tmpfs -o ro`` and
 ``-o size=…``, then ``remount`` with room) and read-only bind mounts of finished runs. Mounting
@@ -9,11 +10,14 @@ needs root, as in CI (``.ci/run`` runs as root); elsewhere these tests skip with
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import resource
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -227,3 +231,57 @@ def test_a_run_too_large_for_memory_stops_in_one_sentence(tmp_path: Path) -> Non
         preexec_fn=limited_memory,
     )  # fmt: skip
     one_sentence(result, "Out of memory")
+
+
+def pool_workers(parent: int) -> list[int]:
+    """The worker processes ``parent`` has spawned (a pool's: not its resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # not a process, or it ended
+            continue
+        if f"\nPPid:\t{parent}\n" in status and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_killed_worker_is_one_sentence_and_a_workers_bug_stays_a_bug() -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    killed = BrokenProcessPool("A process in the process pool was terminated abruptly")
+    message = fault_message(killed)
+    assert message is not None and message.startswith("A worker process was killed")
+    bug = BrokenProcessPool("A result has failed to un-pickle")
+    bug.__cause__ = RuntimeError("the worker's traceback")  # as the pool sets it
+    assert fault_message(bug) is None
+
+
+def test_a_benchmark_worker_killed_by_the_system_is_said_in_one_sentence(tmp_path: Path) -> None:
+    # The kernel's out-of-memory killer sends SIGKILL, which a process cannot catch: the command
+    # that started it must say what happened (it printed a BrokenProcessPool traceback).
+    args = ["--dataset", "sinusoid", "--shots", "5", "--strategies", "maml,fomaml", "--budget",
+            "10m", "--workers", "2", "--tasks", "4", "--sweep-tasks", "4", "--sweep-shots", "5",
+            "--label-noise", "", "--set", "threads=1", "--set", "val_tasks=4", "-q"]  # fmt: skip
+    process = subprocess.Popen(
+        command("benchmark", *args, "--out", "b"), cwd=tmp_path, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (workers := pool_workers(process.pid)) and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[1]
+            time.sleep(0.2)
+        assert workers, "no worker process started within 2 minutes"
+        os.kill(workers[0], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=120)
+    finally:  # the whole group: a worker left behind would train for 10 minutes
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    one_sentence(
+        subprocess.CompletedProcess(process.args, process.returncode, "", stderr),
+        "A worker process was killed",
+    )
+    assert "--workers" in stderr and "run the same command again" in stderr

@@ -2,8 +2,9 @@
 
 The command line turns any :class:`MetalearnerError` into that sentence on stderr and a non-zero
 exit, with no traceback (DESIGN.md rule 5); :func:`fault_message` words the faults of the machine
-a user can fix (a read-only or full disk, an output path that is a file, no memory) the same way,
-once for every command; :func:`did_you_mean` names the closest known name to a mistyped one.
+a user can fix (a read-only or full disk, an output path that is a file, no memory, a worker
+process killed) the same way, once for every command; :func:`did_you_mean` names the closest
+known name to a mistyped one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import errno
 import importlib
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -78,12 +80,25 @@ def fault_message(err: BaseException) -> str | None:
     """One sentence for a fault of the machine that a user can fix; ``None`` for anything else
     (a bug, whose traceback must stay visible).
 
-    Covers :func:`file_error`'s file-system errors and running out of memory: Python's
+    Covers :func:`file_error`'s file-system errors, running out of memory (Python's
     ``MemoryError`` and PyTorch's allocator failures, ``RuntimeError`` instances told apart only
-    by their text (this module may not import torch).
+    by their text: this module may not import torch) and a pool's worker process killed, as the
+    system kills a process that runs it out of memory.
     """
     if isinstance(err, OSError):
         return file_error(err)
+    # A worker process ended by a signal: on Linux, the kernel's out-of-memory killer sends
+    # SIGKILL, which no process can catch to say so itself. A pool broken by a worker's bug (a
+    # result that cannot be unpickled) has the remote traceback as its cause and stays a bug.
+    # (Not imported to check: a pool's error exists only once the module is loaded, and the
+    # command line starts faster without it.)
+    pool = sys.modules.get("concurrent.futures.process")
+    if pool is not None and isinstance(err, pool.BrokenProcessPool) and err.__cause__ is None:
+        return (
+            "A worker process was killed (most often by the system, out of memory); lower "
+            "--workers, meta_batch, ways, shots, queries, the image size or the model's width, "
+            "and run the same command again: finished work is kept and the rest resumes."
+        )
     if isinstance(err, MemoryError) or (
         isinstance(err, RuntimeError) and _OUT_OF_MEMORY.search(str(err))
     ):

@@ -2,11 +2,14 @@
 
 Each strategy is built once and timed: an outer step (a meta-gradient on one task after a
 warm-up, times the meta-batch) and adaptation to a few validation tasks with its initial
-parameters. The budgets and the numbers of tasks do the rest: validation, testing and a
-benchmark's scoring adapt to every task at that pace. None of it is exact (a meta-batch is
-cheaper per task than one task alone, a sweep's task may cost more than a validation task);
-it says up front whether a command takes minutes or hours, and the stage lines
-(:mod:`.stages`) correct it as the real times come in.
+parameters, or, for a run already trained that is only scored, with its best checkpoint adapting
+as chosen on validation (a transfer head fitted on random features, or the configured 100 steps
+where validation chose 5, can take many times longer than on the trained model). The budgets
+and the numbers of tasks do the rest: validation, testing and a benchmark's scoring adapt to
+every task at that pace. None of it is exact (a meta-batch is cheaper per task than one task
+alone, a sweep's task may cost more than a validation task); it says up front whether a command
+takes minutes or hours, and the stage lines (:mod:`.stages`) correct it as the real times come
+in.
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ from pathlib import Path
 import torch
 
 from metalearner.runs.config import RunConfig
+from metalearner.runs.devices import precision, threads, torch_device
+from metalearner.runs.experiment import build_experiment, seeded
 from metalearner.strategies import Params, Strategy
 from metalearner.tasks import TaskSet
 
 from .plan import BenchmarkPlan
+from .scoring import trained_state
 from .stages import Stage, duration
 from .suite import TaskSuite
+from .training import Trained
 
 SAMPLE = 4  # validation tasks timed
 
@@ -36,7 +43,7 @@ class Rates:
 
     Attributes:
         setup: loading its data and building it.
-        step: one outer step; 0 for a strategy that trains nothing.
+        step: one outer step; 0 for a strategy that trains nothing, or a run only scored.
         task: adapting to one validation task and scoring its queries, on the run's threads.
         scoring: the same on the threads of this process, where a benchmark scores.
     """
@@ -47,20 +54,25 @@ class Rates:
     scoring: float
 
 
-def measure(cfg: RunConfig, data_dir: Path | None) -> Rates:
-    """Times ``cfg``'s strategy on its data, on the threads and device its run would use."""
-    from metalearner.runs.devices import precision, threads, torch_device
-    from metalearner.runs.experiment import build_experiment, seeded
+def measure(cfg: RunConfig, data_dir: Path | None, trained: Path | None = None) -> Rates:
+    """Times ``cfg``'s strategy on its data, on the threads and device its run would use.
 
+    Args:
+        cfg: the run's resolved config.
+        data_dir: where its data is.
+        trained: the folder of its run where that is trained already (it is then only scored):
+            adaptation is timed with the run's best checkpoint, adapting as chosen on validation
+            when the run ended, as scoring will adapt.
+    """
     with threads(cfg.threads):
         began = time.perf_counter()
         device = torch_device(cfg.device)
         exp = build_experiment(cfg, data_dir=data_dir)
-        strategy = exp.strategy
-        params = {k: v.to(device) for k, v in strategy.init_params(seeded(cfg.seed)).items()}
+        strategy, params = timed_model(cfg, exp.strategy, trained)
+        params = {k: v.to(device) for k, v in params.items()}
         setup = time.perf_counter() - began
         step = 0.0
-        if strategy.meta_learns:
+        if strategy.meta_learns and trained is None:  # a trained run is only scored
             # One task, times the meta-batch; a mini-batch of examples is timed whole.
             size = cfg.meta_batch or 1
             timed = size if strategy.labeled_batches else 1
@@ -77,10 +89,24 @@ def measure(cfg: RunConfig, data_dir: Path | None) -> Rates:
     return Rates(setup, step, task, scoring)
 
 
+def timed_model(
+    cfg: RunConfig, strategy: Strategy, trained: Path | None
+) -> tuple[Strategy, Params]:
+    """The strategy and parameters whose pace is measured: the initialisation, or ``trained``'s
+    best checkpoint with the adaptation chosen for it (:func:`.scoring.trained_state`)."""
+    if trained is None:
+        return strategy, strategy.init_params(seeded(cfg.seed))
+    params, adapting, _ = trained_state(Trained(cfg.strategy, cfg, trained), strategy)
+    return adapting, params
+
+
 def _pace(strategy: Strategy, params: Params, tasks: TaskSet, device: torch.device) -> float:
-    """Seconds per task of adapting to ``tasks`` and scoring their queries."""
+    """Seconds per task of adapting to ``tasks`` and scoring their queries, after a first time
+    that pays for warming up (RFS's first L-BFGS fit took 10 times its later ones: 0.19 s a task
+    against 0.016, which made a benchmark's estimate of its scoring 7 minutes for 27 s)."""
     from metalearner.evaluation.evaluator import task_scores
 
+    task_scores(strategy, params, tasks, device=device)
     began = time.perf_counter()
     task_scores(strategy, params, tasks, device=device)
     return (time.perf_counter() - began) / len(tasks)
@@ -117,10 +143,17 @@ def benchmark_stages(
     *,
     train: Collection[str],
     score: Collection[str],
+    trained: Mapping[str, Path] | None = None,
     data_dir: Path | None,
 ) -> list[Stage]:
-    """The stages left of a benchmark, timed: ``train``'s training, then ``score``'s scoring."""
-    rates = {name: measure(configs[name], data_dir) for name in configs if name in {*train, *score}}
+    """The stages left of a benchmark, timed: ``train``'s training, then ``score``'s scoring
+    (of the runs in ``trained``, already trained, timed with their trained models)."""
+    done = trained or {}
+    rates = {
+        name: measure(configs[name], data_dir, done.get(name))
+        for name in configs
+        if name in {*train, *score}
+    }
     share = 1 / plan.workers if len(train) > 1 else 1.0  # runs trained side by side
     stages = [
         Stage(name, "training", "trained", training_seconds(configs[name], rates[name]), share)

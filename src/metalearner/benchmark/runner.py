@@ -146,8 +146,12 @@ def _stages(
         if runs[n] in todo.values()
         or load_result(_result_file(out, n), _result_key(plan, Trained(n, cfg, runs[n]))) is None
     ]
+    # Runs trained already (their own, or the one they share) are timed as they will be scored.
+    trained = {n: run for n in score if (run := runs[n]) is not None and run not in todo.values()}
     log(benchmark_plan_line(plan, suite))
-    planned = benchmark_stages(plan, configs, suite, train=todo, score=score, data_dir=data_dir)
+    planned = benchmark_stages(
+        plan, configs, suite, train=todo, score=score, trained=trained, data_dir=data_dir
+    )
     log(estimate_line(planned))
     return Stages(planned, log=log)
 

@@ -107,7 +107,7 @@ def score_strategy(
     """
     began = time.perf_counter()
     exp = build_experiment(trained.cfg, data_dir=data_dir)
-    params, strategy, chosen = _trained_state(trained, exp.strategy)
+    params, strategy, chosen = trained_state(trained, exp.strategy)
     steps = strategy.eval_steps
     started = time.perf_counter()
     scores = task_scores(strategy, params, suite.test)
@@ -214,7 +214,7 @@ def describe_settings(cfg: RunConfig, backbone: Mapping[str, Any]) -> str:
     )
 
 
-def _trained_state(trained: Trained, strategy: Strategy) -> tuple[Params, Strategy, str]:
+def trained_state(trained: Trained, strategy: Strategy) -> tuple[Params, Strategy, str]:
     """The parameters of ``trained``'s best checkpoint (its initialisation where it was not
     trained), its strategy adapting as chosen on validation tasks when the run ended, and a
     note saying so where that differs from the configured adaptation."""

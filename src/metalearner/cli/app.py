@@ -89,7 +89,8 @@ def main() -> None:
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except (OSError, MemoryError, RuntimeError) as err:  # a read-only or full disk, no memory
+    # A read-only or full disk, no memory, a killed worker (a pool's BrokenProcessPool).
+    except (OSError, MemoryError, RuntimeError) as err:
         message = fault_message(err)
         if message is None or os.environ.get(_DEBUG_ENV) == "1":
             raise
