@@ -4,8 +4,8 @@ Trains each preset for at most its ``--run`` minutes of outer steps (the run sto
 and saved, its adaptation chosen on validation tasks), evaluates its best checkpoint on the preset's
 600 fixed test tasks, prints a table and writes it into benchmarks/RESULTS.md with the command, the
 machine and the commit, in place of the last run of the same presets and overrides. The table
-gives the wall time beside the time in outer steps (the rest validated, saved checkpoints and chose
-the adaptation), steps per second, the adaptation used, the score under the preset's own adaptation
+gives the wall time and where it went (outer steps, validation, checkpoints; the rest chose the
+adaptation), steps per second, the adaptation used, the score under the preset's own adaptation
 (its paper's protocol) where validation chose another, and the no-training floor on the same tasks.
 
 Targets on the 2-core CPU (issue 4): ProtoNets 5-way 1-shot >= 98.0% and 20-way 1-shot >= 94%
@@ -60,10 +60,11 @@ def main() -> None:
         trained = time.perf_counter() - started
         scores = evaluate(folder, curve=False, data_dir=args.data_dir)
         acc, ci = 100 * scores.score.mean, 100 * scores.score.ci95
-        outer = _outer_seconds(folder)
+        outer, validating, saving = _time_split(folder)
         rows.append({
             "preset": preset, "budget_min": float(minutes), "trained_min": trained / 60,
-            "outer_min": outer / 60, "steps_per_s": result.step / outer if outer else None,
+            "outer_min": outer / 60, "validating_min": validating / 60, "saving_min": saving / 60,
+            "steps_per_s": result.step / outer if outer else None,
             "steps": result.step, "best_step": (result.best or {}).get("step"),
             "accuracy": acc, "ci95": ci, "tasks": scores.num_tasks, "target": float(target),
             "met": acc >= float(target), "published": get_preset(preset).expected,
@@ -77,11 +78,14 @@ def main() -> None:
         _record(table, args)
 
 
-def _outer_seconds(folder: Path) -> float:
-    """Seconds in outer steps (what the budget counts; the rest of the wall time validated,
-    saved checkpoints and chose the adaptation): the last ``time`` of the run's metrics."""
+def _time_split(folder: Path) -> tuple[float, float, float]:
+    """Seconds in outer steps (what the budget counts), in validations and in checkpoints (all
+    but the last one's), from the last line of the run's metrics; the rest of the wall time
+    chose the adaptation and logged."""
     lines = (folder / "metrics.jsonl").read_text().splitlines()
-    return float(json.loads(lines[-1])["time"]) if lines else 0.0
+    last = json.loads(lines[-1]) if lines else {}
+    outer, validating, saving = (float(last.get(k, 0.0)) for k in ("time", "validating", "saving"))
+    return outer, validating, saving
 
 
 def _adaptation(scores: EvalResult) -> dict[str, object]:
@@ -107,7 +111,8 @@ def _floor(scores: EvalResult) -> dict[str, object]:
 
 def _table(rows: list[dict[str, object]]) -> str:
     head = (
-        "| preset | budget | wall (of it in outer steps) | steps (best) | steps/s | adapted with "
+        "| preset | budget | wall (outer steps / validation / checkpoints) | steps (best) "
+        "| steps/s | adapted with "
         "| test accuracy (tasks) | with the preset's adaptation | floor | target | met |"
     )
     lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -122,7 +127,8 @@ def _table(rows: list[dict[str, object]]) -> str:
         floor = "-" if r.get("floor") is None else f"{r['floor']:.2f}%"
         lines.append(
             f"| {r['preset']} | {r['budget_min']:g} min | {r['trained_min']:.1f} min "
-            f"({r['outer_min']:.1f}) | {r['steps']} ({r['best_step']}) | {rate} | "
+            f"({r['outer_min']:.1f} / {r['validating_min']:.2f} / {r['saving_min']:.2f}) | "
+            f"{r['steps']} ({r['best_step']}) | {rate} | "
             f"{r['adaptation']} | {r['accuracy']:.2f}% ± {r['ci95']:.2f} ({r['tasks']}) | "
             f"{protocol} | {floor} | "
             f"≥ {r['target']}% | {'yes' if r['met'] else 'NO'} |"

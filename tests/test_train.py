@@ -184,6 +184,11 @@ def test_validation_by_the_clock_is_not_charged_to_the_budget(tmp_path: Path) ->
     last = lines[-1]
     assert 0.6 <= last["time"] < 0.6 + 0.5  # training seconds: the budget and one step at most
     assert last["wall"] > last["time"]  # validation took wall time the budget did not count
+    # Where that wall time went: outer steps, validations and checkpoints, each counted apart.
+    assert last["validating"] > 0 and last["saving"] > 0
+    assert last["time"] + last["validating"] + last["saving"] <= last["wall"]
+    spent = [r["validating"] for r in validated]
+    assert spent == sorted(spent) and spent[0] > 0  # sums over the session, each line's own in
     assert load_checkpoint(tmp_path / "run/checkpoints/latest").meta["elapsed"] == pytest.approx(
         last["time"], abs=1e-3
     )

@@ -204,6 +204,8 @@ class _Run:
     improved: bool = False  # whether the last validation set a new best
     window: dict[str, list[float]] = field(default_factory=dict)  # metrics since the last line
     started: float = field(default_factory=time.perf_counter)
+    validating: float = 0.0  # seconds this session spent validating
+    saving: float = 0.0  # seconds this session spent writing checkpoints
     notes: list[str] = field(default_factory=list)  # said once: where a resume continues from
     tracker: Trackers = field(default_factory=Trackers)  # where metrics lines go besides the log
 
@@ -303,6 +305,7 @@ def _validate(run: _Run) -> dict[str, Any]:
     What the strategy computes from the training examples (SimpleShot's mean feature) is
     computed first, with the parameters as they are: the scores and the checkpoint that follow
     use it."""
+    tick = time.perf_counter()
     _refresh_statistics(run)
     mine = task_scores(run.exp.strategy, run.params, run.my_val_tasks, device=run.device)
     val = summarize(run.group.gather(mine, len(run.val_tasks)))
@@ -314,6 +317,7 @@ def _validate(run: _Run) -> dict[str, Any]:
     if run.improved:
         run.best = {"score": val.mean, "step": run.step}
     run.validated = run.elapsed
+    run.validating += time.perf_counter() - tick
     return {f"val_{run.metric}": val.mean, "val_ci95": val.ci95}
 
 
@@ -339,7 +343,12 @@ def _log(run: _Run, record: dict[str, Any]) -> None:
     """
     if not run.group.is_main or not (record or run.step % run.cfg.log_every == 0):
         return
-    times = {"time": round(run.elapsed, 3), "wall": round(time.perf_counter() - run.started, 3)}
+    times = {
+        "time": round(run.elapsed, 3),
+        "wall": round(time.perf_counter() - run.started, 3),
+        "validating": round(run.validating, 3),
+        "saving": round(run.saving, 3),
+    }
     line = _record(run.step, times, run.window, run.metric, record, run.optimizer)
     append_metrics(run.folder, line)
     run.tracker.log(run.step, line)
@@ -356,9 +365,11 @@ def _save(run: _Run) -> None:
         return
     # Best first: latest names this step as the best, so a kill between the two must leave
     # the older latest, whose resume redoes the step and writes best.
+    tick = time.perf_counter()
     if run.improved:
         save_state(run.folder / BEST, state, run.cfg, run.info, run.metric)
     save_state(run.folder / LATEST, state, run.cfg, run.info, run.metric)
+    run.saving += time.perf_counter() - tick
 
 
 def _choose(run: _Run, *, fresh: bool) -> list[str]:
@@ -422,7 +433,10 @@ def _record(
     optimizer: torch.optim.Optimizer,
 ) -> dict[str, Any]:
     # Training numbers are means over the steps since the last line: one step is too noisy.
-    # time: seconds in outer steps over all sessions (what budgets count); wall: this session's.
+    # time: seconds in outer steps over all sessions (what budgets count); wall: this session's;
+    # validating, saving: this session's seconds in validations (this line's included) and in
+    # checkpoints (written after their line: the ones before it), so that where the wall time
+    # went is read from the last line.
     out: dict[str, Any] = {"step": step, **times}
     out["lr"] = optimizer.param_groups[0]["lr"]
     for k, values in window.items():
