@@ -21,8 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import machine  # benchmarks/machine.py
 from metalearner.evaluation.paired import paired
+from metalearner.evaluation.scores import summarize
 
 # What fixes a benchmark's test tasks: runs that agree on these scored the same tasks.
 SAME_TASKS = ("dataset", "path", "ways", "shots", "queries", "tasks", "seed")
@@ -43,8 +46,8 @@ def results(folder: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
 
 def mean_ci(scores: list[float]) -> str:
     """``98.06% ± 0.28``: the mean per-task accuracy and its 95% CI, as the reports print it."""
-    half = paired("a", "b", scores, [0.0] * len(scores)).ci95
-    return f"{100 * sum(scores) / len(scores):.2f}% ± {100 * half:.2f}"
+    score = summarize(torch.tensor(scores, dtype=torch.float64))
+    return f"{100 * score.mean:.2f}% ± {100 * score.ci95:.2f}"
 
 
 def main() -> None:
