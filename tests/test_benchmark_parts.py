@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from metalearner.benchmark import BenchmarkPlan, holm, load_plan, paired, parse_
 from metalearner.benchmark.document import Bullets, Document, Heading, Image, Paragraph, Table
 from metalearner.benchmark.report import _published
 from metalearner.benchmark.scoring import describe_settings
+from metalearner.benchmark.suite import _reference
 from metalearner.config.plans import keep_plan, same_plan
 from metalearner.errors import ConfigError
 from metalearner.runs.config import load_config
@@ -47,6 +49,7 @@ def test_each_strategy_gets_its_preset_or_the_maml_anchor_and_the_same_budget() 
     maml, proto, anil, fine = (plan.run_config(s) for s in plan.strategies)
     assert proto.strategy_config["train_ways"] == 60  # ProtoNets' own preset
     assert proto.data.queries == 5 and maml.data.queries == 15  # training queries are the papers'
+    assert maml.data.train_queries == 1 and proto.data.train_queries is None
     # ANIL: MAML's inner loop, but its own outer optimiser and meta-batch.
     assert anil.strategy_config["inner_lr"] == maml.strategy_config["inner_lr"] == 0.4
     assert anil.strategy_config["head_only"] is True
@@ -57,6 +60,17 @@ def test_each_strategy_gets_its_preset_or_the_maml_anchor_and_the_same_budget() 
         assert cfg.time_budget == 600.0 and cfg.val_every_seconds == 100.0
         assert (cfg.data.ways, cfg.data.shots, cfg.seed) == (5, 1, 0)
         assert cfg.data.split == "vinyals"
+
+
+def test_strategies_may_train_on_other_queries_but_are_never_tested_on_other_data() -> None:
+    plan = BenchmarkPlan(strategies=("maml", "protonet", "finetune"), budget="10m")
+    configs = {s: plan.run_config(s) for s in plan.strategies}
+    reference = _reference(plan, configs)  # MAML trains on 1 query a class, ProtoNets on 5
+    assert reference.data.queries == plan.queries and reference.data.train_queries is None
+    proto = configs["protonet"]
+    lake = dataclasses.replace(proto, data=dataclasses.replace(proto.data, split="lake"))
+    with pytest.raises(ConfigError, match="other data settings"):
+        _reference(plan, {**configs, "protonet": lake})
 
 
 def test_the_published_column_names_the_adaptation_steps_where_the_paper_does() -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from scipy.stats import chisquare
 
 from metalearner.errors import ConfigError, DataError
+from metalearner.runs.config import load_config
+from metalearner.runs.experiment import build_experiment
 from metalearner.tasks import (
     ClassSplit,
     EpisodeSampler,
@@ -16,6 +22,13 @@ from metalearner.tasks import (
     to_float,
     with_rotations,
 )
+
+sys.path.insert(0, str(Path(__file__).parent))
+from omniglot_fixture import write_fake_omniglot
+
+# A fake Omniglot's lake split: 7 background alphabets (5 validate), 2 evaluation ones.
+BACKGROUND = {f"Bg{i}": 2 for i in range(7)}
+EVALUATION = {"EvalA": 3, "EvalB": 3}
 
 
 def gen(seed: int) -> torch.Generator:
@@ -183,3 +196,25 @@ def test_grey_episodes_are_never_augmented(tiny_images: LabeledSet) -> None:
     asked = EpisodeSampler(tiny_images, torch.arange(12), ways=5, shots=1, queries=2, augment=True)
     assert torch.equal(asked.sample(2, generator=gen(0)).query_x,
                        plain.sample(2, generator=gen(0)).query_x)  # fmt: skip
+
+
+@pytest.mark.parametrize("dataset", ["omniglot", "sinusoid"])
+def test_training_episodes_take_train_queries_and_fixed_tasks_keep_queries(
+    dataset: str, tmp_path: Path
+) -> None:
+    """``data.train_queries`` (Finn et al.'s as many queries a class as shots) changes the
+    training episodes only: validation and test tasks keep ``data.queries``."""
+    write_fake_omniglot(tmp_path, drawings=6, background=BACKGROUND, evaluation=EVALUATION)
+    images = ["data.split=lake", "data.ways=2", "model.width=8", "model.depth=2"]
+    cfg = load_config(
+        overrides=[f"data.dataset={dataset}", "data.queries=3", "data.train_queries=1",
+                   "val_tasks=2", "test_tasks=2", *(images if dataset == "omniglot" else [])]
+    )  # fmt: skip
+    exp = build_experiment(cfg, data_dir=tmp_path)
+    per_task = 2 if dataset == "omniglot" else 1  # classes, or points of a sinusoid
+    assert exp.training_batch(0, 4, gen(0)).query_x.shape[:2] == (4, per_task * 1)
+    for tasks in (exp.val_tasks(cfg), exp.test_tasks(cfg)):
+        assert tasks.batch(0, 2).query_x.shape[:2] == (2, per_task * 3)
+    unset = build_experiment(dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, train_queries=None)), data_dir=tmp_path)  # fmt: skip
+    assert unset.training_batch(0, 4, gen(0)).query_x.shape[:2] == (4, per_task * 3)

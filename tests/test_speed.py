@@ -1,4 +1,4 @@
-"""The opt-in speed paths of the MAML family: a compiled task, a CUDA graph, bfloat16 autocast.
+"""Opt-in speed paths: MAML's compiled task and CUDA graph, bfloat16 autocast (MAML, ProtoNets).
 
 The CUDA graph itself is checked on a GPU (tests/test_cuda.py); here, that what it records
 reads no value from the device, and that a CPU is refused.
@@ -9,8 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from metalearner import functional as fx
 from metalearner.errors import ConfigError
 from metalearner.strategies import build
+from metalearner.strategies.protonet import prototype_logits
 from metalearner.testing import image_batch, rel_error, tiny_conv
 
 
@@ -22,6 +24,23 @@ def test_bfloat16_precision_is_autocast_and_close() -> None:
     assert all(g.dtype == torch.float32 for g in half.values())
     assert 0 < rel_error(half, full) < 0.2  # bfloat16 keeps ~3 significant digits
     assert torch.isfinite(torch.tensor(metrics["loss"]))
+
+
+def test_bfloat16_protonet_keeps_prototypes_and_distances_in_float32() -> None:
+    """Only the backbone runs in bfloat16: distances of a few hundred in bfloat16 would be
+    rounded by whole units, and the loss would learn from the rounding."""
+    net = tiny_conv(dtype=torch.float32)
+    batch = image_batch(tasks=1, shots=3, dtype=torch.float32)
+    proto = build("protonet", net)
+    feats = fx.subset(proto.init_params(0), "features.")
+    sx, sy, qx = batch.support_x[0], batch.support_y[0], batch.query_x[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = fx.functional(net.features)(feats, torch.cat([sx, qx]))
+        logits = proto.logits(feats, sx, sy, qx, 3)
+    z = z.double()
+    expected = prototype_logits(z[: len(sx)], sy, z[len(sx) :], 3)
+    assert logits.dtype == torch.float32
+    assert torch.allclose(logits.double(), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_unknown_precision_is_a_config_error() -> None:

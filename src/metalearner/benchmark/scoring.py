@@ -210,7 +210,7 @@ def describe_settings(cfg: RunConfig, backbone: Mapping[str, Any]) -> str:
     model = backbone["name"] + (f" {backbone['width']}×{backbone['depth']}" if sized else "")
     return (
         f"{own}; {opt.name} lr {opt.lr:g} ({opt.schedule}), meta-batch {cfg.meta_batch}, "
-        f"{cfg.data.queries} training queries per class; model {model}"
+        f"{cfg.data.train_queries or cfg.data.queries} training queries per class; model {model}"
     )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from metalearner.data.config import DataConfig
 from metalearner.errors import ConfigError, DataError
 from metalearner.runs.config import RunConfig
 from metalearner.runs.experiment import build_experiment
@@ -129,17 +130,21 @@ def build_suite(
 def _reference(plan: BenchmarkPlan, configs: dict[str, RunConfig]) -> RunConfig:
     """The first config with the plan's queries; every strategy's data must match it."""
     first = next(iter(configs.values()))
-    reference = dataclasses.replace(
-        first, data=dataclasses.replace(first.data, queries=plan.queries)
-    )
+    reference = dataclasses.replace(first, data=_tested(first.data, plan))
     for name, cfg in configs.items():
-        # Training queries may differ (ProtoNets' 5); which classes are test classes may not.
-        if dataclasses.replace(cfg.data, queries=plan.queries) != reference.data:
+        # Training queries may differ (ProtoNets' 5, the MAML presets' data.train_queries);
+        # which classes are test classes may not.
+        if _tested(cfg.data, plan) != reference.data:
             raise ConfigError(
                 f"{name} would see other data settings than {first.strategy} ({cfg.data} vs "
                 f"{first.data}); set the data the same for every strategy."
             )
     return reference
+
+
+def _tested(data: DataConfig, plan: BenchmarkPlan) -> DataConfig:
+    """``data`` as the plan's test tasks see it: the plan's queries, no training queries."""
+    return dataclasses.replace(data, queries=plan.queries, train_queries=None)
 
 
 def _within_alphabet(source: EpisodeSampler, plan: BenchmarkPlan, n: int, seed: int) -> TaskSet:

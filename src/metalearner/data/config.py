@@ -30,8 +30,8 @@ class DataConfig:
     """Which tasks to generate.
 
     ``ways``/``shots``/``queries`` describe the test tasks; a strategy may train on other ways
-    (ProtoNets' ``train_ways``). For sinusoids ``shots`` is K (points per task) and ``ways`` is
-    unused.
+    (ProtoNets' ``train_ways``), and ``train_queries`` sets the training episodes' queries. For
+    sinusoids ``shots`` is K (points per task) and ``ways`` is unused.
     """
 
     # A registered dataset (metalearner.data.registry): sinusoid, omniglot, folder, fewrel.
@@ -40,6 +40,10 @@ class DataConfig:
     ways: Annotated[int, WAYS] = 5
     shots: Annotated[int, EXAMPLES] = 1
     queries: Annotated[int, EXAMPLES] = 15
+    # Queries per class of the training episodes; null: as many as the test tasks'. Finn et
+    # al.'s Omniglot code trains MAML on as many queries a class as shots: more queries in a
+    # test task only narrow the confidence interval, in training each costs its passes.
+    train_queries: Annotated[int | None, EXAMPLES] = None
     # Omniglot: "vinyals" (MAML's 1200 shuffled characters, the rest test) or "lake"
     # (background vs evaluation alphabets). FewRel: "wiki" (10 of val_wiki.json's 16 relations
     # for meta-training, 6 for test), "pubmed" (the same training, tested on FewRel 2.0's PubMed

@@ -399,7 +399,7 @@ def _check_episode_bytes(cfg: RunConfig, train_ways: int | None) -> None:
     d, entry = cfg.data, dataset(cfg.data.dataset)
     ways = 1 if entry.regression else max(d.ways, train_ways or 0)  # regression: K points
     per_example, example = entry.example_size(d)
-    batch, examples = cfg.meta_batch or 1, d.shots + d.queries
+    batch, examples = cfg.meta_batch or 1, d.shots + max(d.queries, d.train_queries or 0)
     total = batch * ways * examples * per_example
     if total > EPISODE_BYTES_MAX:
         factors = [f"meta_batch {batch}", *([f"{ways} ways"] if ways > 1 else [])]
@@ -407,7 +407,7 @@ def _check_episode_bytes(cfg: RunConfig, train_ways: int | None) -> None:
         raise ConfigError(
             f"One meta-batch's inputs would take {total / 2**30:.3g} GiB ({' × '.join(factors)}), "
             f"more than the {EPISODE_BYTES_MAX // 2**30} GiB bound; lower meta_batch, data.ways, "
-            "data.shots, data.queries or the size of an example."
+            "data.shots, data.queries, data.train_queries or the size of an example."
         )
 
 

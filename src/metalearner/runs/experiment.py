@@ -104,7 +104,7 @@ def build_experiment(
         # Sinusoids, the regression family. The three sources are the same family:
         # disjointness comes from distinct seeds.
         tasks = SinusoidTasks(shots=d.shots, queries=d.queries)
-        train: TaskSource = tasks
+        train: TaskSource = SinusoidTasks(shots=d.shots, queries=d.train_queries or d.queries)
         val: TaskSource = tasks
         test: TaskSource = tasks
         input_shape: tuple[int, ...] = (1,)
@@ -123,11 +123,13 @@ def build_experiment(
         if d.rotations and entry.rotations:
             train_data, train_classes = with_rotations(data, split.train)
         queries = d.queries
-        # ProtoNets trains on more ways than it tests with (60 vs 5 or 20 on Omniglot).
+        # ProtoNets trains on more ways than it tests with (60 vs 5 or 20 on Omniglot); any
+        # strategy's episodes may have other queries (data.train_queries: MAML's presets).
         ways = kind.training_ways(settings) or d.ways
         train = EpisodeSampler(
-            train_data, train_classes, ways=ways, shots=d.shots, queries=queries, augment=d.augment
-        )
+            train_data, train_classes, ways=ways, shots=d.shots,
+            queries=d.train_queries or queries, augment=d.augment,
+        )  # fmt: skip
         val = EpisodeSampler(data, split.val, ways=d.ways, shots=d.shots, queries=queries)
         test = EpisodeSampler(data, split.test, ways=d.ways, shots=d.shots, queries=queries)
         batches = LabeledBatches(train_data, train_classes, seed=cfg.seed, augment=d.augment)

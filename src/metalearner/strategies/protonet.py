@@ -229,7 +229,12 @@ class ProtoNet(Strategy):
             embed = vmap(self._embed, in_dims=(None, 0))
         with reference_statistics(n_support if self.norm == "inductive" else None):
             z = embed(feats, torch.cat([support_x, query_x], dim=support_y.dim() - 1))
-        return prototype_logits(z[..., :n_support, :], support_y, z[..., n_support:, :], ways)
+        # Under bfloat16 autocast (a run's ``precision``) only the backbone is bfloat16: the
+        # prototypes and distances in bfloat16 would round logits of a few hundred by whole units.
+        dtype = torch.float32 if z.dtype in (torch.bfloat16, torch.float16) else z.dtype
+        with torch.autocast(z.device.type, enabled=False):
+            z = z.to(dtype)
+            return prototype_logits(z[..., :n_support, :], support_y, z[..., n_support:, :], ways)
 
 
 def prototype_logits(z_support: Tensor, support_y: Tensor, z_query: Tensor, ways: int) -> Tensor:
