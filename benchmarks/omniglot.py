@@ -10,7 +10,9 @@ adaptation), steps per second, the adaptation used, the score under the preset's
 
 Targets on the 2-core CPU (issue 29): ProtoNets 5-way 1-shot >= 98.8% and 20-way 1-shot >= 96.0%
 within 20 minutes each; MAML 5-way 1-shot >= 98.0% within 60 minutes. Published (tens of
-thousands of GPU iterations): ProtoNets 98.8 / 96.0, MAML 98.7 / 95.8.
+thousands of GPU iterations): ProtoNets 98.8 / 96.0, MAML 98.7 / 95.8. Each preset is tested as
+its paper's code tests: ProtoNets on Vinyals et al.'s alphabet split, MAML on a shuffle of the
+characters, both with rotated test characters as classes of their own (``data.test_rotations``).
 
 Usage:
     .venv/bin/python benchmarks/omniglot.py --data-dir ../shared/data \

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from metalearner.data.omniglot import load_omniglot, vinyals_split
+from metalearner.data.omniglot import load_omniglot
+from metalearner.data.omniglot_splits import vinyals_split
 from metalearner.tasks import EpisodeSampler, with_rotations
 
 TARGET = 10_000

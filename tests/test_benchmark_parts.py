@@ -15,6 +15,7 @@ from metalearner.benchmark.report import _published
 from metalearner.benchmark.scoring import describe_settings
 from metalearner.benchmark.suite import _reference
 from metalearner.config.plans import keep_plan, same_plan
+from metalearner.config.presets import get_preset
 from metalearner.errors import ConfigError
 from metalearner.runs.config import load_config
 from metalearner.runs.experiment import build_experiment
@@ -59,7 +60,10 @@ def test_each_strategy_gets_its_preset_or_the_maml_anchor_and_the_same_budget() 
     for cfg in (maml, proto, anil, fine):
         assert cfg.time_budget == 600.0 and cfg.val_every_seconds == 100.0
         assert (cfg.data.ways, cfg.data.shots, cfg.seed) == (5, 1, 0)
-        assert cfg.data.split == "vinyals"
+        # The anchor's classes and test protocol for all, though ProtoNets' preset keeps
+        # Vinyals et al.'s alphabets apart: strategies compared on one benchmark share them.
+        assert (cfg.data.split, cfg.data.test_rotations) == ("vinyals", True)
+    assert get_preset("omniglot-5w1s-protonet").load()["data"]["split"] == "vinyals-alphabets"
 
 
 def test_strategies_may_train_on_other_queries_but_are_never_tested_on_other_data() -> None:
@@ -99,10 +103,12 @@ def test_sinusoids_of_a_k_without_a_preset_take_the_nearest_ks_settings(shots: i
 
 
 def test_a_step_budget_sets_steps_and_cross_domain_trains_on_background_alphabets() -> None:
-    plan = BenchmarkPlan(strategies=("reptile",), budget="300steps", cross_domain=True)
-    cfg = plan.run_config("reptile")
+    plan = BenchmarkPlan(strategies=("reptile", "maml"), budget="300steps", cross_domain=True)
+    cfg, maml = plan.run_config("reptile"), plan.run_config("maml")
     assert cfg.steps == 300 and cfg.time_budget is None and cfg.val_every == 30
-    assert cfg.data.split == "lake"
+    assert cfg.data.split == maml.data.split == "lake"
+    # Upright test characters, as Lake's runs are, though MAML's preset rotates its own.
+    assert not cfg.data.test_rotations and not maml.data.test_rotations
     assert cfg.optimizer.schedule == "linear"  # Reptile's annealing spans the budget's steps
 
 
@@ -301,3 +307,16 @@ def test_the_settings_line_names_the_model_as_built_not_as_set() -> None:
     assert describe_settings(cfg, exp.meta["backbone"]).endswith("; model mlp")
     conv4 = {"name": "conv4", "out_features": 5, "width": 32, "depth": 3}
     assert describe_settings(cfg, conv4).endswith("; model conv4 32×3")
+
+
+def test_the_settings_line_states_training_episodes_only_for_a_strategy_trained_on_them() -> None:
+    # A transfer baseline trains on mini-batches: "1 training queries per class" (its MAML
+    # anchor's) described nothing it did.
+    cfg = load_config(overrides=["data.dataset=sinusoid", "data.queries=7", "val_tasks=4"])
+    backbone = {"name": "mlp", "out_features": 1}
+    assert ", 7 training queries per class; " in describe_settings(cfg, backbone)
+    assert "queries" not in describe_settings(cfg, backbone, episodes=False)
+    grouped = dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, train_queries=2, train_within_groups=True))  # fmt: skip
+    line = describe_settings(grouped, backbone)
+    assert ", 2 training queries per class within one group; " in line

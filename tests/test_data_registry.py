@@ -30,7 +30,8 @@ def test_the_shipped_datasets_are_registered_in_the_order_dataset_lists_them() -
 @pytest.mark.parametrize(
     ("name", "metric", "kind", "backbone", "splits", "counts", "needs_path"),
     [("sinusoid", "mse", "regression", "mlp", (), (1200, 100), False),
-     ("omniglot", "accuracy", "classification", "conv4", ("vinyals", "lake"), (1200, 100), False),
+     ("omniglot", "accuracy", "classification", "conv4", ("vinyals", "lake", "vinyals-alphabets"),
+      (1200, 100), False),
      ("folder", "accuracy", "classification", "mlp", (), (1200, 100), True),
      ("fewrel", "accuracy", "classification", "textcnn", ("wiki", "pubmed", "official"), (10, 0),
       False)],

@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 from metalearner.data import cache, omniglot
-from metalearner.data.omniglot import (
-    download_omniglot,
+from metalearner.data.omniglot import download_omniglot, load_omniglot
+from metalearner.data.omniglot_splits import (
+    alphabet_split,
     lake_split,
-    load_omniglot,
     omniglot_split,
     vinyals_split,
 )
@@ -121,8 +121,16 @@ def test_lake_split_keeps_whole_alphabets_apart(fake: FakeOmniglot) -> None:
         lake_split(omni, val_alphabets=3)
     with pytest.raises(ConfigError, match="val_alphabets=5"):
         omniglot_split(omni, "lake")  # the default sizes, meant for the real data
-    with pytest.raises(ConfigError, match="'vinyals' or 'lake'"):
+    with pytest.raises(ConfigError, match="'vinyals', 'lake', 'vinyals-alphabets'"):
         omniglot_split(omni, "mine")
+
+
+def test_vinyals_alphabet_split_on_an_incomplete_omniglot_is_one_clear_error(
+    fake: FakeOmniglot,
+) -> None:
+    omni = load_omniglot(fake.data_dir)
+    with pytest.raises(DataError, match=r"lacks 1028 of the 1028 train characters of Vinyals"):
+        alphabet_split(omni)
 
 
 def test_second_load_reads_the_cache_not_the_images(
@@ -299,6 +307,13 @@ def test_real_omniglot_counts_and_cached_reload(
     assert len({data.groups[c] for c in omni.evaluation.tolist()}) == 20
     assert data.counts().unique().tolist() == [20]
     assert vinyals_split(omni).sizes() == {"train": 1100, "val": 100, "test": 423}
+    # Vinyals et al.'s split as ProtoNets' code ships it: alphabets kept apart but Gurmukhi's.
+    vinyals = alphabet_split(omni)
+    assert vinyals.sizes() == {"train": 1028, "val": 172, "test": 423}
+    alphabets = {k: {data.groups[c] for c in vinyals[k].tolist()} for k in ("train", "val", "test")}
+    assert (len(alphabets["train"]), len(alphabets["val"]), len(alphabets["test"])) == (33, 5, 13)
+    assert alphabets["train"] & alphabets["test"] == {"Gurmukhi"}
+    assert not alphabets["val"] & (alphabets["train"] | alphabets["test"])
     lake = lake_split(omni).sizes()
     assert lake["train"] + lake["val"] == 964 and lake["test"] == 659
 

@@ -16,6 +16,7 @@ from metalearner.runs.experiment import build_experiment
 from metalearner.tasks import (
     ClassSplit,
     EpisodeSampler,
+    EpisodeTaskSet,
     LabeledSet,
     iter_batches,
     random_split,
@@ -218,3 +219,118 @@ def test_training_episodes_take_train_queries_and_fixed_tasks_keep_queries(
     unset = build_experiment(dataclasses.replace(cfg, data=dataclasses.replace(
         cfg.data, train_queries=None)), data_dir=tmp_path)  # fmt: skip
     assert unset.training_batch(0, 4, gen(0)).query_x.shape[:2] == (4, per_task * 3)
+
+
+def _grouped() -> LabeledSet:
+    """12 classes of 3 examples in three groups: A has 6 classes, B 4, C 2."""
+    y = torch.arange(12).repeat_interleave(3)
+    x = torch.randint(0, 256, (36, 1, 4, 4), generator=gen(2), dtype=torch.uint8)
+    groups = ("A",) * 6 + ("B",) * 4 + ("C",) * 2
+    return LabeledSet(x, y, tuple(f"c{i}" for i in range(12)), groups, name="grouped")
+
+
+def test_within_group_episodes_draw_every_class_of_a_task_from_one_group() -> None:
+    """``within_groups``: one group a task, chosen through a class drawn uniformly among those
+    whose group has N classes (C, with 2, never serves a 3-way task), then N classes uniformly
+    within it; without it, tasks mix groups."""
+    data = _grouped()
+    group = torch.tensor([ord(g) - ord("A") for g in data.groups])
+    sampler = EpisodeSampler(data, torch.arange(12), ways=3, shots=1, queries=1, within_groups=True)
+    plan = sampler.plan(6000, generator=gen(4))
+    homes = group[plan.classes]  # [T, 3]
+    assert bool((homes == homes[:, :1]).all())  # one group a task
+    counts = torch.bincount(homes[:, 0], minlength=3)
+    assert counts[2] == 0  # C has 2 classes: never a 3-way task
+    assert chisquare(counts[:2].tolist(), [6000 * 6 / 10, 6000 * 4 / 10]).pvalue > 1e-3
+    for g, members in ((0, range(6)), (1, range(6, 10))):
+        seen = torch.bincount(plan.classes[homes[:, 0] == g].flatten(), minlength=12)
+        assert chisquare(seen[list(members)].tolist()).pvalue > 1e-3  # uniform within it
+    mixed = EpisodeSampler(data, torch.arange(12), ways=3, shots=1, queries=1).plan(
+        200, generator=gen(4)
+    )
+    assert bool((group[mixed.classes] != group[mixed.classes][:, :1]).any())
+
+
+def test_within_group_episodes_never_mix_rotations() -> None:
+    """A rotated alphabet is its own group: a within-alphabet task is all of one orientation."""
+    data, train = with_rotations(_grouped(), torch.arange(10))
+    assert data.groups[12] == "A@rot90" and data.groups[0] == "A"
+    sampler = EpisodeSampler(data, train, ways=4, shots=1, queries=1, within_groups=True)
+    plan = sampler.plan(500, generator=gen(1))
+    for task in plan.classes.tolist():
+        assert len({data.groups[c] for c in task}) == 1
+    homes = {data.groups[c] for c in plan.classes[:, 0].tolist()}
+    assert homes == {"A", "A@rot90", "A@rot180", "A@rot270", "B", "B@rot90", "B@rot180",
+                     "B@rot270"}  # fmt: skip
+
+
+def test_within_group_episodes_without_groups_or_a_group_large_enough_are_clear_errors(
+    tiny_images: LabeledSet,
+) -> None:
+    with pytest.raises(DataError, match=r"records no groups of classes.*train_within_groups"):
+        EpisodeSampler(tiny_images, torch.arange(12), ways=2, shots=1, queries=1,
+                       within_groups=True)  # fmt: skip
+    with pytest.raises(DataError, match=r"No group .* has 7 classes \(the largest has 6\)"):
+        EpisodeSampler(_grouped(), torch.arange(12), ways=7, shots=1, queries=1,
+                       within_groups=True)  # fmt: skip
+
+
+def test_train_within_groups_draws_training_episodes_within_an_alphabet_only(
+    tmp_path: Path,
+) -> None:
+    """``data.train_within_groups`` through a run's experiment: each training task's characters
+    share an alphabet (and a rotation); validation and test tasks are the same as without."""
+    write_fake_omniglot(tmp_path, drawings=6, background=BACKGROUND, evaluation=EVALUATION)
+    base = ["data.dataset=omniglot", "data.split=lake", "data.ways=2", "data.queries=3",
+            "val_tasks=4",
+            "test_tasks=4", "model.width=8", "model.depth=2"]  # fmt: skip
+    cfg = load_config(overrides=[*base, "data.train_within_groups=true"])
+    exp = build_experiment(cfg, data_dir=tmp_path)
+    train = exp.train
+    assert isinstance(train, EpisodeSampler)
+    batch = exp.training_batch(0, 64, gen(0))
+    assert batch.classes is not None
+    for task in batch.classes.tolist():
+        assert len({train.data.groups[c] for c in task}) == 1
+    plain = build_experiment(load_config(overrides=base), data_dir=tmp_path)
+    for ours, theirs in ((exp.val_tasks(cfg), plain.val_tasks(cfg)),
+                         (exp.test_tasks(cfg), plain.test_tasks(cfg))):  # fmt: skip
+        assert torch.equal(ours.batch(0, 4).query_x, theirs.batch(0, 4).query_x)
+
+
+def test_a_class_too_small_for_a_task_names_the_settings_that_size_it(
+    tiny_images: LabeledSet,
+) -> None:
+    with pytest.raises(DataError, match=r"has 6 examples but a task needs shots \+ queries = 7; "
+                       r"lower --shots/--queries \(data.train_queries, "):  # fmt: skip
+        EpisodeSampler(tiny_images, torch.arange(12), ways=2, shots=2, queries=5)
+
+
+def test_test_rotations_rotate_validation_and_test_characters_into_classes_of_their_own(
+    tmp_path: Path,
+) -> None:
+    """``data.test_rotations`` (Finn et al.'s and Snell et al.'s test tasks): validation and
+    test classes are each character at 0, 90, 180 and 270 degrees; training is unchanged."""
+    write_fake_omniglot(tmp_path, drawings=6, background=BACKGROUND, evaluation=EVALUATION)
+    base = ["data.dataset=omniglot", "data.split=lake", "data.ways=2", "data.queries=3",
+            "val_tasks=40", "test_tasks=40", "model.width=8", "model.depth=2"]  # fmt: skip
+    cfg = load_config(overrides=[*base, "data.test_rotations=true"])
+    rotated, upright = (build_experiment(load_config(overrides=o), data_dir=tmp_path)
+                        for o in ([*base, "data.test_rotations=true"], base))  # fmt: skip
+    for ours, theirs in ((rotated.val_source, upright.val_source),
+                         (rotated.test_source, upright.test_source)):  # fmt: skip
+        assert isinstance(ours, EpisodeSampler) and isinstance(theirs, EpisodeSampler)
+        assert len(ours.classes) == 4 * len(theirs.classes)
+        assert torch.equal(ours.classes[: len(theirs.classes)], theirs.classes)
+        first, turned = int(theirs.classes[0]), int(ours.classes[len(theirs.classes)])
+        assert ours.data.class_names[turned] == f"{theirs.data.class_names[first]}@rot90"
+        assert torch.equal(
+            ours.data.x[ours.data.y == turned],
+            torch.rot90(theirs.data.x[theirs.data.y == first], 1, (-2, -1)),
+        )
+    tasks = rotated.test_tasks(cfg)
+    assert isinstance(tasks, EpisodeTaskSet)
+    # Some test task holds a rotated character (ids after the upright set's).
+    assert int(tasks.plan.classes.max()) >= upright.test_source.data.num_classes
+    train = rotated.training_batch(0, 8, gen(0)).query_x
+    assert torch.equal(train, upright.training_batch(0, 8, gen(0)).query_x)

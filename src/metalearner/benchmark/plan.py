@@ -3,7 +3,9 @@
 Every strategy gets a run config built the same way: its paper's preset for the dataset and task
 shape where one exists (``omniglot-5w1s-protonet``), else the MAML preset's data, model and
 evaluation settings with the strategy's own defaults (the MAML variants keep MAML's inner-loop
-settings). Then the benchmark's budget, seed and task shape are imposed on all of them alike.
+settings). Every strategy learns and is tested on the MAML preset's classes, drawn its way
+(:data:`TESTED_DATA`), even where its own paper's split differs. Then the benchmark's budget,
+seed and task shape are imposed on all of them alike.
 
 Example:
     >>> plan = BenchmarkPlan(dataset="omniglot", strategies=("maml", "protonet"), budget="10m")
@@ -33,6 +35,10 @@ from metalearner.runs.config import RunConfig, load_config
 # of its own starts from this one's (its data, model and evaluation settings).
 ANCHOR = "maml"
 QUICK_TASKS = 100  # test tasks of a --quick benchmark unless given
+# The data settings that decide which classes train and test and how test tasks are drawn:
+# the anchor's, for every strategy (ProtoNets' preset keeps Vinyals et al.'s alphabets apart,
+# MAML's shuffles the characters; compared strategies must share one).
+TESTED_DATA = ("split", "test_rotations")
 SWEEPS = ("sweep_tasks", "sweep_shots", "label_noise")  # what --quick does not run
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -194,7 +200,15 @@ class BenchmarkPlan:
         presets = {p.name: p for p in list_presets()}
         own, anchor = self.preset_name(strategy), self._anchor(set(presets))
         if own in presets:
-            return presets[own].load()
+            raw = presets[own].load()
+            if anchor in presets:
+                tested = presets[anchor].load().get("data", {})
+                data = raw.setdefault("data", {})
+                for key in TESTED_DATA:
+                    data.pop(key, None)
+                    if key in tested:
+                        data[key] = tested[key]
+            return raw
         if anchor not in presets:
             data = {"dataset": self.dataset, "path": self.path}
             return {"strategy": strategy, "data": data}
@@ -248,7 +262,8 @@ class BenchmarkPlan:
             settings["data.path"] = self.path
         cross = entry.cross_domain
         if self.cross_domain and cross is not None and cross.train_split is not None:
-            settings["data.split"] = cross.train_split
+            # Lake et al.'s protocol: upright characters of unseen alphabets, as its runs are.
+            settings |= {"data.split": cross.train_split, "data.test_rotations": False}
         if budget.seconds is not None:
             # Enough steps that only the clock stops training; ~6 validations per run (each
             # costs wall time, not budget: 100 tasks of 50 steps take Reptile ~30 s on a core).

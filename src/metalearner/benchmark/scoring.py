@@ -122,7 +122,9 @@ def score_strategy(
         seconds=trained.seconds,
         threads=trained.threads,
         val_curve=_val_curve(trained.folder, metric),
-        settings=describe_settings(trained.cfg, exp.meta["backbone"]),
+        settings=describe_settings(
+            trained.cfg, exp.meta["backbone"], episodes=not exp.strategy.labeled_batches
+        ),
         tasks=fingerprint(suite.test),
         norm=strategy.effective_norm,
     )
@@ -193,11 +195,14 @@ def score_floor(suite: TaskSuite) -> FloorResult:
     )
 
 
-def describe_settings(cfg: RunConfig, backbone: Mapping[str, Any]) -> str:
-    """``inner_lr=0.4, inner_steps=1, …; adam lr 0.001 (constant), meta-batch 32; conv4 64×4``.
+def describe_settings(cfg: RunConfig, backbone: Mapping[str, Any], *, episodes: bool = True) -> str:
+    """``inner_lr=0.4, …; adam lr 0.001 (constant), meta-batch 32, 1 training queries per
+    class; model conv4 64×4``.
 
     ``backbone`` is the model as built (the experiment's ``meta["backbone"]``), not as set: an
-    ``auto`` model is the dataset's, and only conv4 has a width and depth.
+    ``auto`` model is the dataset's, and only conv4 has a width and depth. ``episodes``: the
+    strategy trains on episodes, whose queries (and groups) the line states; a transfer
+    baseline's mini-batches have none.
     """
     # meta_lr and meta_batch_size are shown as the effective optimiser step and meta-batch.
     own = ", ".join(
@@ -208,9 +213,13 @@ def describe_settings(cfg: RunConfig, backbone: Mapping[str, Any]) -> str:
     opt = cfg.optimizer
     sized = "width" in backbone and "depth" in backbone
     model = backbone["name"] + (f" {backbone['width']}×{backbone['depth']}" if sized else "")
+    data, trained_on = cfg.data, ""
+    if episodes:
+        trained_on = f", {data.train_queries or data.queries} training queries per class"
+        trained_on += " within one group" if data.train_within_groups else ""
     return (
-        f"{own}; {opt.name} lr {opt.lr:g} ({opt.schedule}), meta-batch {cfg.meta_batch}, "
-        f"{cfg.data.train_queries or cfg.data.queries} training queries per class; model {model}"
+        f"{own}; {opt.name} lr {opt.lr:g} ({opt.schedule}), meta-batch {cfg.meta_batch}"
+        f"{trained_on}; model {model}"
     )
 
 

@@ -143,8 +143,11 @@ def _reference(plan: BenchmarkPlan, configs: dict[str, RunConfig]) -> RunConfig:
 
 
 def _tested(data: DataConfig, plan: BenchmarkPlan) -> DataConfig:
-    """``data`` as the plan's test tasks see it: the plan's queries, no training queries."""
-    return dataclasses.replace(data, queries=plan.queries, train_queries=None)
+    """``data`` as the plan's test tasks see it: the plan's queries, no setting of training
+    episodes."""
+    return dataclasses.replace(
+        data, queries=plan.queries, train_queries=None, train_within_groups=False
+    )
 
 
 def _within_alphabet(source: EpisodeSampler, plan: BenchmarkPlan, n: int, seed: int) -> TaskSet:

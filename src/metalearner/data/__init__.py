@@ -6,11 +6,10 @@ from metalearner.data.config import DataConfig
 from metalearner.data.fewrel import fewrel_dir, load_fewrel
 from metalearner.data.folder import load_image_folder, load_table
 from metalearner.data.labeled import LabeledSet, model_input, to_float
-from metalearner.data.omniglot import (
-    Omniglot,
-    download_omniglot,
+from metalearner.data.omniglot import Omniglot, download_omniglot, load_omniglot
+from metalearner.data.omniglot_splits import (
+    alphabet_split,
     lake_split,
-    load_omniglot,
     omniglot_split,
     vinyals_split,
 )
@@ -24,6 +23,7 @@ __all__ = [
     "Dataset",
     "LabeledSet",
     "Omniglot",
+    "alphabet_split",
     "dataset",
     "download_omniglot",
     "fewrel_dir",

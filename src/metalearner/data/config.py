@@ -3,7 +3,7 @@
 Settings whose sensible value depends on the dataset (the split, the class counts of the split)
 default to ``null`` and are resolved here from the dataset's registry entry
 (:mod:`metalearner.data.registry`), so the ``config.yaml`` of a run states the values it used:
-Omniglot's Vinyals split keeps 1200 meta-training characters of which 100 validate, FewRel's
+Omniglot's MAML split keeps 1200 meta-training characters of which 100 validate, FewRel's
 ``wiki`` split 10 meta-training relations validated on held-out sentences (see
 :mod:`metalearner.data.fewrel`).
 
@@ -44,10 +44,17 @@ class DataConfig:
     # al.'s Omniglot code trains MAML on as many queries a class as shots: more queries in a
     # test task only narrow the confidence interval, in training each costs its passes.
     train_queries: Annotated[int | None, EXAMPLES] = None
-    # Omniglot: "vinyals" (MAML's 1200 shuffled characters, the rest test) or "lake"
-    # (background vs evaluation alphabets). FewRel: "wiki" (10 of val_wiki.json's 16 relations
-    # for meta-training, 6 for test), "pubmed" (the same training, tested on FewRel 2.0's PubMed
-    # relations) or "official" (train_wiki.json's 64 relations, tested on val_wiki.json's).
+    # Training episodes draw their classes from one group (Omniglot: one alphabet, each
+    # rotation its own; tiered-ImageNet: one category), as Lake et al.'s within-alphabet runs
+    # are built: characters of one alphabet differ less than those of several. Validation and
+    # test tasks are unchanged.
+    train_within_groups: bool = False
+    # Omniglot: "vinyals" (MAML's 1200 shuffled characters, the rest test), "lake"
+    # (background vs evaluation alphabets) or "vinyals-alphabets" (Vinyals et al.'s split by
+    # alphabet as ProtoNets' code ships it: 1028 train / 172 val / 423 test characters).
+    # FewRel: "wiki" (10 of val_wiki.json's 16 relations for meta-training, 6 for test),
+    # "pubmed" (the same training, tested on FewRel 2.0's PubMed relations) or "official"
+    # (train_wiki.json's 64 relations, tested on val_wiki.json's).
     # Folders always use a random class split. null: the dataset's first.
     split: str | None = None
     # Classes for training + validation; null: 1200 (Omniglot, folders), 10 (FewRel; all 64 for
@@ -58,6 +65,10 @@ class DataConfig:
     val_classes: Annotated[int | None, CLASSES.at_least(0)] = None
     split_seed: int = 0  # fixes the class split, so it is the same on every machine
     rotations: bool = True  # Omniglot: rotated training characters as new classes
+    # Omniglot: validation and test characters rotated too, each rotation a class of its own,
+    # as Finn et al.'s and Snell et al.'s code draws their test tasks (4x the test classes;
+    # the presets of those papers set it). Off: upright validation and test characters only.
+    test_rotations: bool = False
     # Colour images: training examples (episodes and mini-batches) randomly cropped, flipped
     # and colour-jittered, as RFS and MetaOptNet train; never validation or test examples.
     augment: bool = True

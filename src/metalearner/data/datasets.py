@@ -19,7 +19,8 @@ from metalearner.data.entry import TABLE_SUFFIXES, CrossDomain, Dataset, LoadSet
 from metalearner.data.fewrel import load_fewrel
 from metalearner.data.folder import load_image_folder, load_table
 from metalearner.data.labeled import LabeledSet
-from metalearner.data.omniglot import lake_split, load_omniglot, vinyals_split
+from metalearner.data.omniglot import load_omniglot
+from metalearner.data.omniglot_splits import SPLITS, alphabet_split, lake_split, vinyals_split
 from metalearner.data.splits import ClassSplit
 from metalearner.data.subwords import SubwordEncoding
 from metalearner.data.text import MAX_LENGTH
@@ -39,6 +40,8 @@ def _omniglot(
     omniglot = load_omniglot(data_dir, size=OMNIGLOT.image_side(d), download=download)
     if d.split == "lake":
         return omniglot.data, lake_split(omniglot, seed=d.split_seed)
+    if d.split == "vinyals-alphabets":
+        return omniglot.data, alphabet_split(omniglot)
     split = vinyals_split(omniglot, seed=d.split_seed, meta_train=meta_train, val=val)
     return omniglot.data, split
 
@@ -70,10 +73,10 @@ SINUSOID = Dataset(
 OMNIGLOT = Dataset(
     name="omniglot",
     kind="image",
-    # Vinyals et al. 2016's 1200 shuffled characters (100 validate), or Lake et al. 2015's
-    # background vs evaluation alphabets.
-    splits=("vinyals", "lake"),
-    fixed_splits=("lake",),
+    # MAML's 1200 shuffled characters (100 validate), Lake et al. 2015's background vs
+    # evaluation alphabets, or Vinyals et al. 2016's alphabets (omniglot_splits).
+    splits=SPLITS,
+    fixed_splits=("lake", "vinyals-alphabets"),
     rotations=True,  # Santoro et al. 2016, as MAML and ProtoNets train
     cross_domain=CrossDomain(
         title="unseen alphabets",

@@ -1,13 +1,12 @@
-"""Omniglot in its original layout, decoded once into one ``uint8`` tensor, with its two splits.
+"""Omniglot in its original layout, decoded once into one ``uint8`` tensor, with its two halves.
 
 The loader reads ``images_background.zip`` / ``images_evaluation.zip`` (or their extracted
-folders ``images_background/<Alphabet>/characterNN/*.png``) from ``<data-dir>/omniglot/``.
+folders ``images_background/<Alphabet>/characterNN/*.png``) from ``<data-dir>/omniglot/``; the
+published class splits over it are in :mod:`metalearner.data.omniglot_splits`.
 
 References:
     Lake, Salakhutdinov & Tenenbaum, "Human-level concept learning through probabilistic
     program induction", Science 2015 (the dataset; background vs evaluation alphabets).
-    Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016, and Finn et al.,
-    "Model-Agnostic Meta-Learning", ICML 2017 (1200 meta-training characters, the rest test).
 """
 
 from __future__ import annotations
@@ -25,8 +24,7 @@ from torch import Tensor
 from metalearner.data import cache
 from metalearner.data.images import ImageSettings, decode_many, list_tree, read_tree
 from metalearner.data.labeled import LabeledSet
-from metalearner.data.splits import ClassSplit, random_split
-from metalearner.errors import ConfigError, DataError
+from metalearner.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -152,67 +150,6 @@ def load_omniglot(
     )
     background = torch.from_numpy(arrays["background"].astype(bool))
     return Omniglot(data, background.nonzero().flatten(), (~background).nonzero().flatten())
-
-
-def vinyals_split(
-    omniglot: Omniglot, *, seed: int = 0, meta_train: int = 1200, val: int = 100
-) -> ClassSplit:
-    """The MAML/Vinyals protocol: ``meta_train`` shuffled characters, the rest for test.
-
-    Both halves of Omniglot are pooled and shuffled with ``seed``; the first ``meta_train``
-    characters are for meta-training, of which the last ``val`` are held out for validation
-    (MAML's code: 1100 train, 100 val, 423 test). Rotations are added afterwards, to the train
-    classes only (:func:`metalearner.tasks.with_rotations`).
-
-    Example:
-        >>> vinyals_split(load_omniglot("/data"), seed=0).sizes()
-        {'train': 1100, 'val': 100, 'test': 423}
-    """
-    n = omniglot.data.num_classes
-    if not 0 <= val <= meta_train <= n:
-        raise ConfigError(
-            f"meta_train={meta_train}, val={val} do not fit {n} characters; "
-            "use 0 <= val <= meta_train <= the number of characters."
-        )
-    return random_split(n, train=meta_train - val, val=val, seed=seed)
-
-
-def lake_split(omniglot: Omniglot, *, seed: int = 0, val_alphabets: int = 5) -> ClassSplit:
-    """Lake et al.'s protocol: background alphabets to learn from, evaluation alphabets to test.
-
-    The validation slice is ``val_alphabets`` whole background alphabets drawn with ``seed``, so
-    validation, like test, measures transfer to unseen alphabets.
-
-    Example:
-        >>> lake_split(load_omniglot("/data"), seed=0).sizes()["test"]
-        659
-    """
-    groups = omniglot.data.groups
-    alphabets = sorted({groups[c] for c in omniglot.background.tolist()})
-    if not 0 <= val_alphabets < len(alphabets):
-        raise ConfigError(
-            f"val_alphabets={val_alphabets} leaves no training alphabet of the "
-            f"{len(alphabets)} background ones; use 0..{len(alphabets) - 1}."
-        )
-    order = torch.randperm(len(alphabets), generator=torch.Generator().manual_seed(seed))
-    held = {alphabets[i] for i in order[:val_alphabets].tolist()}
-    is_val = torch.tensor(
-        [groups[c] in held for c in omniglot.background.tolist()], dtype=torch.bool
-    )
-    return ClassSplit(
-        train=omniglot.background[~is_val],
-        val=omniglot.background[is_val],
-        test=omniglot.evaluation,
-    )
-
-
-def omniglot_split(omniglot: Omniglot, protocol: str, *, seed: int = 0) -> ClassSplit:
-    """The named split with its default sizes: ``"vinyals"`` or ``"lake"``."""
-    if protocol == "vinyals":
-        return vinyals_split(omniglot, seed=seed)
-    if protocol == "lake":
-        return lake_split(omniglot, seed=seed)
-    raise ConfigError(f"Unknown Omniglot split {protocol!r}; use 'vinyals' or 'lake'.")
 
 
 def download_omniglot(

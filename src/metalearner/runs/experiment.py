@@ -129,9 +129,14 @@ def build_experiment(
         train = EpisodeSampler(
             train_data, train_classes, ways=ways, shots=d.shots,
             queries=d.train_queries or queries, augment=d.augment,
+            within_groups=d.train_within_groups,
         )  # fmt: skip
-        val = EpisodeSampler(data, split.val, ways=d.ways, shots=d.shots, queries=queries)
-        test = EpisodeSampler(data, split.test, ways=d.ways, shots=d.shots, queries=queries)
+        (val_data, val_classes), (test_data, test_classes) = (data, split.val), (data, split.test)
+        if d.test_rotations and entry.rotations:
+            val_data, val_classes = with_rotations(data, split.val)
+            test_data, test_classes = with_rotations(data, split.test)
+        val = EpisodeSampler(val_data, val_classes, ways=d.ways, shots=d.shots, queries=queries)
+        test = EpisodeSampler(test_data, test_classes, ways=d.ways, shots=d.shots, queries=queries)
         batches = LabeledBatches(train_data, train_classes, seed=cfg.seed, augment=d.augment)
         input_shape = tuple(int(s) for s in data.x.shape[1:])
         num_classes = train_data.num_classes

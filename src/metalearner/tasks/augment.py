@@ -48,7 +48,9 @@ def with_rotations(
         ys.append(data.num_classes + i * len(classes) + position[data.y[rows]])
         names += [f"{data.class_names[c]}@rot{angle}" for c in classes.tolist()]
         if groups:
-            groups += [data.groups[c] for c in classes.tolist()]
+            # A rotated alphabet is a new group as a rotated character is a new class: a task
+            # drawn within one group (Lake's within-alphabet runs) never mixes orientations.
+            groups += [f"{data.groups[c]}@rot{angle}" for c in classes.tolist()]
     new_ids = data.num_classes + torch.arange(len(angles) * len(classes))
     out = data.with_classes(torch.cat(xs), torch.cat(ys), tuple(names), tuple(groups))
     return out, torch.cat([classes, new_ids])

@@ -52,9 +52,16 @@ class EpisodeSampler:
             draws from the same generator (meta-training on mini-ImageNet and the like, as
             RFS and MetaOptNet do); fixed task sets (validation, test) never augment. Grey and
             other inputs pass unchanged (Omniglot's augmentation is its rotation classes).
+        within_groups: each task's N classes come from one group of the labeled set (Omniglot:
+            one alphabet, a rotation of it its own; tiered-ImageNet: one category), the group
+            that of a class drawn uniformly among those whose group has N classes: the tasks
+            of Lake et al.'s within-alphabet runs, whose characters differ less than those of
+            N alphabets.
 
     Raises:
-        DataError: if the split has fewer than N classes or a class has fewer than K + Q examples.
+        DataError: if the split has fewer than N classes or a class has fewer than K + Q
+            examples; with ``within_groups``, if the set records no groups or no group of the
+            split has N classes.
 
     Example:
         >>> sampler = EpisodeSampler(data, split.train, ways=5, shots=1, queries=15)
@@ -71,6 +78,7 @@ class EpisodeSampler:
         shots: int,
         queries: int,
         augment: bool = False,
+        within_groups: bool = False,
     ) -> None:
         if ways < 1 or shots < 1 or queries < 0:
             raise DataError(
@@ -94,17 +102,49 @@ class EpisodeSampler:
             raise DataError(
                 f"Class {data.class_names[worst]!r} of {data.name} has "
                 f"{int(counts[small[0]])} examples but a task needs shots + queries = {need}; "
-                "lower --shots/--queries or remove that class."
+                "lower --shots/--queries (data.train_queries, where training episodes are "
+                "what does not fit) or remove that class."
             )
         # With equal class sizes (Omniglot: 20 drawings each) no padding mask is needed.
         self._ragged = bool((counts != counts.max()).any())
         self._pad = (self._table < 0) if self._ragged else None
+        self._group: Tensor | None = None  # [C'] group index of each class (within_groups)
+        self._anchors: Tensor | None = None  # [A] classes whose group has N classes
+        if within_groups:
+            self._group, self._anchors = self._groups_of(ways)
+
+    def _groups_of(self, ways: int) -> tuple[Tensor, Tensor]:
+        """Each class's group index and the classes whose group has ``ways`` classes."""
+        data = self.data
+        if not data.groups:
+            raise DataError(
+                f"{data.name} records no groups of classes (alphabets, categories), so its "
+                "tasks cannot be drawn within one; unset data.train_within_groups."
+            )
+        names = [data.groups[c] for c in self.classes.tolist()]
+        index = {g: i for i, g in enumerate(sorted(set(names)))}
+        group = torch.tensor([index[g] for g in names], dtype=torch.int64)
+        sizes = torch.bincount(group, minlength=len(index))
+        anchors = (sizes[group] >= ways).nonzero().flatten()
+        if not len(anchors):
+            raise DataError(
+                f"No group of {data.name}'s {len(self.classes)} classes in this split has "
+                f"{ways} classes (the largest has {int(sizes.max())}), so no {ways}-way task "
+                "fits within one; lower the ways (data.ways, or ProtoNets' "
+                "strategy_config.train_ways) or unset data.train_within_groups."
+            )
+        return group, anchors
 
     def plan(self, num_tasks: int, *, generator: torch.Generator) -> EpisodePlan:
         """Draws which classes and examples form ``num_tasks`` tasks (no data is gathered)."""
         n_split = len(self.classes)
         # The N smallest of i.i.d. uniforms index a uniformly random N-subset in random order.
         keys = torch.rand(num_tasks, n_split, generator=generator)
+        if self._group is not None and self._anchors is not None:
+            # Every class outside the task's group sorts after all of its own (keys < 1).
+            pick = torch.randint(len(self._anchors), (num_tasks,), generator=generator)
+            home = self._group[self._anchors[pick]]  # [T]
+            keys.masked_fill_(self._group.unsqueeze(0) != home.unsqueeze(1), 2.0)
         local = keys.topk(self.ways, dim=1, largest=False).indices  # [T, N]
         width = self._table.shape[1]
         item_keys = torch.rand(num_tasks, self.ways, width, generator=generator)
