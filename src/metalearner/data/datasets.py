@@ -20,7 +20,7 @@ from metalearner.data.fewrel import load_fewrel
 from metalearner.data.folder import load_image_folder, load_table
 from metalearner.data.labeled import LabeledSet
 from metalearner.data.omniglot import load_omniglot
-from metalearner.data.omniglot_splits import SPLITS, alphabet_split, lake_split, vinyals_split
+from metalearner.data.omniglot_splits import SPLITS, omniglot_split, vinyals_split
 from metalearner.data.splits import ClassSplit
 from metalearner.data.subwords import SubwordEncoding
 from metalearner.data.text import MAX_LENGTH
@@ -38,12 +38,10 @@ def _omniglot(
     d: LoadSettings, data_dir: Path | None, *, meta_train: int, val: int, download: bool
 ) -> tuple[LabeledSet, ClassSplit]:
     omniglot = load_omniglot(data_dir, size=OMNIGLOT.image_side(d), download=download)
-    if d.split == "lake":
-        return omniglot.data, lake_split(omniglot, seed=d.split_seed)
-    if d.split == "vinyals-alphabets":
-        return omniglot.data, alphabet_split(omniglot)
-    split = vinyals_split(omniglot, seed=d.split_seed, meta_train=meta_train, val=val)
-    return omniglot.data, split
+    if d.split in (None, "vinyals"):  # the default, and the one whose class counts are settings
+        split = vinyals_split(omniglot, seed=d.split_seed, meta_train=meta_train, val=val)
+        return omniglot.data, split
+    return omniglot.data, omniglot_split(omniglot, d.split, seed=d.split_seed)
 
 
 def _fewrel(
