@@ -62,7 +62,9 @@ def main() -> None:
         trained = f"{args.preset} on the background alphabets (data.split=lake"
         trained += "".join(f", {o}" for o in args.set)
         trained += f"), {result.step} steps in {(time.perf_counter() - started) / 60:.1f} min"
-        if result.best is not None:
+        if result.best is not None and cfg.data.train_on_val:  # nothing chosen on it
+            trained += f", validation {result.best['score']:.2%} (of characters trained on)"
+        elif result.best is not None:
             trained += f", best validation {result.best['score']:.2%} at step "
             trained += f"{int(result.best['step'])}"
     scores = []

@@ -13,6 +13,9 @@ within 20 minutes each; MAML 5-way 1-shot >= 98.0% within 60 minutes. Published 
 thousands of GPU iterations): ProtoNets 98.8 / 96.0, MAML 98.7 / 95.8. Each preset is tested as
 its paper's code tests: ProtoNets on Vinyals et al.'s alphabet split, MAML on a shuffle of the
 characters, both with rotated test characters as classes of their own (``data.test_rotations``).
+Snell et al.'s reported models were retrained on the training and validation classes together
+for the length their validated run took (their code's "trainval" mode): ``--set
+data.train_on_val=true`` trains so; the validation column is then of seen classes.
 
 Usage:
     .venv/bin/python benchmarks/omniglot.py --data-dir ../shared/data \

@@ -15,7 +15,9 @@ The changes for ProtoNets, in order:
   ProtoNets keeps prototypes and distances in float32;
 - ``optimizer.schedule=cosine``: cosine decay that ends at the time budget instead of the
   paper's step decay written for tens of thousands of steps
-  (:func:`metalearner.training.optimizer.lr_factor`).
+  (:func:`metalearner.training.optimizer.lr_factor`);
+- ``data.train_on_val=true``: the validation classes trained on too, as Snell et al.'s reported
+  models were (their code's "trainval" mode); that row's validation is of seen classes.
 
 For MAML: the preset as it was (15 queries a class in training episodes), then as many as shots
 (Finn et al.'s code: ``data.train_queries``), each task's inner steps and query pass compiled
@@ -47,6 +49,8 @@ CHANGES: dict[str, list[tuple[str, list[str]]]] = {
         ("+ 2 threads", ["threads=2"]),
         ("+ bfloat16 backbone", ["precision=bfloat16"]),
         ("+ cosine to the budget", ["optimizer.schedule=cosine"]),
+        ("+ validation classes trained on too (Snell et al.'s trainval)",
+         ["data.train_on_val=true"]),
     ],
     "maml": [
         ("15 training queries a class (the preset before 2026-12-07), 2 threads",
@@ -113,6 +117,8 @@ def _table(rows: list[dict[str, Any]], *, first: dict[str, Any] | None = None) -
         rate = r["steps_per_s"]
         ratio = f"{rate / first_rate:.2f}" if rate and first_rate else "-"
         val = "-" if r["best_val"] is None else f"{r['best_val']:.2f}%"
+        if "data.train_on_val=true" in r.get("overrides", []):
+            val += " (classes trained on)"
         lines.append(
             f"| {r['change']} | {r['steps']} ({r['best_step']}) | "
             f"{'-' if rate is None else f'{rate:.2f}'} | {ratio} | {val} | "

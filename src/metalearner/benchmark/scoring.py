@@ -217,6 +217,8 @@ def describe_settings(cfg: RunConfig, backbone: Mapping[str, Any], *, episodes: 
     if episodes:
         trained_on = f", {data.train_queries or data.queries} training queries per class"
         trained_on += " within one group" if data.train_within_groups else ""
+    if data.train_on_val:
+        trained_on += ", validation classes trained on too"
     return (
         f"{own}; {opt.name} lr {opt.lr:g} ({opt.schedule}), meta-batch {cfg.meta_batch}"
         f"{trained_on}; model {model}"

@@ -49,6 +49,12 @@ class DataConfig:
     # are built: characters of one alphabet differ less than those of several. Validation and
     # test tasks are unchanged.
     train_within_groups: bool = False
+    # The validation classes train too, as the papers' final models were trained (Snell et
+    # al.'s code retrains on "trainval" for the epochs its validated run took): for a run whose
+    # length was fixed beforehand (a time_budget, or steps read off a validated run). Its
+    # validation tasks are then of seen classes, so the run keeps its last checkpoint and
+    # chooses no adaptation on them. Needs validation classes (not FewRel's held-out sentences).
+    train_on_val: bool = False
     # Omniglot: "vinyals" (MAML's 1200 shuffled characters, the rest test), "lake"
     # (background vs evaluation alphabets) or "vinyals-alphabets" (Vinyals et al.'s split by
     # alphabet as ProtoNets' code ships it: 1028 train / 172 val / 423 test characters).
@@ -123,6 +129,12 @@ def check_data(d: DataConfig) -> None:
     if entry.needs_path and not d.path:
         raise ConfigError(f"data.dataset {d.dataset!r} needs data.path: {entry.path_is}.")
     check_seed("data.split_seed", d.split_seed)
+    if d.train_on_val and (entry.regression or (entry.held_out_examples and val == 0)):
+        kind = "regression tasks" if entry.regression else "held-out examples of its classes"
+        raise ConfigError(
+            f"data.train_on_val adds validation classes to training, but {d.dataset} "
+            f"validates on {kind}; unset data.train_on_val."
+        )
     held_out = entry.counts_classes(d.split) and not entry.held_out_examples
     if held_out and val is not None and val < d.ways:
         raise ConfigError(
@@ -141,5 +153,5 @@ def training_classes(d: DataConfig) -> int | None:
         return None  # regression, or a split the source fixes (Lake's): counted from the data
     if entry.held_out_examples and d.val_classes == 0:
         return d.meta_train_classes  # validates on held-out examples of every class
-    train = d.meta_train_classes - d.val_classes
+    train = d.meta_train_classes - (0 if d.train_on_val else d.val_classes)
     return 4 * train if entry.rotations and d.rotations else train  # 3 rotations + the original

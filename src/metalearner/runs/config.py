@@ -427,6 +427,9 @@ def _check_training_ways(cfg: RunConfig, train_ways: int | None) -> None:
     rotated = entry.rotations and d.rotations
     if entry.held_out_examples and d.val_classes == 0:
         source = f"data.meta_train_classes {d.meta_train_classes}"
+    elif d.train_on_val:
+        source = f"data.meta_train_classes {d.meta_train_classes}, validation classes included"
+        source += ", times 4 rotations" if rotated else ""
     else:
         source = f"data.meta_train_classes {d.meta_train_classes} minus data.val_classes "
         source += f"{d.val_classes}" + (", times 4 rotations" if rotated else "")

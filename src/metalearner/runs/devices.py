@@ -113,6 +113,13 @@ def deterministic() -> None:
     """CPU kernels that do not depend on thread timing, for bit-identical resumes.
 
     ``warn_only`` keeps ops without a deterministic variant usable (none of the CPU paths here
-    need one).
+    need one). Deterministic mode also fills every ``torch.empty`` with NaN by default, which
+    only changes a program that reads memory it never wrote (none here) and costs a pass over
+    each new buffer: ProtoNets' bfloat16 step is 1.10-1.12x faster without it on the 2-core
+    CPU of benchmarks/RESULTS.md (benchmarks/deterministic_fill.py), so it is off.
+
+    References:
+        PyTorch, ``torch.utils.deterministic.fill_uninitialized_memory``.
     """
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]

@@ -120,8 +120,10 @@ def build_experiment(
             encoding = SubwordEncoding(cfg.model.path, length, cfg.model.markers)
         data, split = entry.load(d, data_dir, encoding=encoding)
         train_data, train_classes = data, split.train
+        if d.train_on_val:  # the papers' final models: trained on train + val ("trainval")
+            train_classes = torch.cat([split.train, split.val])
         if d.rotations and entry.rotations:
-            train_data, train_classes = with_rotations(data, split.train)
+            train_data, train_classes = with_rotations(data, train_classes)
         queries = d.queries
         # ProtoNets trains on more ways than it tests with (60 vs 5 or 20 on Omniglot); any
         # strategy's episodes may have other queries (data.train_queries: MAML's presets).

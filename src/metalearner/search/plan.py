@@ -97,6 +97,11 @@ class SearchPlan:
         bench = self.benchmark_plan(self.trial_budget)
         for strategy in self.strategies:
             cfg = bench.run_config(strategy)
+            if cfg.data.train_on_val:  # the trials would be compared on classes they learnt
+                raise ConfigError(
+                    "data.train_on_val trains on the validation classes a search chooses "
+                    "on; search without it, then train the chosen settings with it."
+                )
             base = to_dict(cfg)
             space = narrow(default_space(strategy, cfg), self.space.get(strategy, {}), strategy)
 

@@ -5,7 +5,9 @@ meta-gradients (DESIGN.md rule 2), clips them, checks them for NaN/inf and lets 
 step. Every ``val_every`` steps the run is scored on its fixed validation tasks and saved
 (``checkpoints/latest``, and ``checkpoints/best`` when the score improved). When the run ends,
 the adaptation (steps, a transfer head's step size) is chosen on the validation tasks for each
-checkpoint and stored in it (:mod:`metalearner.evaluation.choice`).
+checkpoint and stored in it (:mod:`metalearner.evaluation.choice`). A run trained on its
+validation classes too (``data.train_on_val``) keeps its last checkpoint as the best and chooses
+no adaptation: its validation tasks are of seen classes.
 
 Randomness comes only from explicit generators whose states are checkpointed, and CPU kernels
 run in deterministic mode, so a run killed at any moment and resumed ends with parameters
@@ -314,6 +316,8 @@ def _validate(run: _Run) -> dict[str, Any]:
         val.mean > best["score"] if run.metric == "accuracy" else val.mean < best["score"]
     )
     run.improved = improved and math.isfinite(val.mean)  # nan, inf: a diverged adaptation
+    if run.cfg.data.train_on_val:  # validation classes were trained on: keep the last, not
+        run.improved = math.isfinite(val.mean)  # the best fit of seen classes
     if run.improved:
         run.best = {"score": val.mean, "step": run.step}
     run.validated = run.elapsed
@@ -385,6 +389,9 @@ def _choose(run: _Run, *, fresh: bool) -> list[str]:
     chosen: dict[int, AdaptationChoice] = {}  # by step: best and latest may be one state
     if strategy.adaptation_grid() is None:
         return lines
+    if run.cfg.data.train_on_val:
+        return ["No adaptation was chosen: the validation classes were trained on "
+                "(data.train_on_val); the configured adaptation stays."]  # fmt: skip
     best = None if run.best is None else int(run.best["step"])
     for name, step in ((BEST, best), (LATEST, run.step)):
         path = run.folder / name
