@@ -15,7 +15,8 @@ its paper's code tests: ProtoNets on Vinyals et al.'s alphabet split, MAML on a 
 characters, both with rotated test characters as classes of their own (``data.test_rotations``).
 Snell et al.'s reported models were retrained on the training and validation classes together
 for the length their validated run took (their code's "trainval" mode): ``--set
-data.train_on_val=true`` trains so; the validation column is then of seen classes.
+data.train_on_val=true`` trains so; the run's last checkpoint is then the one tested (its
+validation tasks are of classes it trained on, so nothing is chosen on them).
 
 Usage:
     .venv/bin/python benchmarks/omniglot.py --data-dir ../shared/data \
