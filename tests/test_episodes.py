@@ -12,7 +12,7 @@ from scipy.stats import chisquare
 
 from metalearner.errors import ConfigError, DataError
 from metalearner.runs.config import load_config
-from metalearner.runs.experiment import build_experiment
+from metalearner.runs.experiment import Experiment, build_experiment
 from metalearner.tasks import (
     ClassSplit,
     EpisodeSampler,
@@ -296,6 +296,45 @@ def test_train_within_groups_draws_training_episodes_within_an_alphabet_only(
     for ours, theirs in ((exp.val_tasks(cfg), plain.val_tasks(cfg)),
                          (exp.test_tasks(cfg), plain.test_tasks(cfg))):  # fmt: skip
         assert torch.equal(ours.batch(0, 4).query_x, theirs.batch(0, 4).query_x)
+
+
+def test_val_within_groups_draws_validation_tasks_within_an_alphabet_only(
+    tmp_path: Path,
+) -> None:
+    """``data.val_within_groups``: every validation task's characters share an alphabet (the
+    same tasks drawn without it mix them); training and test tasks are the same as without."""
+    write_fake_omniglot(tmp_path, drawings=6, background=BACKGROUND, evaluation=EVALUATION)
+    base = ["data.dataset=omniglot", "data.split=lake", "data.ways=2", "data.queries=3",
+            "val_tasks=40", "test_tasks=4", "model.width=8", "model.depth=2"]  # fmt: skip
+    cfg = load_config(overrides=[*base, "data.val_within_groups=true"])
+    ours, plain = (build_experiment(load_config(overrides=o), data_dir=tmp_path)
+                   for o in ([*base, "data.val_within_groups=true"], base))  # fmt: skip
+    assert isinstance(ours.val_source, EpisodeSampler)
+    groups = ours.val_source.data.groups
+
+    def alphabets(exp: Experiment) -> list[int]:
+        classes = exp.val_tasks(cfg).batch(0, 40).classes
+        assert classes is not None
+        return [len({groups[c] for c in task}) for task in classes.tolist()]
+
+    assert alphabets(ours) == [1] * 40
+    assert max(alphabets(plain)) == 2  # 5 validation alphabets of 2 characters: most mix
+    assert torch.equal(ours.test_tasks(cfg).batch(0, 4).query_x,
+                       plain.test_tasks(cfg).batch(0, 4).query_x)  # fmt: skip
+    assert torch.equal(ours.training_batch(0, 8, gen(0)).query_x,
+                       plain.training_batch(0, 8, gen(0)).query_x)  # fmt: skip
+    with pytest.raises(DataError, match=r"has 3 classes \(the largest has 2\).*unset "
+                       r"data\.val_within_groups\.$"):  # fmt: skip
+        build_experiment(load_config(overrides=[*base, "data.ways=3",
+                                                "data.val_within_groups=true"]),
+                         data_dir=tmp_path)  # fmt: skip
+
+
+@pytest.mark.parametrize("setting", ["train_within_groups", "val_within_groups"])
+def test_within_group_settings_are_refused_for_regression_tasks(setting: str) -> None:
+    with pytest.raises(ConfigError, match=rf"sinusoid's tasks are regression functions; "
+                       rf"unset data\.{setting}\.$"):  # fmt: skip
+        load_config(overrides=["data.dataset=sinusoid", f"data.{setting}=true"])
 
 
 def test_a_class_too_small_for_a_task_names_the_settings_that_size_it(

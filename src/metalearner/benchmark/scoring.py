@@ -219,6 +219,8 @@ def describe_settings(cfg: RunConfig, backbone: Mapping[str, Any], *, episodes: 
         trained_on += " within one group" if data.train_within_groups else ""
     if data.train_on_val:
         trained_on += ", validation classes trained on too"
+    elif data.val_within_groups:
+        trained_on += ", validated within one group"
     return (
         f"{own}; {opt.name} lr {opt.lr:g} ({opt.schedule}), meta-batch {cfg.meta_batch}"
         f"{trained_on}; model {model}"

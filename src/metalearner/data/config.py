@@ -49,6 +49,10 @@ class DataConfig:
     # are built: characters of one alphabet differ less than those of several. Validation and
     # test tasks are unchanged.
     train_within_groups: bool = False
+    # Validation tasks drawn within one group too, so that the checkpoint and the adaptation
+    # are chosen on the kind of task the run is meant for (Lake's within-alphabet runs) rather
+    # than on easier tasks of several groups. Test tasks are unchanged.
+    val_within_groups: bool = False
     # The validation classes train too, as the papers' final models were trained (Snell et
     # al.'s code retrains on "trainval" for the epochs its validated run took): for a run whose
     # length was fixed beforehand (a time_budget, or steps read off a validated run). Its
@@ -135,6 +139,12 @@ def check_data(d: DataConfig) -> None:
             f"data.train_on_val adds validation classes to training, but {d.dataset} "
             f"validates on {kind}; unset data.train_on_val."
         )
+    for setting in ("train_within_groups", "val_within_groups"):
+        if entry.regression and getattr(d, setting):
+            raise ConfigError(
+                f"data.{setting} draws tasks within a group of classes, but {d.dataset}'s "
+                f"tasks are regression functions; unset data.{setting}."
+            )
     held_out = entry.counts_classes(d.split) and not entry.held_out_examples
     if held_out and val is not None and val < d.ways:
         raise ConfigError(

@@ -137,7 +137,10 @@ def build_experiment(
         if d.test_rotations and entry.rotations:
             val_data, val_classes = with_rotations(data, split.val)
             test_data, test_classes = with_rotations(data, split.test)
-        val = EpisodeSampler(val_data, val_classes, ways=d.ways, shots=d.shots, queries=queries)
+        val = EpisodeSampler(
+            val_data, val_classes, ways=d.ways, shots=d.shots, queries=queries,
+            within_groups=d.val_within_groups, groups_setting="data.val_within_groups",
+        )  # fmt: skip
         test = EpisodeSampler(test_data, test_classes, ways=d.ways, shots=d.shots, queries=queries)
         batches = LabeledBatches(train_data, train_classes, seed=cfg.seed, augment=d.augment)
         input_shape = tuple(int(s) for s in data.x.shape[1:])

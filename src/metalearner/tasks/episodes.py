@@ -57,6 +57,8 @@ class EpisodeSampler:
             that of a class drawn uniformly among those whose group has N classes: the tasks
             of Lake et al.'s within-alphabet runs, whose characters differ less than those of
             N alphabets.
+        groups_setting: the setting that asked for ``within_groups``, which an error about it
+            names (``data.train_within_groups``, ``data.val_within_groups``).
 
     Raises:
         DataError: if the split has fewer than N classes or a class has fewer than K + Q
@@ -79,6 +81,7 @@ class EpisodeSampler:
         queries: int,
         augment: bool = False,
         within_groups: bool = False,
+        groups_setting: str = "data.train_within_groups",
     ) -> None:
         if ways < 1 or shots < 1 or queries < 0:
             raise DataError(
@@ -111,15 +114,15 @@ class EpisodeSampler:
         self._group: Tensor | None = None  # [C'] group index of each class (within_groups)
         self._anchors: Tensor | None = None  # [A] classes whose group has N classes
         if within_groups:
-            self._group, self._anchors = self._groups_of(ways)
+            self._group, self._anchors = self._groups_of(ways, groups_setting)
 
-    def _groups_of(self, ways: int) -> tuple[Tensor, Tensor]:
+    def _groups_of(self, ways: int, setting: str) -> tuple[Tensor, Tensor]:
         """Each class's group index and the classes whose group has ``ways`` classes."""
         data = self.data
         if not data.groups:
             raise DataError(
                 f"{data.name} records no groups of classes (alphabets, categories), so its "
-                "tasks cannot be drawn within one; unset data.train_within_groups."
+                f"tasks cannot be drawn within one; unset {setting}."
             )
         names = [data.groups[c] for c in self.classes.tolist()]
         index = {g: i for i, g in enumerate(sorted(set(names)))}
@@ -131,7 +134,7 @@ class EpisodeSampler:
                 f"No group of {data.name}'s {len(self.classes)} classes in this split has "
                 f"{ways} classes (the largest has {int(sizes.max())}), so no {ways}-way task "
                 "fits within one; lower the ways (data.ways, or ProtoNets' "
-                "strategy_config.train_ways) or unset data.train_within_groups."
+                f"strategy_config.train_ways) or unset {setting}."
             )
         return group, anchors
 
