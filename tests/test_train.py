@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import metalearner.training.loop as train_module
+import metalearner.training.run as run_module
 from metalearner.errors import ConfigError
 from metalearner.runs.checkpoint import load_checkpoint
 from metalearner.runs.config import RunConfig, load_config
@@ -125,7 +126,7 @@ def test_a_runs_sgd_steps_with_its_momentum_nesterov_and_weight_decay(tmp_path: 
 def test_nan_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = train_module.build_experiment
+    real = run_module.build_experiment
 
     def poisoned(*args: Any, **kwargs: Any) -> Any:
         exp = real(*args, **kwargs)
@@ -142,7 +143,7 @@ def test_nan_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
         exp.strategy.meta_grads = meta_grads  # type: ignore[method-assign]
         return exp
 
-    monkeypatch.setattr(train_module, "build_experiment", poisoned)
+    monkeypatch.setattr(run_module, "build_experiment", poisoned)
     with pytest.raises(TrainingDivergedError) as err:
         meta_train(sine("steps=10", "val_every=3"), tmp_path / "run", quiet=True)
     message = str(err.value)

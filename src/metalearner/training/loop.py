@@ -5,9 +5,10 @@ meta-gradients (DESIGN.md rule 2), clips them, checks them for NaN/inf and lets 
 step. Every ``val_every`` steps the run is scored on its fixed validation tasks and saved
 (``checkpoints/latest``, and ``checkpoints/best`` when the score improved). When the run ends,
 the adaptation (steps, a transfer head's step size) is chosen on the validation tasks for each
-checkpoint and stored in it (:mod:`metalearner.evaluation.choice`). A run trained on its
+checkpoint and stored in it (:mod:`metalearner.training.adaptation`). A run trained on its
 validation classes too (``data.train_on_val``) keeps its last checkpoint as the best and chooses
-no adaptation: its validation tasks are of seen classes.
+no adaptation: its validation tasks are of seen classes. What the phases share, and how a run
+is set up or restored, is :mod:`metalearner.training.run`.
 
 Randomness comes only from explicit generators whose states are checkpointed, and CPU kernels
 run in deterministic mode, so a run killed at any moment and resumed ends with parameters
@@ -28,43 +29,24 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from metalearner.data.registry import dataset
 from metalearner.errors import MetalearnerError
-from metalearner.evaluation.choice import (
-    AdaptationChoice,
-    choose_adaptation,
-    store_choice,
-    stored_choice,
-)
-from metalearner.evaluation.evaluator import gathered_curves, summarize, task_scores
-from metalearner.runs.checkpoint import checkpoint_exists, load_checkpoint
+from metalearner.evaluation.evaluator import summarize, task_scores
 from metalearner.runs.config import RunConfig
-from metalearner.runs.devices import deterministic, precision, threads, torch_device
-from metalearner.runs.distributed import Backend, Group, joined
-from metalearner.runs.experiment import Experiment, build_experiment, seeded, task_stream
-from metalearner.runs.folder import (
-    BEST,
-    LATEST,
-    TrainState,
-    append_metrics,
-    create_run,
-    load_state,
-    run_lock,
-    save_state,
-    truncate_metrics,
-)
-from metalearner.runs.trackers import Trackers, open_trackers
-from metalearner.tasks.batch import TaskSet
-from metalearner.training.optimizer import lr_factor, make_optimizer
+from metalearner.runs.devices import precision, threads
+from metalearner.runs.distributed import Backend, joined
+from metalearner.runs.folder import BEST, LATEST, TrainState, append_metrics, save_state
+from metalearner.training.adaptation import choose_adaptations
+from metalearner.training.optimizer import lr_factor
 from metalearner.training.progress import Horizon, TrainingProgress, score_text
-from metalearner.training.resume import record_config, restore, resume_notes, rng_states
+from metalearner.training.resume import rng_states
+from metalearner.training.run import Run, set_up
 
 
 class TrainingDivergedError(MetalearnerError):
@@ -140,7 +122,7 @@ def meta_train(
         >>> result = meta_train(cfg, "runs/sine")
     """
     with threads(cfg.threads), joined(cfg.device, backend) as group, ExitStack() as hold:
-        run = _setup(cfg, Path(run_dir), resume=resume, data_dir=data_dir, group=group, hold=hold)
+        run = set_up(cfg, Path(run_dir), resume=resume, data_dir=data_dir, group=group, hold=hold)
         # However training ends (done, budget, Ctrl-C, diverged): curves.png, trackers' files.
         hold.enter_context(run.tracker)
         end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
@@ -176,94 +158,14 @@ def meta_train(
                 bar.update(run.step, run.elapsed, loss=loss, val=shown, validated=bool(record))
         over = cfg.time_budget is not None and run.elapsed >= cfg.time_budget
         if run.step >= cfg.steps or over:
-            for line in _choose(run, fresh=run.step > first):
+            for line in choose_adaptations(run, fresh=run.step > first):
                 if not quiet and group.is_main:
                     print(line, flush=True)
         final = {k: v.detach().cpu() for k, v in run.params.items()}
         return TrainResult(run.folder, run.step, final, run.best, run.metric)
 
 
-@dataclass
-class _Run:
-    """What the outer loop carries from phase to phase: the run's pieces and where it stands."""
-
-    cfg: RunConfig
-    folder: Path
-    exp: Experiment
-    group: Group
-    device: torch.device
-    params: dict[str, Tensor]
-    optimizer: torch.optim.Optimizer
-    tasks_rng: torch.Generator
-    val_tasks: TaskSet
-    my_val_tasks: TaskSet
-    metric: str
-    info: dict[str, Any]  # what every checkpoint records beside the parameters
-    step: int
-    best: dict[str, float] | None
-    elapsed: float  # seconds in outer steps, over all sessions (what a budget counts)
-    validated: float = 0.0  # ``elapsed`` at the last validation
-    improved: bool = False  # whether the last validation set a new best
-    window: dict[str, list[float]] = field(default_factory=dict)  # metrics since the last line
-    started: float = field(default_factory=time.perf_counter)
-    validating: float = 0.0  # seconds this session spent validating
-    saving: float = 0.0  # seconds this session spent writing checkpoints
-    notes: list[str] = field(default_factory=list)  # said once: where a resume continues from
-    tracker: Trackers = field(default_factory=Trackers)  # where metrics lines go besides the log
-
-
-def _setup(
-    cfg: RunConfig, folder: Path, *, resume: bool, data_dir: Path | None, group: Group,
-    hold: ExitStack,
-) -> _Run:  # fmt: skip
-    """Phase 1: lock the folder, build the experiment, then restore the run or create it."""
-    device = group.device(torch_device(cfg.device).type)
-    group.check_meta_batch(cfg.meta_batch or 1)
-    deterministic()
-    # Taken before the folder is read and held until training ends: no second process trains
-    # here meanwhile (a failure before create_run leaves no folder behind).
-    if group.is_main:
-        hold.enter_context(run_lock(folder))
-    saved = load_state(folder / LATEST) if resume and checkpoint_exists(folder / LATEST) else None
-    if saved is not None and data_dir is None:
-        recorded = saved[1].meta.get("data_dir")
-        data_dir = Path(recorded) if recorded else None  # where the run found its data
-    # A resumed run's parameters are its checkpoint's: model.weights or model.init_from, where
-    # it started from, are not read again (they may have changed or gone since).
-    exp = build_experiment(cfg, data_dir=data_dir, start=saved is None)
-    params = {k: v.to(device) for k, v in exp.strategy.init_params(seeded(cfg.seed)).items()}
-    optimizer = make_optimizer(cfg.optimizer, list(params.values()))
-    tasks_rng = task_stream(cfg.seed)
-    # The global generator too (dropout, a user's module drawing noise): a run started twice
-    # writes the same checkpoints, every tensor of them; a resume restores it from the run.
-    torch.manual_seed(cfg.seed)
-    state = TrainState(0, params, optimizer.state_dict(), {}, None, 0.0)
-    notes: list[str] = []
-    if saved is not None:
-        state = restore(folder, saved, cfg, params, optimizer, tasks_rng, device, group.is_main)
-        notes = resume_notes(folder, saved, cfg, dataset(cfg.data.dataset).metric)
-    elif resume:
-        # Stopped before its first checkpoint: nothing to restore, so it starts again.
-        if group.is_main:
-            truncate_metrics(folder, 0)
-            record_config(folder, cfg)
-    elif group.is_main:
-        create_run(folder, cfg)
-    val_tasks = exp.val_tasks(cfg)
-    info = {**exp.meta, "data_dir": str(data_dir.resolve()) if data_dir else None}
-    if saved is not None and "start" in saved[1].meta:
-        info["start"] = saved[1].meta["start"]  # what the run started from, as first recorded
-    info |= {"precision": cfg.precision, "device": cfg.device}
-    # Opened last, once the folder is this run's; rank 0 alone writes the folder.
-    tracker = open_trackers(cfg.log, folder, start=state.step) if group.is_main else Trackers()
-    return _Run(
-        cfg, folder, exp, group, device, params, optimizer, tasks_rng, val_tasks,
-        group.tasks(val_tasks), dataset(cfg.data.dataset).metric, info, state.step, state.best,
-        state.elapsed, validated=state.elapsed, tracker=tracker, notes=notes,
-    )  # fmt: skip
-
-
-def _outer_step(run: _Run) -> dict[str, float]:
+def _outer_step(run: Run) -> dict[str, float]:
     """Phase 2: sample a meta-batch, take its meta-gradients, step the optimiser; returns the
     step's metrics."""
     cfg, strategy, group = run.cfg, run.exp.strategy, run.group
@@ -301,7 +203,7 @@ def _outer_step(run: _Run) -> dict[str, float]:
     return metrics
 
 
-def _validate(run: _Run) -> dict[str, Any]:
+def _validate(run: Run) -> dict[str, Any]:
     """Phase 3: score the fixed validation tasks; returns the metrics line's validation part.
 
     What the strategy computes from the training examples (SimpleShot's mean feature) is
@@ -325,7 +227,7 @@ def _validate(run: _Run) -> dict[str, Any]:
     return {f"val_{run.metric}": val.mean, "val_ci95": val.ci95}
 
 
-def _refresh_statistics(run: _Run) -> None:
+def _refresh_statistics(run: Run) -> None:
     """Writes :meth:`Strategy.statistics` into the parameters, the training examples given in
     chunks of a meta-batch (every rank computes the same)."""
     if run.exp.batches is None:
@@ -338,7 +240,7 @@ def _refresh_statistics(run: _Run) -> None:
             run.params[k].copy_(v)
 
 
-def _log(run: _Run, record: dict[str, Any]) -> None:
+def _log(run: Run, record: dict[str, Any]) -> None:
     """Phase 4: a metrics.jsonl line every ``log_every`` steps and at each validation, also
     given to the run's trackers (:mod:`metalearner.runs.trackers`).
 
@@ -359,7 +261,7 @@ def _log(run: _Run, record: dict[str, Any]) -> None:
     run.window = {}
 
 
-def _save(run: _Run) -> None:
+def _save(run: Run) -> None:
     """Phase 5: checkpoints after a validation: ``best`` if it improved, then ``latest``."""
     state = TrainState(
         run.step, run.params, run.optimizer.state_dict(), rng_states(run.tasks_rng), run.best,
@@ -374,56 +276,6 @@ def _save(run: _Run) -> None:
         save_state(run.folder / BEST, state, run.cfg, run.info, run.metric)
     save_state(run.folder / LATEST, state, run.cfg, run.info, run.metric)
     run.saving += time.perf_counter() - tick
-
-
-def _choose(run: _Run, *, fresh: bool) -> list[str]:
-    """Phase 6, when the run ends: the adaptation chosen on the validation tasks for each
-    checkpoint (best, then latest; once where they are one step) and stored in it, unless it
-    holds a choice for its step already; returns a line for each choice made.
-
-    ``fresh``: this session wrote latest (and best, if of this step) at this step. A best of an
-    earlier step was written at an earlier validation and is read from the folder.
-    """
-    strategy = run.exp.strategy
-    lines: list[str] = []
-    chosen: dict[int, AdaptationChoice] = {}  # by step: best and latest may be one state
-    if strategy.adaptation_grid() is None:
-        return lines
-    if run.cfg.data.train_on_val:
-        return ["No adaptation was chosen: the validation classes were trained on "
-                "(data.train_on_val); the configured adaptation stays."]  # fmt: skip
-    best = None if run.best is None else int(run.best["step"])
-    for name, step in ((BEST, best), (LATEST, run.step)):
-        path = run.folder / name
-        # Written by this session at this step: it holds no choice, and every rank knows that
-        # without reading a folder rank 0 may still be writing (all ranks score, or none).
-        written = fresh and step == run.step
-        if step is None or not (written or checkpoint_exists(path)):
-            continue
-        if not written:
-            held = stored_choice(load_checkpoint(path).meta, run.cfg.strategy)
-            if held is not None and held.step == step:
-                continue
-        choice = chosen.get(step)
-        if choice is None:
-            tick = time.perf_counter()
-            params = run.params if step == run.step else _params_of(path, run.device)
-            curves = gathered_curves(params, run.val_tasks, group=run.group, device=run.device)
-            found = choose_adaptation(
-                strategy, curves, name=run.cfg.strategy, step=step, metric=run.metric
-            )
-            if found is None:
-                continue
-            chosen[step] = choice = found
-            where = "" if name == BEST or best is None else f" for {name}"
-            lines.append(f"{choice.line(where)}, in {time.perf_counter() - tick:.1f} s")
-        if run.group.is_main:
-            store_choice(path, choice)
-    return lines
-
-
-def _params_of(path: Path, device: torch.device) -> dict[str, Tensor]:
-    return {k: v.to(device) for k, v in load_state(path)[0].params.items()}
 
 
 def _global_norm(grads: dict[str, Tensor]) -> float:
