@@ -3,6 +3,7 @@
 # the gpu-marked tests, the second-order MAML speed benchmark against higher and TorchOpt (our
 # vmapped, looped and compiled paths, with and without a CUDA graph, float32 and bfloat16), the
 # ResNet-12 meta-step at mini-ImageNet's 84x84 beside conv4 with peak memory (RESNET12=0 skips),
+# ProtoNets' training step under each batching (PROTONET=1 runs it),
 # and optionally short Omniglot 5-way 1-shot MAML runs in float32 and bfloat16. Logs, the
 # benchmark's JSON, and RESULTS.md and history/ as the runs left them (each run replaces its
 # section of RESULTS.md and archives the old one in history/) go to OUT_DIR: copy those two back.
@@ -65,6 +66,11 @@ cp benchmarks/maml_speed.json "$out/" 2>/dev/null
 # time and peak memory, what learn2learn and TorchOpt users run out of memory on.
 [ "${RESNET12:-1}" != 0 ] && timeout 240 $py benchmarks/resnet12_speed.py --device cuda \
     --rounds 10 --record 2>&1 | tee "$out/resnet12.log"
+
+# ProtoNets' training step under each batching (loop, vmap, compiled) on the GPU: what
+# ProtoNet.MEASURED's "cuda" entry, and so batching: auto there, should rest on.
+[ "${PROTONET:-0}" != 0 ] && timeout 300 $py benchmarks/protonet_batching.py --data-dir "$data" \
+    --device cuda --rounds 1 2>&1 | tee "$out/protonet-batching.log"
 
 for precision in float32 bfloat16; do
     [ "$minutes" = 0 ] && break

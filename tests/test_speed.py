@@ -1,4 +1,5 @@
-"""Opt-in speed paths: MAML's compiled task and CUDA graph, bfloat16 autocast (MAML, ProtoNets).
+"""Opt-in speed paths: MAML's compiled task and CUDA graph, ProtoNets' compiled episodes,
+bfloat16 autocast (MAML, ProtoNets).
 
 The CUDA graph itself is checked on a GPU (tests/test_cuda.py); here, that what it records
 reads no value from the device, and that a CPU is refused.
@@ -59,6 +60,25 @@ def test_compiled_task_gives_the_loops_meta_gradient(name: str) -> None:
     for _ in range(2):  # compiles, then reuses the compiled kernels
         grads, _ = compiled.meta_grads(params, batch)
         assert rel_error(grads, loop) < 1e-10
+
+
+@pytest.mark.slow  # compiling takes tens of seconds on a CPU
+def test_compiled_protonet_episodes_give_the_loops_meta_gradient() -> None:
+    net, batch = tiny_conv(), image_batch(tasks=2, shots=2)
+    loop = build("protonet", net, {"batching": "loop"})
+    params = loop.init_params(0)
+    expected, expected_metrics = loop.meta_grads(params, batch)
+    compiled = build("protonet", net, {"batching": "compiled"})
+    for _ in range(2):  # compiles, then reuses the compiled kernels
+        grads, metrics = compiled.meta_grads(params, batch)
+        assert rel_error(grads, expected) < 1e-10
+        assert metrics == pytest.approx(expected_metrics, rel=1e-12)
+
+
+def test_compiled_protonet_episodes_are_refused_with_inductive_batchnorm() -> None:
+    compiled = build("protonet", tiny_conv(), {"batching": "compiled"}, norm="inductive")
+    with pytest.raises(ConfigError, match=r"transductively only; with model\.norm=inductive"):
+        compiled.meta_grads(compiled.init_params(0), image_batch(tasks=1))
 
 
 def test_a_cuda_graph_is_refused_on_a_cpu_in_one_sentence() -> None:

@@ -7,7 +7,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -19,8 +19,9 @@ from torch.func import vmap
 from metalearner import functional as fx
 from metalearner.config.bounds import META_BATCH, STEPS, WAYS
 from metalearner.errors import ConfigError
+from metalearner.functional import compiled as speed
 from metalearner.nn.backbones import init_params
-from metalearner.nn.layers import per_task_kernels, reference_statistics
+from metalearner.nn.layers import NormMode, per_task_kernels, reference_statistics
 from metalearner.nn.parts import takes_tasks
 from metalearner.nn.user import as_backbone
 from metalearner.strategies.base import (
@@ -55,8 +56,10 @@ class ProtoNetConfig(ConfigBase):
     # Ways of training episodes (None: as at test time).
     train_ways: Annotated[int | None, WAYS.at_least(2)] = 60
     # "vmap" runs the backbone once over every task's images (per-task BatchNorm statistics);
-    # "loop" runs it task by task (the reference).
-    batching: Literal["auto", "vmap", "loop"] = "auto"
+    # "loop" runs it task by task (the reference); "compiled" is the loop with each episode's
+    # forward and backward compiled whole (torch.compile; transductive BatchNorm only). Scoring
+    # (validation, test) runs the loop or vmap without autograd either way.
+    batching: Literal["auto", "vmap", "loop", "compiled"] = "auto"
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "omniglot": {},
@@ -88,9 +91,9 @@ class ProtoNet(Strategy):
     config: ProtoNetConfig
     task_kinds: ClassVar[tuple[TaskKind, ...]] = ("classification",)
     outer_schedule: ClassVar[Literal["constant", "cosine", "linear", "step"]] = "step"
-    # Measured as for MAML.MEASURED: one batched backbone call over all tasks is slower on a
-    # 2-core CPU (0.85 s vs 0.32 s per meta-step, the activations miss the cache); CUDA: not
-    # measured yet.
+    # benchmarks/protonet_batching.py: on a 2-core CPU the loop trains 2.5x the steps/s of one
+    # vmapped call in bfloat16 (1.6x in float32; its activations miss the cache) and 1.26x those
+    # of compiled episodes (1.05x); CUDA: not measured yet.
     MEASURED: ClassVar[dict[str, str]] = {"cpu": "loop", "cuda": "vmap"}
 
     def __init__(self, model: nn.Module, config: ProtoNetConfig) -> None:
@@ -98,6 +101,7 @@ class ProtoNet(Strategy):
         features = self.model.get_submodule("features")
         self._embed = fx.functional(features)
         self._stacks = takes_tasks(features)  # else each task's episode goes in on its own
+        self._compiled: Callable[..., tuple[Tensor, Tensor]] | None = None
 
     @classmethod
     def runnable(cls, model: nn.Module, config: ProtoNetConfig) -> nn.Module:
@@ -115,6 +119,16 @@ class ProtoNet(Strategy):
         """Adam, its step halved every ``lr_halve_every`` episodes."""
         default = super().outer_loop(config)
         return dataclasses.replace(default, halve_every_tasks=config.lr_halve_every)
+
+    @classmethod
+    def check_norm(cls, config: ProtoNetConfig, norm: NormMode) -> None:
+        """Compiled episodes (``batching: compiled``) normalise transductively only: compiled
+        code cannot read which items' statistics BatchNorm takes."""
+        if norm == "inductive" and config.batching == "compiled":
+            raise ConfigError(
+                "strategy_config.batching=compiled normalises transductively only; with "
+                "model.norm=inductive set strategy_config.batching to loop, vmap or auto."
+            )
 
     @classmethod
     def training_ways(cls, config: ProtoNetConfig) -> int | None:
@@ -156,6 +170,9 @@ class ProtoNet(Strategy):
                 "protonet classifies: its tasks need integer class labels 0..N-1, not the real "
                 "targets of regression."
             )
+        if self.config.batching == "compiled":
+            self.check_norm(self.config, self.norm)  # a strategy built with build(norm=...)
+            return fx.meta_gradient(self._compiled_objective(batch, ways), params)
         vectorize = resolve_batching(
             self.config.batching, device=batch.support_x.device, measured=self.MEASURED
         )
@@ -175,6 +192,34 @@ class ProtoNet(Strategy):
             return loss, {"accuracy": fx.accuracy(logits, batch.query_y)}
 
         return fx.meta_gradient(objective, params)
+
+    def _compiled_objective(
+        self, batch: TaskBatch, ways: int
+    ) -> Callable[[Params], tuple[Tensor, dict[str, Tensor]]]:
+        """The mean query loss of ``batch``'s episodes, each episode's loss and accuracy one
+        compiled graph (compiled at the first call of each shape: tens of seconds on a CPU)."""
+        if self._compiled is None:
+            self._compiled = speed.compile_task(self._episode)
+        episode = self._compiled
+
+        def objective(p: Params) -> tuple[Tensor, dict[str, Tensor]]:
+            inputs = [batch.support_x, batch.support_y, batch.query_x, batch.query_y]
+            loss, accuracy = fx.map_tasks(
+                lambda q, sx, sy, qx, qy: episode(q, sx, sy, qx, qy, ways),
+                fx.subset(p, "features."),
+                inputs,
+                vectorize=False,
+            )
+            return loss.mean(), {"accuracy": accuracy.mean()}
+
+        return objective
+
+    def _episode(
+        self, feats: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor, ways: int
+    ) -> tuple[Tensor, Tensor]:
+        """One episode's query loss and accuracy (what ``batching: compiled`` compiles)."""
+        logits = self.logits(feats, sx, sy, qx, ways)
+        return fx.task_loss(logits, qy), fx.accuracy(logits, qy)
 
     def adapt(
         self, params: Params, support_x: Tensor, support_y: Tensor, *, steps: int | None = None
