@@ -3,6 +3,7 @@ comes back at once, "did you mean" for a mistyped name, and a word before a long
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -77,6 +78,19 @@ def test_help_works_for_every_command(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, [*command, "--help"])
         assert result.exit_code == 0, (command, result.output)
         assert "Usage:" in result.output, command
+
+
+def test_help_paragraphs_flow_to_the_terminal_width() -> None:
+    # Typer's help keeps a docstring's line breaks: a docstring wrapped at 100 columns came out
+    # ragged in an 80-column terminal (a line of three words, then a full one).
+    width = 78  # 80 columns less the help's one-space margin each side
+    for command in every_command():
+        result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
+        text = result.output.split("Usage:", 1)[1].split("╭", 1)[0]
+        lines = [line.strip() for line in text.splitlines()[1:]]
+        for line, following in itertools.pairwise(lines):
+            if line and following:  # the same paragraph: the next word did not fit
+                assert len(line) + 1 + len(following.split()[0]) > width, (command, line)
 
 
 def test_shell_completion_is_offered_and_completes_commands(tmp_path: Path) -> None:

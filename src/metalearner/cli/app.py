@@ -7,6 +7,7 @@ Every :class:`~metalearner.errors.MetalearnerError` becomes one line on stderr a
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -72,6 +73,23 @@ app.command("quickstart")(quickstart_cmd)
 app.command("benchmark")(benchmark_cmd)
 app.command("search")(search_cmd)
 app.add_typer(rl_app, name="rl")
+
+
+def _flow_help(group: typer.Typer) -> None:
+    """Puts each paragraph of each command's help on one line, for the terminal to wrap.
+
+    Typer's help keeps a docstring's line breaks, so a docstring wrapped at 100 columns came
+    out ragged in an 80-column terminal (a line of three words, then a full one).
+    """
+    for command in group.registered_commands:
+        doc = inspect.cleandoc(command.help or getattr(command.callback, "__doc__", None) or "")
+        command.help = "\n\n".join(" ".join(p.splitlines()) for p in doc.split("\n\n"))
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _flow_help(sub.typer_instance)
+
+
+_flow_help(app)
 
 
 def main() -> None:
