@@ -87,6 +87,8 @@ def main() -> None:
     line = f"| {trained} | {len(scores)} | {mean:.2f}% ± {ci:.2f} | "
     line += f"{min(scores):.0f}% – {max(scores):.0f}% |"
     table = "| model | runs | accuracy (mean ± 95% CI) | range |\n|---|---|---|---|\n" + line
+    if trained != "given":
+        table += f"\n\n- {machine.validation_curve(run)}"
     print(table)
     if not args.no_record:
         machine.record(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from metalearner.runs.curves import read_curves
 from metalearner.runs.provenance import commit, cpu
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -26,6 +27,23 @@ def describe() -> str:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         gpu = f"{torch.cuda.get_device_name(0)} with "
     return f"{gpu}{cpu()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def validation_curve(folder: Path) -> str:
+    """The run in ``folder``'s validation scores against its training time, as one line.
+
+    What a missed target needs beside its number (issue 29): whether the score was still
+    climbing when the budget ran out (steps/s limit it) or flat long before (the strategy does).
+    """
+    curves = read_curves(folder)
+    scale = 100 if curves.metric == "accuracy" else 1  # accuracy in %, other scores as logged
+    points = ", ".join(
+        f"{p.seconds / 60:.1f} min {scale * p.value:.2f}"
+        + (f" ± {scale * p.ci95:.2f}" if p.ci95 else "")
+        for p in curves.val
+    )
+    what = f"validation {curves.metric or 'score'}{' (%)' if scale == 100 else ''}"
+    return f"{what} against training time: {points or 'none'}"
 
 
 def record(

@@ -6,7 +6,8 @@ and saved, its adaptation chosen on validation tasks), evaluates its best checkp
 machine and the commit, in place of the last run of the same presets and overrides. The table
 gives the wall time and where it went (outer steps, validation, checkpoints; the rest chose the
 adaptation), steps per second, the adaptation used, the score under the preset's own adaptation
-(its paper's protocol) where validation chose another, and the no-training floor on the same tasks.
+(its paper's protocol) where validation chose another, and the no-training floor on the same tasks;
+below it each run's validation score against training time (still rising at the budget, or flat).
 
 Targets on the 2-core CPU (issue 29): ProtoNets 5-way 1-shot >= 98.8% and 20-way 1-shot >= 96.0%
 within 20 minutes each; MAML 5-way 1-shot >= 98.0% within 60 minutes. Published (tens of
@@ -59,8 +60,8 @@ def main() -> None:
         preset, minutes, target = spec.split(":")
         row = train_and_score(preset, float(minutes), args.set, args.out / preset, args.data_dir)
         rows.append({**row, "target": float(target), "met": row["accuracy"] >= float(target)})
-        print(_table(rows[-1:]), flush=True)
-    table = _table(rows)
+        print(_table(rows[-1:]), f"\n- {preset}: {row['curve']}", flush=True)
+    table = _table(rows) + "\n\n" + "\n".join(f"- {r['preset']}: {r['curve']}" for r in rows)
     print(table)
     (HERE / "omniglot.json").write_text(json.dumps(rows, indent=2) + "\n")
     if not args.no_record:
@@ -88,7 +89,7 @@ def train_and_score(
         "best_val": None if result.best is None else 100 * result.best["score"],
         "accuracy": 100 * scores.score.mean, "ci95": 100 * scores.score.ci95,
         "tasks": scores.num_tasks, "published": get_preset(preset).expected,
-        **_adaptation(scores), **_floor(scores),
+        **_adaptation(scores), **_floor(scores), "curve": machine.validation_curve(folder),
     }  # fmt: skip
 
 
