@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from metalearner import functional as fx
-from metalearner.data.fewrel import load_fewrel, load_relations
+from metalearner.data.fewrel import load_fewrel
+from metalearner.data.fewrel_json import load_relations
 from metalearner.data.text import (
     MAX_LENGTH,
     UNK,

@@ -2,11 +2,12 @@
 
 Read from ``<data-dir>/fewrel/`` in the FewRel JSON format, ``{relation_id: [{"tokens": [...],
 "h": [name, id, [[positions]]], "t": [...]}, ...]}``, with relation names from ``pid2name.json``
-when it is there. Sentences are encoded by :mod:`metalearner.data.text` with a vocabulary of the
-meta-training sentences only (textcnn), or, for a pretrained encoder, by its own tokenizer with
-the entities marked (:mod:`metalearner.data.subwords`), once: the encoded split is cached like
-Omniglot's images (:mod:`metalearner.data.cache`), keyed on the encoding (the tokenizer's
-whole content, not its path). Splits (``data.split``):
+when it is there (both read and checked by :mod:`metalearner.data.fewrel_json`). Sentences are
+encoded by :mod:`metalearner.data.text` with a vocabulary of the meta-training sentences only
+(textcnn), or, for a pretrained encoder, by its own tokenizer with the entities marked
+(:mod:`metalearner.data.subwords`), once: the encoded split is cached like Omniglot's images
+(:mod:`metalearner.data.cache`), keyed on the encoding (the tokenizer's whole content, not its
+path). Splits (``data.split``):
 
 - ``wiki`` (default): the 16 relations of ``val_wiki.json`` (FewRel 1.0's public validation set;
   its 64 training relations are not redistributed with this project), shuffled with
@@ -32,37 +33,24 @@ References:
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from metalearner.data import cache
+from metalearner.data.fewrel_json import NAMES, Relation, load_relations, relation_names
 from metalearner.data.labeled import LabeledSet
 from metalearner.data.omniglot import data_root
 from metalearner.data.splits import ClassSplit
 from metalearner.data.subwords import SubwordEncoding
-from metalearner.data.text import MIN_COUNT, Sentence, Vocabulary, encode, text_preprocessing
+from metalearner.data.text import MIN_COUNT, Vocabulary, encode, text_preprocessing
 from metalearner.errors import ConfigError, DataError
 
-WIKI, PUBMED, TRAIN, NAMES = "val_wiki.json", "val_pubmed.json", "train_wiki.json", "pid2name.json"
+WIKI, PUBMED, TRAIN = "val_wiki.json", "val_pubmed.json", "train_wiki.json"
 SPLITS = ("wiki", "pubmed", "official")
 HELD_OUT = 7  # with val = 0: 1 sentence in 7 of each meta-training relation validates
-
-
-@dataclass(frozen=True)
-class Relation:
-    """One relation (class): its id, readable name, domain and sentences."""
-
-    id: str
-    name: str
-    domain: str
-    sentences: tuple[Sentence, ...]
 
 
 def fewrel_dir(data_dir: Path | str | None = None) -> Path:
@@ -214,70 +202,6 @@ def _consistent(arrays: cache.Arrays, max_length: int) -> bool:
         and len(arrays["groups"]) == int(arrays["parts"].sum()) == n
         and (y.size == 0 or 0 <= int(y.min()) <= int(y.max()) < n)
     )
-
-
-def load_relations(path: Path, domain: str, names: Mapping[str, str]) -> list[Relation]:
-    """Every relation of one FewRel JSON file, sorted by id, each record checked.
-
-    Raises:
-        DataError: the file is not FewRel JSON, or a record is malformed (naming it).
-    """
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path} cannot be read ({err}); check the file.") from None
-    except json.JSONDecodeError as err:
-        raise DataError(
-            f"{path} is not valid JSON (line {err.lineno}); fix or replace it."
-        ) from None
-    if not isinstance(raw, dict) or not raw:
-        raise DataError(f"{path} must hold a JSON object {{relation: [records]}}, as FewRel does.")
-    out = []
-    for rid in sorted(raw):
-        records = raw[rid]
-        if not isinstance(records, list):
-            raise DataError(f"{path}: relation {rid!r} must map to a list of records.")
-        sentences = tuple(_sentence(r, path, rid, i) for i, r in enumerate(records))
-        name = names.get(rid)
-        out.append(Relation(rid, f"{rid} ({name})" if name else rid, domain, sentences))
-    return out
-
-
-def relation_names(folder: Path) -> dict[str, str]:
-    """Relation id -> name from ``pid2name.json`` (``{"P177": ["crosses", "..."]}``), or ``{}``."""
-    path = folder / NAMES
-    if not path.is_file():
-        return {}
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return {str(k): str(v[0]) for k, v in raw.items()}
-    except (ValueError, TypeError, AttributeError, IndexError, KeyError):
-        raise DataError(
-            f"{path} is not a map of relation ids to [name, description]; fix or remove it."
-        ) from None
-
-
-def _sentence(record: Any, path: Path, rid: str, index: int) -> Sentence:
-    def bad(what: str) -> DataError:
-        return DataError(f"{path}: relation {rid!r}, record {index}: {what}; fix or remove it.")
-
-    if not isinstance(record, dict):
-        raise bad("is not an object with tokens, h and t")
-    tokens = record.get("tokens")
-    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
-        raise bad("'tokens' must be a non-empty list of strings")
-    spans = []
-    for key in ("h", "t"):
-        entity = record.get(key)
-        if not isinstance(entity, list) or len(entity) < 3 or not isinstance(entity[2], list):
-            raise bad(f"{key!r} must be [name, id, [[token positions], ...]]")
-        mention = entity[2][0] if entity[2] else None
-        if not isinstance(mention, list) or not mention:
-            raise bad(f"{key!r} has no token positions")
-        if not all(isinstance(p, int) and 0 <= p < len(tokens) for p in mention):
-            raise bad(f"{key!r} positions {mention} are not token indices 0..{len(tokens) - 1}")
-        spans.append((min(mention), max(mention) + 1))
-    return Sentence(tuple(tokens), spans[0], spans[1])
 
 
 def _need(folder: Path, file: str, split: str) -> Path:
